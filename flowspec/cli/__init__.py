@@ -1,0 +1,9 @@
+"""The ``flowspec`` command line (typer). Commands are thin: the work lives in the library.
+
+Each group of verbs lives in its own module and registers itself on :data:`app`.
+"""
+
+from flowspec.cli.app import app, main
+from flowspec.cli import core  # noqa: F401  (registers build, validate, expand, check, schema)
+
+__all__ = ["app", "main"]

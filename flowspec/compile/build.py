@@ -1,0 +1,68 @@
+"""``flowspec build``: the output folder of a spec.
+
+``<folder>/expanded.yaml`` (the explicit spec), ``model.pt`` (spec + initial weights, loadable with
+:func:`flowspec.load_model`), ``density.pt2`` and ``sample.pt2`` (``torch.export`` programs,
+checked equal to the in-memory model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from flowspec.compile.export import export_programs, save_model
+from flowspec.compile.model import FlowModel
+from flowspec.graph.build import FlowGraph, build_graph
+from flowspec.spec.expand import explicit_spec
+from flowspec.spec.models import Spec
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    index: int
+    name: str
+    kind: str
+    in_shape: tuple
+    out_shape: tuple
+    params: int
+
+
+@dataclass
+class BuildResult:
+    graph: FlowGraph
+    model: FlowModel
+    rows: list[BuildRow]
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def total_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
+    rows = [BuildRow(node.index, node.name, node.kind, node.in_shape, node.out_shape,
+                     sum(p.numel() for p in layer.parameters()))
+            for node, layer in zip(graph.layers, model.layers)]
+    prior = sum(p.numel() for p in model.top_prior.parameters())
+    rows.append(BuildRow(len(rows), "prior", f"prior ({graph.spec.prior})", graph.output_shape,
+                         graph.output_shape, prior))
+    return rows
+
+
+def build_folder(spec: Spec, folder: str | Path, export: bool = True) -> BuildResult:
+    folder = Path(folder)
+    graph = build_graph(spec)
+    model = FlowModel(graph).eval()
+    result = BuildResult(graph, model, build_rows(graph, model))
+    folder.mkdir(parents=True, exist_ok=True)
+    expanded = folder / "expanded.yaml"
+    expanded.write_text(yaml.safe_dump(explicit_spec(spec), sort_keys=False, default_flow_style=None))
+    result.files["expanded spec"] = expanded
+    save_model(model, folder / "model.pt")
+    result.files["model"] = folder / "model.pt"
+    if export:
+        for direction, path in export_programs(model, folder).items():
+            result.files[f"{direction} program"] = path
+    return result

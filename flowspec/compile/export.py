@@ -1,0 +1,130 @@
+"""Saving, loading and ``torch.export`` of compiled models.
+
+``save_model`` writes the spec and the state dict in one file; ``load_model`` rebuilds the model
+with one call (``weights_only`` loading). ``export_programs`` writes the density direction
+(``x -> (*zs, logdet)``) and the sampling direction (``(*eps, temperature) -> x``) as ``.pt2``
+files that ``torch.export.load`` runs without flowspec installed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.errors import CheckpointError, SpecError
+from flowspec.compile.model import FlowModel
+
+MODEL_FORMAT = "flowspec-model/1"
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: FlowModel, path: str | Path) -> None:
+    atomic_save({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"),
+                 "spec_file": getattr(model.spec.source, "file", None),
+                 "state_dict": model.state_dict()}, path)
+
+
+def read_checkpoint(path: str | Path, expected: str) -> dict:
+    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt or
+    foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable flowspec file ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith(expected.split("/")[0]):
+        raise CheckpointError(f"{path}: not a {expected.split('/')[0]} file")
+    return data
+
+
+def model_from_spec_data(data: dict, spec_file: str | None = None):
+    from flowspec.compile import compile
+    from flowspec.spec.loader import spec_from_data
+    from flowspec.spec.yaml_source import SourceMap
+
+    return compile(spec_from_data(data, SourceMap(spec_file or "<checkpoint>")))
+
+
+def load_model(path: str | Path) -> FlowModel:
+    """Rebuild a model saved by :func:`save_model` (or a runner checkpoint) with its weights."""
+    data = read_checkpoint(path, MODEL_FORMAT)
+    try:
+        model = model_from_spec_data(data["spec"], data.get("spec_file"))
+        model.load_state_dict(data.get("ema_state_dict") or data["state_dict"])
+    except (KeyError, RuntimeError, SpecError) as error:
+        raise CheckpointError(f"{path}: its spec and weights do not fit: {error}") from None
+    return model.eval()
+
+
+class _Density(nn.Module):
+    def __init__(self, model: FlowModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor):
+        zs, logdet, log_pz = self.model._encode(x)
+        return (*zs, logdet, log_pz + logdet)
+
+
+class _Sampler(nn.Module):
+    def __init__(self, model: FlowModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, temperature: Tensor, *eps: Tensor):
+        return self.model.generate(list(eps), temperature)
+
+
+def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check: bool = True) -> dict[str, Path]:
+    """Export the density (``x -> (*zs, logdet, log_prob)``) and sampling
+    (``(temperature, *eps) -> x``) directions with ``torch.export``; check each loaded program
+    against the in-memory model. Returns the written paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    reference = next(model.parameters(), torch.zeros(()))
+    x = torch.randn(batch, *model.input_shape, dtype=reference.dtype)
+    eps = tuple(torch.randn(batch, *shape, dtype=reference.dtype) for shape in model.latent_shapes)
+    temperature = torch.tensor(0.7, dtype=reference.dtype)
+    paths = {"density": folder / "density.pt2", "sample": folder / "sample.pt2"}
+    with torch.no_grad():
+        density = torch.export.export(_Density(model), (x,))
+        sampler = torch.export.export(_Sampler(model), (temperature, *eps))
+        torch.export.save(density, paths["density"])
+        torch.export.save(sampler, paths["sample"])
+        if check:
+            _check_equal(torch.export.load(paths["density"]).module()(x), _Density(model)(x), "density")
+            _check_equal(torch.export.load(paths["sample"]).module()(temperature, *eps),
+                         _Sampler(model)(temperature, *eps), "sampling")
+    return paths
+
+
+def _check_equal(exported, eager, what: str) -> None:
+    exported = exported if isinstance(exported, (tuple, list)) else (exported,)
+    eager = eager if isinstance(eager, (tuple, list)) else (eager,)
+    for a, b in zip(exported, eager):
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-4):
+            raise RuntimeError(f"the exported {what} program differs from the model by "
+                               f"{(a - b).abs().max().item():.3g}")

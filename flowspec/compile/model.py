@@ -1,0 +1,130 @@
+"""FlowModel: the compiled PyTorch module of a flow spec.
+
+``forward(x) -> (zs, logdet)`` maps data to the latents, one per split plus the top one (data ->
+latent; ``logdet = log|det dz/dx|``, shape ``(batch,)``); ``inverse(zs) -> (x, logdet)`` maps them
+back. ``log p(x) = sum_i log p_i(z_i | ...) + logdet``.
+
+On discrete data the model sees ``y = (x + u) / n - 1/2`` (``centred``) and
+``bits/dim = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.dequant import build_dequantizer
+from flowspec.graph.build import FlowGraph
+from flowspec.layers.actnorm import ActNorm
+from flowspec.layers.base import numel
+from flowspec.layers.split import Split, TopPrior
+
+
+class FlowModel(nn.Module):
+    def __init__(self, flow_graph: FlowGraph):
+        super().__init__()
+        spec = flow_graph.spec
+        self.spec = spec
+        self.names = [node.name for node in flow_graph.layers]
+        self.layers = nn.ModuleList(node.config.build(node.in_shape) for node in flow_graph.layers)
+        self.latent_shapes = flow_graph.latent_shapes
+        self.input_shape = flow_graph.input_shape
+        self.top_prior = TopPrior(flow_graph.output_shape, learned=spec.prior == "learned")
+        self.levels = spec.input.levels
+        self.centred = getattr(spec.dequantization, "centred", True)
+        self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape)
+
+    # -- the flow -----------------------------------------------------------------------------
+    def _encode(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        zs: list[Tensor] = []
+        logdet = x.new_zeros(x.shape[0])
+        log_pz = x.new_zeros(x.shape[0])
+        for layer in self.layers:
+            if isinstance(layer, Split):
+                x, factored = layer.split(x)
+                log_pz = log_pz + layer.log_prob(x, factored)
+                zs.append(factored)
+            else:
+                x, step_logdet = layer(x)
+                logdet = logdet + step_logdet
+        zs.append(x)
+        return zs, logdet, log_pz + self.top_prior.log_prob(x)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """``x -> (zs, logdet)``: latents (factored ones in order, top last) and ``log|det dz/dx|``."""
+        zs, logdet, _ = self._encode(x)
+        return zs, logdet
+
+    def inverse(self, zs: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``zs -> (x, logdet)`` with ``logdet = log|det dx/dz| = -forward's``."""
+        factored = list(zs[:-1])
+        x = zs[-1]
+        logdet = x.new_zeros(x.shape[0])
+        for layer in reversed(self.layers):
+            if isinstance(layer, Split):
+                x = layer.join(x, factored.pop())
+            else:
+                x, step_logdet = layer.inverse(x)
+                logdet = logdet + step_logdet
+        return x, logdet
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """``log p(x)`` of continuous ``x`` (in model space), shape ``(batch,)``."""
+        _, logdet, log_pz = self._encode(x)
+        return log_pz + logdet
+
+    def generate(self, eps: list[Tensor], temperature: float = 1.0) -> Tensor:
+        """Sampling direction, deterministic in the noise: ``eps`` are standard normal draws of the
+        latents' shapes; every prior's standard deviation is scaled by ``temperature``."""
+        factored = list(eps[:-1])
+        x = self.top_prior.generate(eps[-1], temperature)
+        for layer in reversed(self.layers):
+            if isinstance(layer, Split):
+                x = layer.join(x, layer.generate(x, factored.pop(), temperature))
+            else:
+                x, _ = layer.inverse(x)
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples in model space."""
+        reference = self.top_prior.mean
+        eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype).to(reference.device)
+               for shape in self.latent_shapes]
+        return self.generate(eps, temperature)
+
+    # -- discrete data ------------------------------------------------------------------------
+    def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """``y = v / n (- 1/2)`` and its log-det ``-D log n``."""
+        y = v / self.levels - (0.5 if self.centred else 0.0)
+        return y, v.new_full((v.shape[0],), -numel(self.input_shape) * math.log(self.levels))
+
+    def to_data_space(self, y: Tensor) -> Tensor:
+        """Inverse of :meth:`to_model_space` followed by rounding down to the data's levels."""
+        v = (y + (0.5 if self.centred else 0.0)) * self.levels
+        return v.floor().clamp(0, self.levels - 1)
+
+    def elbo(self, x: Tensor) -> Tensor:
+        """One-sample bound ``log p(v) - log q(u|x) <= log P(x)`` in nats, per example."""
+        v, log_q = self.dequantizer(x)
+        y, scale_logdet = self.to_model_space(v)
+        return self.log_prob(y) + scale_logdet - log_q
+
+    def bits_per_dim(self, x: Tensor) -> Tensor:
+        """``-elbo / (D log 2)`` per example, for integer-valued data ``x``."""
+        return -self.elbo(x) / (numel(self.input_shape) * math.log(2))
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Run actnorm's data-dependent init on a batch of integer-valued data."""
+        was_training = self.training
+        self.train()
+        v, _ = self.dequantizer(x)
+        self.log_prob(self.to_model_space(v)[0])
+        self.train(was_training)
+
+    @property
+    def initialized(self) -> bool:
+        return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))

@@ -1,0 +1,147 @@
+"""``build_graph``: Spec -> FlowGraph, a networkx graph with tensor shapes on its edges.
+
+The graph is pure: every shape comes from a layer kind's shape rule, and no weight is
+allocated. Validation happens here, and reports every problem at once with its YAML line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from flowspec.errors import Problem, RuleViolation, ShapeError
+from flowspec.layers.base import LayerConfig, Shape, numel
+from flowspec.spec.expand import ExpandedLayer, expand
+from flowspec.spec.models import Spec
+
+INPUT = "input"
+TOP_PRIOR = "prior"
+
+
+@dataclass(frozen=True)
+class LayerNode:
+    """One layer of the explicit list, with the shapes the graph inferred for it."""
+
+    index: int
+    name: str
+    config: LayerConfig
+    path: tuple
+    in_shape: Shape
+    out_shape: Shape
+    factored_shape: Shape | None = None  # the latent a split factors out
+    level: int | None = None
+    step: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+
+@dataclass
+class FlowGraph:
+    """The validated graph of a spec: ``layers`` in flow order and ``graph`` (networkx) whose
+    edges carry ``shape``; factored latents and the top latent end in prior nodes."""
+
+    spec: Spec
+    layers: list[LayerNode]
+    graph: nx.DiGraph = field(repr=False)
+
+    @property
+    def input_shape(self) -> Shape:
+        return tuple(self.spec.input.shape)
+
+    @property
+    def latent_shapes(self) -> list[Shape]:
+        """Shapes of the latents in the order ``FlowModel.forward`` returns them (top last)."""
+        shapes = [node.factored_shape for node in self.layers if node.factored_shape is not None]
+        return shapes + [self.output_shape]
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
+        source = self.spec.source
+        if source is None:
+            return Problem(message, path, hint=hint)
+        return source.problem(message, path, hint)
+
+
+def _hint_levels(spec: Spec, layer: ExpandedLayer, shape: Shape, violation: RuleViolation) -> str | None:
+    if layer.path == ("levels",) and layer.config.kind == "squeeze" and len(shape) == 3:
+        fits, h, w = 0, spec.input.shape[1], spec.input.shape[2]
+        while h % 2 == 0 and w % 2 == 0:
+            fits, h, w = fits + 1, h // 2, w // 2
+        return f"too many levels for a {spec.input.shape[1]}x{spec.input.shape[2]} input: at most {fits} fit"
+    return violation.hint
+
+
+def build_graph(spec: Spec) -> FlowGraph:
+    """Infer every shape, check every dimension and invertibility rule, build the graph.
+
+    Raises :class:`ShapeError` listing every problem, each with its YAML location.
+    """
+    expanded = expand(spec)
+    graph = nx.DiGraph()
+    graph.add_node(INPUT, kind="input", shape=tuple(spec.input.shape))
+    flow = FlowGraph(spec, [], graph)
+    problems: list[Problem] = []
+    shape: Shape = tuple(spec.input.shape)
+    previous = INPUT
+    for index, layer in enumerate(expanded):
+        config = layer.config
+        factored = None
+        try:
+            config.check_input(shape)
+            out_shape = tuple(config.output_shape(shape))
+            if config.factors_out:
+                factored = tuple(config.factored_shape(shape))
+            produced = numel(out_shape) + (numel(factored) if factored else 0)
+            if produced != numel(shape):
+                raise RuleViolation(f"does not preserve the element count: {numel(shape)} in, "
+                                    f"{produced} out")
+        except RuleViolation as violation:
+            problems.append(flow.problem(
+                f"{layer.name} ({config.kind}) on input {shape}: {violation.message}",
+                layer.path + violation.field, _hint_levels(spec, layer, shape, violation)))
+            out_shape, factored = shape, None  # carry on to find the other problems
+        node = LayerNode(index, layer.name, config, layer.path, shape, out_shape, factored,
+                         layer.level, layer.step)
+        flow.layers.append(node)
+        graph.add_node(layer.name, kind=config.kind, node=node)
+        graph.add_edge(previous, layer.name, shape=shape)
+        if factored is not None:
+            prior = f"{layer.name}.prior"
+            graph.add_node(prior, kind="prior", prior=config.prior)
+            graph.add_edge(layer.name, prior, shape=factored, latent=True)
+        previous, shape = layer.name, out_shape
+    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
+    graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
+    problems += _check_structure(flow)
+    if problems:
+        raise ShapeError(problems)
+    return flow
+
+
+def _check_structure(flow: FlowGraph) -> list[Problem]:
+    """Graph-level invertibility: acyclic, one input, each output consumed exactly once, every
+    latent ends in a prior."""
+    graph, problems = flow.graph, []
+    if not nx.is_directed_acyclic_graph(graph):
+        problems.append(flow.problem("the layers form a cycle", ()))
+    for name, data in graph.nodes(data=True):
+        outs = graph.out_degree(name)
+        node = data.get("node")
+        expected = 0 if data["kind"] == "prior" else 2 if node and node.factored_shape else 1
+        if outs != expected:
+            path = node.path if node else ()
+            problems.append(flow.problem(f"{name}: {outs} consumers of its outputs, expected "
+                                         f"{expected} (every output is consumed exactly once)", path))
+        if data["kind"] != "input" and graph.in_degree(name) != 1:
+            problems.append(flow.problem(f"{name}: {graph.in_degree(name)} inputs, expected 1", ()))
+    priors = {n for n, d in graph.nodes(data=True) if d["kind"] == "prior"}
+    for name in graph.nodes:
+        if graph.out_degree(name) == 0 and name not in priors:
+            problems.append(flow.problem(f"{name}: its output reaches no prior", ()))
+    return problems

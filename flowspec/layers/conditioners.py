@@ -1,0 +1,72 @@
+"""Conditioner networks of coupling layers: ``conv`` for images, ``mlp`` for vectors.
+
+They need not be invertible; their last layer is zero-initialised so that every coupling
+starts as the identity (Glow, Kingma & Dhariwal 2018, arXiv:1807.03039, sec. 3.3).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from torch import Tensor, nn
+
+
+class ConvConditioner(BaseModel):
+    """conv(k) -> ReLU -> [conv 1x1 -> ReLU] * (depth - 1) -> conv(k), last conv zero-initialised."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["conv"] = "conv"
+    hidden: PositiveInt = 512
+    kernel: Annotated[int, Field(ge=1, le=7)] = 3
+    depth: Annotated[int, Field(ge=1, le=16)] = 2
+    zero_init: bool = True
+
+    def build(self, in_channels: int, out_channels: int) -> nn.Module:
+        pad = self.kernel // 2
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, self.hidden, self.kernel, padding=pad), nn.ReLU()]
+        for _ in range(self.depth - 1):
+            layers += [nn.Conv2d(self.hidden, self.hidden, 1), nn.ReLU()]
+        last = nn.Conv2d(self.hidden, out_channels, self.kernel, padding=pad)
+        if self.zero_init:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        return nn.Sequential(*layers, last)
+
+    def convs(self, in_channels: int, out_channels: int) -> list[tuple[int, int, int]]:
+        """(in, out, kernel) of every conv, for the cost rule."""
+        shapes = [(in_channels, self.hidden, self.kernel)]
+        shapes += [(self.hidden, self.hidden, 1)] * (self.depth - 1)
+        return shapes + [(self.hidden, out_channels, self.kernel)]
+
+
+class MLPConditioner(BaseModel):
+    """Linear -> ReLU per hidden size, then a zero-initialised linear output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["mlp"] = "mlp"
+    hidden: Annotated[list[PositiveInt], Field(min_length=1)] = [256, 256]
+    zero_init: bool = True
+
+    def build(self, in_features: int, out_features: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        last = nn.Linear(width, out_features)
+        if self.zero_init:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        return nn.Sequential(*layers, last)
+
+    def linears(self, in_features: int, out_features: int) -> list[tuple[int, int]]:
+        sizes = [in_features, *self.hidden, out_features]
+        return list(zip(sizes[:-1], sizes[1:]))
+
+
+Conditioner = Annotated[Union[ConvConditioner, MLPConditioner], Field(discriminator="kind")]
+
+
+def apply(net: nn.Module, x: Tensor) -> Tensor:
+    return net(x)

@@ -1,0 +1,113 @@
+"""Invertible 1x1 convolution (Glow, Kingma & Dhariwal 2018, arXiv:1807.03039, sec. 3.2).
+
+forward:  ``y[:, :, h, w] = W x[:, :, h, w]`` (a linear map of features for vectors)
+inverse:  ``x = W^{-1} y``
+log-det:  ``H * W * log|det W|``
+
+Plain: ``W`` starts as a random rotation and ``log|det W|`` costs an O(c^3) ``slogdet``.
+LU: ``W = P L (U + diag(sign_s * exp(log_s)))`` with ``P`` a fixed permutation, ``L`` unit lower
+and ``U`` strictly upper triangular; ``log|det W| = sum(log_s)``, O(c).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowspec.errors import RuleViolation
+from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, per_example, register
+
+MAX_CONDITION = 1e4
+
+
+def random_rotation(channels: int, seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(channels, channels, generator=generator, dtype=torch.float64))
+    return q
+
+
+@register
+class InvConvConfig(LayerConfig):
+    kind: Literal["invconv"] = "invconv"
+    lu: bool = True
+    seed: int = 0
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if shape[0] < 2:
+            raise RuleViolation("invconv on 1 channel is only a scalar gain",
+                                hint="squeeze first, or use actnorm for a per-channel scale")
+        if not self.lu:
+            condition = torch.linalg.cond(random_rotation(shape[0], self.seed)).item()
+            if not condition < MAX_CONDITION:
+                raise RuleViolation(f"initial W is ill-conditioned (cond {condition:.3g})",
+                                    hint="use lu: true", field=("lu",))
+        return shape
+
+    def cost(self, shape: Shape) -> LayerCost:
+        c, spatial = shape[0], numel(shape[1:])
+        matmul = 2.0 * c * c * spatial
+        if self.lu:
+            params, logdet, per_call = c * c + c, float(c), True
+            weight_flops = 2.0 * c ** 3 / 3  # rebuild W = P L U per call
+        else:
+            params, logdet, per_call = c * c, 2.0 * c ** 3 / 3, True
+            weight_flops = 0.0
+        inverse_weight = 2.0 * c ** 3  # W^{-1}
+        return LayerCost(params=params, flops_forward=matmul + weight_flops,
+                         flops_inverse=matmul + inverse_weight, matmul_flops_forward=matmul,
+                         matmul_flops_inverse=matmul, flops_logdet=logdet,
+                         logdet_per_call=per_call, activations=numel(shape))
+
+    def build(self, shape: Shape) -> "InvConv":
+        return InvConvLU(shape, self.seed) if self.lu else InvConv(shape, self.seed)
+
+
+class InvConv(FlowLayer):
+    def __init__(self, shape: Shape, seed: int = 0):
+        super().__init__()
+        self.spatial = numel(shape[1:])
+        self.weight = nn.Parameter(random_rotation(shape[0], seed).float())
+
+    def matrix(self) -> Tensor:
+        return self.weight
+
+    def log_abs_det(self) -> Tensor:
+        return torch.linalg.slogdet(self.weight)[1]
+
+    def _multiply(self, x: Tensor, weight: Tensor) -> Tensor:
+        if x.dim() == 4:
+            return F.conv2d(x, weight.view(*weight.shape, 1, 1))
+        return x @ weight.T
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._multiply(x, self.matrix()), per_example(self.spatial * self.log_abs_det(), x)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self._multiply(y, torch.linalg.inv(self.matrix())), per_example(-self.spatial * self.log_abs_det(), y)
+
+
+class InvConvLU(InvConv):
+    def __init__(self, shape: Shape, seed: int = 0):
+        FlowLayer.__init__(self)
+        c = shape[0]
+        self.spatial = numel(shape[1:])
+        p, lower, upper = torch.linalg.lu(random_rotation(c, seed))
+        diagonal = torch.diagonal(upper)
+        self.register_buffer("permutation", p.float())
+        self.register_buffer("sign_s", torch.sign(diagonal).float())
+        self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1))
+        self.lower = nn.Parameter(lower.float())
+        self.upper = nn.Parameter(torch.triu(upper, 1).float())
+        self.log_s = nn.Parameter(torch.log(diagonal.abs()).float())
+
+    def matrix(self) -> Tensor:
+        eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.permutation @ lower @ upper
+
+    def log_abs_det(self) -> Tensor:
+        return self.log_s.sum()

@@ -1,0 +1,44 @@
+"""Fixed channel permutation (RealNVP / NICE): ``y = x[perm]``, ``x = y[perm^{-1}]``, ``logdet = 0``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from flowspec.errors import RuleViolation
+from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, register, zeros_like_batch
+
+
+@register
+class PermuteConfig(LayerConfig):
+    kind: Literal["permute"] = "permute"
+    order: Literal["reverse", "shuffle"] = "reverse"
+    seed: int = 0
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if shape[0] < 2:
+            raise RuleViolation("permute needs at least 2 channels", hint="squeeze first")
+        return shape
+
+    def build(self, shape: Shape) -> "Permute":
+        c = shape[0]
+        if self.order == "reverse":
+            perm = torch.arange(c - 1, -1, -1)
+        else:
+            perm = torch.randperm(c, generator=torch.Generator().manual_seed(self.seed))
+        return Permute(perm)
+
+
+class Permute(FlowLayer):
+    def __init__(self, perm: Tensor):
+        super().__init__()
+        self.register_buffer("perm", perm)
+        self.register_buffer("inverse_perm", torch.argsort(perm))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.perm], zeros_like_batch(x)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y[:, self.inverse_perm], zeros_like_batch(y)

@@ -1,0 +1,118 @@
+"""Split: factor out half of the channels to a learned conditional prior (Glow / RealNVP multiscale).
+
+forward:  ``z_1, z_2 = x[:c1], x[c1:]``; ``z_1`` goes on through the flow, ``z_2`` is a latent
+inverse:  ``x = concat(z_1, z_2)``; ``logdet = 0`` (a partition)
+prior:    ``z_2 ~ N(mu, sigma)`` with ``(mu, log sigma) = ZeroConv(z_1)`` (``conditional``), or
+          ``N(0, I)`` (``standard``). Sampling at temperature T draws ``mu + T sigma eps``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal
+
+from flowspec.errors import RuleViolation
+from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, register
+
+
+def kept_channels(channels: int) -> int:
+    return channels - channels // 2
+
+
+@register
+class SplitConfig(LayerConfig):
+    kind: Literal["split"] = "split"
+    prior: Literal["conditional", "standard"] = "conditional"
+    factors_out = True
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if shape[0] < 2:
+            what = "channels" if len(shape) == 3 else "features"
+            raise RuleViolation(f"split needs at least 2 {what} to divide, got {shape[0]}",
+                                hint="squeeze before splitting, or remove this split")
+        return (kept_channels(shape[0]),) + shape[1:]
+
+    def factored_shape(self, shape: Shape) -> Shape:
+        return (shape[0] // 2,) + shape[1:]
+
+    def cost(self, shape: Shape) -> LayerCost:
+        if self.prior == "standard":
+            return LayerCost(flops_forward=3.0 * numel(self.factored_shape(shape)))
+        kept, factored = kept_channels(shape[0]), shape[0] // 2
+        spatial = numel(shape[1:])
+        kernel = 9 if len(shape) == 3 else 1
+        matmul = 2.0 * kept * 2 * factored * kernel * spatial
+        return LayerCost(params=kept * 2 * factored * kernel + 2 * factored,
+                         flops_forward=matmul + 6.0 * factored * spatial,
+                         flops_inverse=matmul + 3.0 * factored * spatial,
+                         matmul_flops_forward=matmul, matmul_flops_inverse=matmul,
+                         activations=2 * factored * spatial)
+
+    def build(self, shape: Shape) -> "Split":
+        return Split(shape, self.prior)
+
+
+class Split(FlowLayer):
+    def __init__(self, shape: Shape, prior: str = "conditional"):
+        super().__init__()
+        self.kept = kept_channels(shape[0])
+        self.factored = factored = shape[0] // 2
+        self.prior_net: nn.Module | None = None
+        if prior == "conditional":
+            if len(shape) == 3:
+                self.prior_net = nn.Conv2d(self.kept, 2 * factored, 3, padding=1)
+            else:
+                self.prior_net = nn.Linear(self.kept, 2 * factored)
+            nn.init.zeros_(self.prior_net.weight)
+            nn.init.zeros_(self.prior_net.bias)
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, : self.kept], x[:, self.kept:]
+
+    def join(self, kept: Tensor, factored: Tensor) -> Tensor:
+        return torch.cat([kept, factored], dim=1)
+
+    def prior(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, log sigma)`` of the factored part given the kept part."""
+        if self.prior_net is None:
+            shape = (kept.shape[0], self.factored) + kept.shape[2:]
+            zero = kept.new_zeros(shape)
+            return zero, zero
+        return self.prior_net(kept).chunk(2, dim=1)
+
+    def log_prob(self, kept: Tensor, factored: Tensor) -> Tensor:
+        mean, log_std = self.prior(kept)
+        return Normal(mean, log_std.exp(), validate_args=False).log_prob(factored).flatten(1).sum(1)
+
+    def generate(self, kept: Tensor, eps: Tensor, temperature: float) -> Tensor:
+        mean, log_std = self.prior(kept)
+        return mean + temperature * log_std.exp() * eps
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("Split factors out a latent: use split() / join() through FlowModel")
+
+    inverse = forward
+
+
+class TopPrior(nn.Module):
+    """Prior of the top latent: ``N(0, I)`` (``standard``) or ``N(mu, sigma)`` with ``mu`` and
+    ``log sigma`` learned per entry and zero-initialised (``learned``, Glow's learn-top)."""
+
+    def __init__(self, shape: Shape, learned: bool):
+        super().__init__()
+        self.learned = learned
+        if learned:
+            self.mean = nn.Parameter(torch.zeros(1, *shape))
+            self.log_std = nn.Parameter(torch.zeros(1, *shape))
+        else:
+            self.register_buffer("mean", torch.zeros(1, *shape))
+            self.register_buffer("log_std", torch.zeros(1, *shape))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return Normal(self.mean, self.log_std.exp(), validate_args=False).log_prob(z).flatten(1).sum(1)
+
+    def generate(self, eps: Tensor, temperature: float) -> Tensor:
+        return self.mean + temperature * self.log_std.exp() * eps

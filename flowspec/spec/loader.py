@@ -1,0 +1,162 @@
+"""``load_spec``: YAML file -> :class:`Spec`, with every pydantic error mapped to its YAML line."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from flowspec.errors import Problem, SpecError
+from flowspec.layers import LAYER_KINDS
+from flowspec.spec.models import REPEAT_TAG, Spec
+from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
+
+
+def _data_path(data, loc: tuple) -> tuple:
+    """Drop the union tags pydantic puts in ``loc`` so the path indexes the YAML data."""
+    path, node = [], data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and part in (node.get("kind"), REPEAT_TAG):
+            continue  # a union tag: not in the data
+        elif i == len(loc) - 1 or not isinstance(node, (dict, list)):
+            path.append(part)  # a missing field, or a part of a scalar error
+            break
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _unwrap(annotation):
+    """The model types an annotation can hold (through Optional, list, Annotated, unions)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        found = []
+        for arg in typing.get_args(annotation):
+            found += _unwrap(arg)
+        return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(data, path: tuple) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``path`` of the YAML data."""
+    model: type[BaseModel] | None = Spec
+    node = data
+    for part in path:
+        if model is None:
+            return None
+        if isinstance(node, list):
+            node = node[part] if isinstance(part, int) and part < len(node) else None
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        node = node.get(part) if isinstance(node, dict) else None
+        if field is None:
+            return None
+        candidates = _unwrap(field.annotation)
+        model = _pick(candidates, node)
+    return model
+
+
+def _pick(candidates: list[type[BaseModel]], node) -> type[BaseModel] | None:
+    if isinstance(node, list):
+        node = node[0] if node else None
+    if isinstance(node, str):
+        node = {"kind": node}
+    if isinstance(node, dict):
+        if "repeat" in node:
+            return next((c for c in candidates if "repeat" in c.model_fields), None)
+        for c in candidates:
+            kind = c.model_fields.get("kind")
+            if kind is not None and kind.default == node.get("kind"):
+                return c
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _did_you_mean(word: str, options: list[str]) -> str | None:
+    close = difflib.get_close_matches(str(word), options, n=3, cutoff=0.5)
+    known = ", ".join(sorted(options))
+    if close:
+        return f"did you mean {' or '.join(repr(c) for c in close)}? known: {known}"
+    return f"known: {known}"
+
+
+def _problem(error: dict, data, source: SourceMap) -> Problem:
+    loc = tuple(error["loc"])
+    path = _data_path(data, loc)
+    kind = error["type"]
+    message, hint = error["msg"], None
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if kind == "extra_forbidden":
+        model = _model_at(data, path[:-1])
+        options = [f for f in model.model_fields] if model else []
+        message = f"unknown field {path[-1]!r}"
+        hint = _did_you_mean(path[-1], options) if options else None
+    elif kind in ("union_tag_invalid", "missing_kind"):
+        node = _node(data, path)
+        tag = node.get("kind") if isinstance(node, dict) else error.get("ctx", {}).get("tag", node)
+        if tag is None:
+            message, hint = "each layer needs a kind (or repeat:)", "e.g. {kind: coupling}"
+        else:
+            message = f"unknown kind {tag!r}"
+            hint = _did_you_mean(tag, _known_kinds(data, path, error))
+            if isinstance(node, dict):
+                path = path + ("kind",)
+    elif kind == "missing":
+        message = f"missing field {path[-1]!r}"
+    return source.problem(message, path, hint)
+
+
+def _known_kinds(data, path: tuple, error: dict) -> list[str]:
+    """The kinds allowed at ``path``: layer kinds, or those of a nested union (conditioner, ...)."""
+    expected = error.get("ctx", {}).get("expected_tags")
+    if expected:
+        return [t.strip(" '") for t in expected.split(",") if t.strip(" '") != REPEAT_TAG]
+    return sorted(LAYER_KINDS)
+
+
+def _node(data, path):
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def spec_from_data(data, source: SourceMap) -> Spec:
+    """Validate parsed YAML; raise one :class:`SpecError` with every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as error:
+        problems = [_problem(e, data, source) for e in error.errors()]
+        raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None
+    if spec.name is None:
+        spec = spec.model_copy(update={"name": Path(source.file).stem if source.file != "<spec>" else "spec"})
+    spec._source = source
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Load and validate a spec file. Raises :class:`SpecError` naming file, line and field."""
+    data, source = read_yaml(path)
+    return spec_from_data(data, source)
+
+
+def loads_spec(text: str, file: str = "<spec>") -> Spec:
+    """Like :func:`load_spec`, from YAML text."""
+    data, source = load_yaml(text, file)
+    return spec_from_data(data, source)

@@ -1,0 +1,117 @@
+"""The spec language: pydantic v2 models of a flow spec.
+
+Layer rows are a discriminated union over the registered layer kinds (``kind:``), plus
+``{repeat: K, layers: [...]}`` blocks; a bare string (``- squeeze``) is short for ``{kind: squeeze}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
+                      PrivateAttr, Tag, field_validator, model_validator)
+
+from flowspec.layers import LAYER_KINDS
+from flowspec.layers.split import SplitConfig
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+REPEAT_TAG = "repeat-block"
+
+
+def _shorthand(value: Any) -> Any:
+    return {"kind": value} if isinstance(value, str) else value
+
+
+def _item_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return REPEAT_TAG if "repeat" in value else value.get("kind")
+    if isinstance(value, RepeatBlock):
+        return REPEAT_TAG
+    return getattr(value, "kind", None)
+
+
+class RepeatBlock(StrictModel):
+    """``{repeat: K, layers: [...]}``: the layers, K times in a row."""
+
+    repeat: PositiveInt
+    layers: Annotated[list["LayerItem"], Field(min_length=1)]
+
+
+LayerItem = Annotated[
+    Annotated[
+        Union[tuple(Annotated[config, Tag(kind)] for kind, config in LAYER_KINDS.items())
+              + (Annotated[RepeatBlock, Tag(REPEAT_TAG)],)],
+        Discriminator(_item_tag, custom_error_type="missing_kind",
+                      custom_error_message="each layer needs a kind"),
+    ],
+    BeforeValidator(_shorthand),
+]
+RepeatBlock.model_rebuild()
+
+
+class InputSpec(StrictModel):
+    """The data: its shape without the batch, ``[C, H, W]`` or ``[D]``, and its discrete levels."""
+
+    shape: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)]
+    levels: Annotated[int, Field(ge=2, le=65536)] = 256
+
+    @field_validator("shape")
+    @classmethod
+    def _image_or_vector(cls, shape: list[int]) -> list[int]:
+        if len(shape) == 2:
+            raise ValueError("shape is [C, H, W] for images or [D] for vectors, not [H, W]; "
+                             "write [1, H, W] for a grey image")
+        return shape
+
+
+class UniformDequantization(StrictModel):
+    """``y = (x + u) / n (- 1/2 when centred)``, ``u ~ U[0, 1)^D``."""
+
+    kind: Literal["uniform"] = "uniform"
+    centred: bool = True
+
+
+Dequantization = Annotated[Union[UniformDequantization], Field(discriminator="kind")]
+
+
+class Spec(StrictModel):
+    """A flow spec: the input, the layers (explicit, or the compact multiscale form) and the prior."""
+
+    name: Optional[str] = None
+    model: Literal["flow"] = "flow"
+    input: InputSpec
+    prior: Literal["learned", "standard"] = Field(
+        "learned", description="prior of the top latent: learned N(mu, sigma) or N(0, I)")
+    layers: Optional[list[LayerItem]] = None
+    levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
+    steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None
+    step: Optional[Annotated[list[LayerItem], Field(min_length=1)]] = None
+    split: SplitConfig = Field(default_factory=SplitConfig,
+                               description="config of the splits the compact form inserts")
+    dequantization: Dequantization = Field(default_factory=UniformDequantization)
+
+    _source: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        compact = [f for f in ("levels", "steps", "step") if getattr(self, f) is not None]
+        if self.layers is not None and compact:
+            raise ValueError(f"give either layers or the compact form (levels, steps, step), "
+                             f"not both ({', '.join(compact)} given with layers)")
+        if self.layers is None and len(compact) != 3:
+            missing = [f for f in ("levels", "steps", "step") if getattr(self, f) is None]
+            if not compact:
+                raise ValueError("a spec needs layers, or levels + steps + step")
+            raise ValueError(f"the compact form needs levels, steps and step; missing {', '.join(missing)}")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers is empty; a flow needs at least one layer")
+        return self
+
+    @property
+    def source(self):
+        """The :class:`~flowspec.spec.yaml_source.SourceMap` the spec was loaded from, if any."""
+        return self._source
