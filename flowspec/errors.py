@@ -7,7 +7,7 @@ each printed as ``file:line:col: field.path: message (hint: ...)``. The CLI catc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 def dotted(path: tuple) -> str:
@@ -83,7 +83,3 @@ class CheckpointError(FlowSpecError):
 
 class DataError(FlowSpecError):
     """A data set that is missing or does not fit the spec."""
-
-
-def relocated(problem: Problem, **changes) -> Problem:
-    return replace(problem, **changes)

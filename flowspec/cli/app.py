@@ -12,7 +12,7 @@ from flowspec.errors import FlowSpecError, SpecError
 
 app = typer.Typer(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_SPEC = 2

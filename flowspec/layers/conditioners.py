@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
-from torch import Tensor, nn
+from torch import nn
 
 
 class ConvConditioner(BaseModel):
@@ -66,7 +66,3 @@ class MLPConditioner(BaseModel):
 
 
 Conditioner = Annotated[Union[ConvConditioner, MLPConditioner], Field(discriminator="kind")]
-
-
-def apply(net: nn.Module, x: Tensor) -> Tensor:
-    return net(x)
