@@ -13,6 +13,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
+from flowspec.train.config import TrainingConfig
 
 
 class StrictModel(BaseModel):
@@ -93,6 +94,7 @@ class Spec(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig,
                                description="config of the splits the compact form inserts")
     dequantization: Dequantization = Field(default_factory=UniformDequantization)
+    training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
 
     _source: Any = PrivateAttr(default=None)
 
