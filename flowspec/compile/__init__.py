@@ -8,8 +8,13 @@ from flowspec.spec.models import Spec
 
 
 def compile(spec: Spec | FlowGraph) -> FlowModel:  # noqa: A001 - the API name users call
-    """Validate ``spec`` (or take an already built graph) and build its :class:`FlowModel`."""
+    """Validate ``spec`` (or take an already built graph) and build its :class:`FlowModel`
+    (a :class:`~flowspec.vae.model.VAEModel` for a ``model: vae`` spec)."""
     graph = spec if isinstance(spec, FlowGraph) else build_graph(spec)
+    if not isinstance(graph, FlowGraph):
+        from flowspec.vae.model import VAEModel
+
+        return VAEModel(graph)
     return FlowModel(graph)
 
 

@@ -80,8 +80,13 @@ def _hint_levels(spec: Spec, layer: ExpandedLayer, shape: Shape, violation: Rule
 def build_graph(spec: Spec) -> FlowGraph:
     """Infer every shape, check every dimension and invertibility rule, build the graph.
 
-    Raises :class:`ShapeError` listing every problem, each with its YAML location.
+    Raises :class:`ShapeError` listing every problem, each with its YAML location. A VAE spec
+    (``model: vae``) gets its own graph, :func:`flowspec.vae.graph.build_vae_graph`.
     """
+    if getattr(spec, "model", "flow") == "vae":
+        from flowspec.vae.graph import build_vae_graph
+
+        return build_vae_graph(spec)
     expanded = expand(spec)
     graph = nx.DiGraph()
     graph.add_node(INPUT, kind="input", shape=tuple(spec.input.shape))

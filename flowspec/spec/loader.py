@@ -13,6 +13,14 @@ from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
 from flowspec.spec.models import REPEAT_TAG, Spec
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
+from flowspec.vae.config import VAESpec
+
+MODELS = {"flow": Spec, "vae": VAESpec}
+
+
+def _root_model(data) -> type[BaseModel]:
+    """The top-level model of a spec: a flow, or a VAE (``model: vae``)."""
+    return MODELS.get(data.get("model", "flow") if isinstance(data, dict) else "flow", Spec)
 
 
 def _data_path(data, loc: tuple) -> tuple:
@@ -51,7 +59,7 @@ def _unwrap(annotation):
 
 def _model_at(data, path: tuple) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``path`` of the YAML data."""
-    model: type[BaseModel] | None = Spec
+    model: type[BaseModel] | None = _root_model(data)
     node = data
     for part in path:
         if model is None:
@@ -135,12 +143,16 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap) -> Spec:
+def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
     """Validate parsed YAML; raise one :class:`SpecError` with every problem."""
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
+    kind = data.get("model", "flow")
+    if not isinstance(kind, str) or kind not in MODELS:
+        raise SpecError(source.problem(f"unknown model {kind!r}", ("model",),
+                                       _did_you_mean(kind, sorted(MODELS))))
     try:
-        spec = Spec.model_validate(data)
+        spec = MODELS[kind].model_validate(data)
     except ValidationError as error:
         problems = [_problem(e, data, source) for e in error.errors()]
         raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None

@@ -1,0 +1,129 @@
+"""``build_vae_graph``: VAESpec -> VAEGraph, the encoder / posterior / decoder as networkx nodes.
+
+Pure: shapes come from the rules below, no weight is allocated. Nodes carry ``cluster=``
+(``encoder``, ``posterior``, ``decoder``, ``prior``) so a renderer can box them; edges carry
+``shape``. Every problem is reported at once, each with the YAML line of its field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from flowspec.errors import Problem, ShapeError
+from flowspec.layers.base import Shape, numel
+from flowspec.vae.config import VAESpec
+
+
+def encoder_kind(spec: VAESpec) -> str:
+    return spec.encoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+
+
+def decoder_kind(spec: VAESpec) -> str:
+    return spec.decoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+
+
+def conv_resolutions(height: int, width: int, depth: int) -> list[tuple[int, int, int]]:
+    """Per conv layer of the encoder: ``(stride, H_out, W_out)``. A layer halves the resolution
+    (stride 2) while both sides are even and at least 4, else keeps it (stride 1)."""
+    out = []
+    for _ in range(depth):
+        stride = 2 if height % 2 == 0 and width % 2 == 0 and min(height, width) >= 4 else 1
+        height, width = height // stride, width // stride
+        out.append((stride, height, width))
+    return out
+
+
+def likelihood_params(spec: VAESpec) -> int:
+    """Decoder outputs per data element: 1 (Bernoulli logit), 2 (logistic mean and log-scale),
+    ``levels`` (categorical logits)."""
+    return {"bernoulli": 1, "logistic": 2, "categorical": spec.input.levels}[spec.likelihood]
+
+
+@dataclass
+class VAEGraph:
+    """The validated graph of a VAE spec; ``graph`` edges carry ``shape``."""
+
+    spec: VAESpec
+    graph: nx.DiGraph = field(repr=False)
+
+    @property
+    def input_shape(self) -> Shape:
+        return tuple(self.spec.input.shape)
+
+    @property
+    def latent_shape(self) -> Shape:
+        return (self.spec.latent,)
+
+    def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
+        source = self.spec.source
+        return Problem(message, path, hint=hint) if source is None else source.problem(message, path, hint)
+
+
+def _check(spec: VAESpec, vae: VAEGraph) -> list[Problem]:
+    problems = []
+    shape, latent = tuple(spec.input.shape), spec.latent
+    for part, kind in (("encoder", encoder_kind(spec)), ("decoder", decoder_kind(spec))):
+        if kind == "conv" and len(shape) != 3:
+            problems.append(vae.problem(
+                f"a conv {part} needs an image input (C, H, W), got {shape}", (part, "kind"),
+                "use kind: mlp for vector data"))
+    if spec.likelihood == "bernoulli" and spec.input.levels != 2:
+        problems.append(vae.problem(
+            f"bernoulli needs binarised data (input.levels: 2), got levels {spec.input.levels}",
+            ("likelihood",), "use logistic or categorical for more levels"))
+    if spec.likelihood == "categorical" and spec.input.levels > 1024:
+        problems.append(vae.problem(
+            f"categorical over {spec.input.levels} levels is too wide", ("likelihood",),
+            "use logistic"))
+    if spec.iaf_steps and latent < 2:
+        problems.append(vae.problem(
+            "an IAF needs a latent of size 2 or more (with 1, MADE has nothing to condition on)",
+            ("posterior", "steps"), "set latent >= 2 or posterior.steps: 0"))
+    if spec.iaf_steps and spec.posterior.hidden < latent - 1:
+        problems.append(vae.problem(
+            f"MADE hidden width {spec.posterior.hidden} is less than latent - 1 = {latent - 1}: "
+            f"some latent dimensions would see none of the earlier ones", ("posterior", "hidden"),
+            f"hidden >= {latent - 1}"))
+    if latent > numel(shape) * 4:
+        problems.append(vae.problem(
+            f"latent {latent} is much larger than the input's {numel(shape)} elements", ("latent",),
+            "a latent at most the input size"))
+    return problems
+
+
+def build_vae_graph(spec: VAESpec) -> VAEGraph:
+    """Encoder -> z_0 -> IAF steps -> z_K -> decoder -> p(x|z), with the prior on z_K.
+
+    Raises :class:`ShapeError` listing every problem with its YAML location.
+    """
+    graph = nx.DiGraph()
+    vae = VAEGraph(spec, graph)
+    problems = _check(spec, vae)
+    if problems:
+        raise ShapeError(problems)
+    x_shape, z_shape = tuple(spec.input.shape), (spec.latent,)
+    context = spec.encoder.context
+    graph.add_node("input", kind="input", shape=x_shape)
+    graph.add_node("encoder", kind=f"{encoder_kind(spec)} encoder", cluster="encoder", path=("encoder",))
+    graph.add_edge("input", "encoder", shape=x_shape)
+    graph.add_node("z0", kind="gaussian sample", cluster="posterior", formula="z_0 = mu + sigma * eps",
+                   path=("posterior",))
+    graph.add_edge("encoder", "z0", shape=z_shape, label="mu, sigma")
+    previous = "z0"
+    for k in range(spec.iaf_steps):
+        name = f"iaf.{k}"
+        graph.add_node(name, kind="iaf", cluster="posterior", order="reversed" if k % 2 else "natural",
+                       path=("posterior",), formula="z' = sigmoid(s) * z + (1 - sigmoid(s)) * m")
+        graph.add_edge(previous, name, shape=z_shape)
+        if context:
+            graph.add_edge("encoder", name, shape=(context,), label="h", context=True)
+        previous = name
+    graph.add_node("prior", kind="prior", cluster="prior", prior=spec.prior, path=("prior",))
+    graph.add_edge(previous, "prior", shape=z_shape, latent=True)
+    graph.add_node("decoder", kind=f"{decoder_kind(spec)} decoder", cluster="decoder", path=("decoder",))
+    graph.add_edge(previous, "decoder", shape=z_shape)
+    graph.add_node("likelihood", kind=spec.likelihood, cluster="decoder", path=("likelihood",))
+    graph.add_edge("decoder", "likelihood", shape=x_shape + (likelihood_params(spec),))
+    return vae

@@ -1,0 +1,76 @@
+r"""MADE: a masked autoencoder whose outputs are autoregressive in a chosen variable order.
+
+Germain et al. 2015, "MADE: Masked Autoencoder for Distribution Estimation", arXiv:1502.03509.
+
+Each input ``z_j`` gets a degree ``d(j) in {1..D}`` (its rank in the order), each hidden unit a
+degree ``d(u) in {1..D-1}``. A weight ``u <- j`` of the first layer is kept iff ``d(u) >= d(j)``,
+between hidden layers ``u' <- u`` iff ``d(u') >= d(u)``, and an output ``i <- u`` iff
+``d(i) > d(u)``. So output ``i`` depends only on inputs ``j`` with ``d(j) < d(i)``: the Jacobian
+``d out / d z`` is strictly triangular in the order. The context ``h`` enters the first hidden
+layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every output may depend on it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class MaskedLinear(nn.Linear):
+    """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape."""
+
+    def __init__(self, in_features: int, out_features: int, mask: Tensor):
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def natural_order(features: int, reverse: bool = False) -> Tensor:
+    """Degrees ``d(j)`` (1-based ranks) of the natural order ``0, 1, ..`` or of its reverse."""
+    degrees = torch.arange(1, features + 1)
+    return degrees.flip(0) if reverse else degrees
+
+
+class MADE(nn.Module):
+    r"""``MADE(z, h) -> (batch, outputs, D)``: ``outputs`` heads, head ``[:, k, i]`` depends on
+    ``z_j`` only for ``degrees[j] < degrees[i]``, and on the context ``h`` freely.
+
+    Args:
+        features: D, the size of z.
+        hidden: units per hidden layer; with ``hidden >= D - 1`` every degree is present.
+        depth: hidden layers.
+        context: size of h (0: none).
+        degrees: ranks ``1..D`` of the variables in the order (default: natural order).
+        outputs: heads per variable (IAF uses 2: m and s).
+    """
+
+    def __init__(self, features: int, hidden: int, depth: int = 1, context: int = 0,
+                 degrees: Tensor | None = None, outputs: int = 2):
+        super().__init__()
+        self.features, self.outputs = features, outputs
+        degrees = natural_order(features) if degrees is None else torch.as_tensor(degrees)
+        if sorted(degrees.tolist()) != list(range(1, features + 1)):
+            raise ValueError(f"degrees must be a permutation of 1..{features}, got {degrees.tolist()}")
+        self.register_buffer("degrees", degrees.clone())
+        hidden_degrees = torch.arange(hidden) % max(1, features - 1) + 1
+        layers, previous = [], degrees
+        for index in range(depth):
+            mask = hidden_degrees[:, None] >= previous[None, :]
+            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask))
+            previous = hidden_degrees
+        self.hidden_layers = nn.ModuleList(layers)
+        self.context = nn.Linear(context, hidden) if context else None
+        out_mask = (degrees[:, None] > hidden_degrees[None, :]).repeat(outputs, 1)
+        self.out = MaskedLinear(hidden, outputs * features, out_mask)
+
+    def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
+        a = self.hidden_layers[0](z)
+        if self.context is not None and h is not None:
+            a = a + self.context(h)
+        a = F.elu(a)
+        for layer in self.hidden_layers[1:]:
+            a = F.elu(layer(a))
+        return self.out(a).view(z.shape[0], self.outputs, self.features)

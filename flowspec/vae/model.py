@@ -1,0 +1,156 @@
+r"""VAEModel: the compiled PyTorch module of a ``model: vae`` spec.
+
+Posterior (Kingma et al. 2016, arXiv:1606.04934)::
+
+    mu, sigma, h = encoder(x);   eps ~ N(0, I);   z_0 = mu + sigma * eps
+    log q(z_0|x) = sum_i log N(eps_i; 0, 1) - sum_i log sigma_i
+    z_k = sigmoid(s_k) * z_{k-1} + (1 - sigmoid(s_k)) * m_k,  (m_k, s_k) = MADE_k(z_{k-1}, h)
+    log q(z_k|x) = log q(z_{k-1}|x) - sum_i log sigmoid(s_k,i)
+
+Bounds on the discrete ``log P(x)`` (``p(z) = N(0, I)``, ``p(x|z)`` normalised over the levels)::
+
+    w = log p(x|z_K) + log p(z_K) - log q(z_K|x),  z_K ~ q(.|x)
+    ELBO        = E[w]
+    IW bound    = E[log (1/k) sum_j exp(w_j)]   (Burda et al. 2016, arXiv:1509.00519)
+    bits/dim    = -ELBO / (D log 2)
+
+ELBO <= IW_k <= IW_{k+1} <= log P(x) in expectation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.vae import likelihoods
+from flowspec.vae.graph import VAEGraph
+from flowspec.vae.iaf import IAFStep
+from flowspec.vae.networks import Decoder, Encoder
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """``sum_i log N(z_i; 0, 1)``, shape ``(batch,)``."""
+    return -(0.5 * z.pow(2) + HALF_LOG_2PI).sum(-1)
+
+
+class VAEModel(nn.Module):
+    """Encoder, IAF posterior steps, decoder and likelihood of a VAE spec."""
+
+    def __init__(self, vae_graph: VAEGraph):
+        super().__init__()
+        spec = vae_graph.spec
+        self.spec = spec
+        self.input_shape = vae_graph.input_shape
+        self.latent = spec.latent
+        self.levels = spec.input.levels
+        self.likelihood = spec.likelihood
+        self.encoder = Encoder(spec)
+        post = spec.posterior
+        self.iaf = nn.ModuleList(
+            IAFStep(spec.latent, post.hidden, post.depth, spec.encoder.context, reverse=k % 2 == 1,
+                    gate_bias=post.gate_bias) for k in range(spec.iaf_steps))
+        self.decoder = Decoder(spec)
+        self.register_buffer("_initialized", torch.tensor(False))
+
+    @property
+    def dims(self) -> int:
+        return math.prod(self.input_shape)
+
+    # -- the posterior ------------------------------------------------------------------------
+    def posterior(self, eps: Tensor, mu: Tensor, sigma: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``eps -> (z_K, log q(z_K|x))`` given the encoder's outputs (all of batch size B)."""
+        z = mu + sigma * eps
+        log_q = standard_normal_log_prob(eps) - torch.log(sigma).sum(-1)
+        for step in self.iaf:
+            z, logdet = step(z, h)
+            log_q = log_q - logdet
+        return z, log_q
+
+    def forward(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x -> (z_K, log q(z_K|x))`` with one posterior draw (``eps`` given or drawn)."""
+        mu, sigma, h = self.encoder(x)
+        eps = torch.randn_like(mu) if eps is None else eps
+        return self.posterior(eps, mu, sigma, h)
+
+    def log_weights(self, x: Tensor, samples: int = 1) -> Tensor:
+        """``w = log p(x|z) + log p(z) - log q(z|x)`` for ``samples`` posterior draws: ``(batch, samples)``."""
+        batch = x.shape[0]
+        mu, sigma, h = self.encoder(x)
+        rep = lambda t: t.unsqueeze(0).expand(samples, *t.shape).reshape(samples * batch, *t.shape[1:])  # noqa: E731
+        mu, sigma, h, xs = rep(mu), rep(sigma), rep(h), rep(x)
+        z, log_q = self.posterior(torch.randn_like(mu), mu, sigma, h)
+        log_px = likelihoods.log_prob(self.likelihood, self.decoder(z), xs, self.levels)
+        w = log_px + standard_normal_log_prob(z) - log_q
+        return w.view(samples, batch).t()
+
+    # -- bounds -------------------------------------------------------------------------------
+    def elbo(self, x: Tensor, samples: int = 1) -> Tensor:
+        """Monte Carlo ELBO in nats per example (mean over ``samples`` draws), shape ``(batch,)``."""
+        return self.log_weights(x, samples).mean(1)
+
+    def iw_log_likelihood(self, x: Tensor, k: int = 64) -> Tensor:
+        """Importance-weighted bound ``log (1/k) sum_j exp(w_j)`` in nats, shape ``(batch,)``."""
+        return torch.logsumexp(self.log_weights(x, k), dim=1) - math.log(k)
+
+    def bits_per_dim(self, x: Tensor) -> Tensor:
+        """``-ELBO / (D log 2)`` per example (one draw; the mean is the training loss)."""
+        return -self.elbo(x) / (self.dims * math.log(2))
+
+    def iw_bits_per_dim(self, x: Tensor, k: int = 64) -> Tensor:
+        """``-IW_k / (D log 2)`` per example: the tighter test figure."""
+        return -self.iw_log_likelihood(x, k) / (self.dims * math.log(2))
+
+    # -- generation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+               mean: bool = True) -> Tensor:
+        """``n`` samples in data space (levels ``0..n-1``, float): ``z ~ N(0, T^2 I)``, then the
+        most likely level of ``p(x|z)`` (``mean=True``, clean pictures) or a draw from it."""
+        reference = next(self.parameters())
+        z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype).to(reference.device)
+        params = self.decoder(temperature * z)
+        if mean:
+            return likelihoods.mode(self.likelihood, params, self.levels)
+        return likelihoods.sample(self.likelihood, params, self.levels, generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decode the posterior's centre (``eps = 0`` through the IAF steps) to its most likely levels."""
+        mu, sigma, h = self.encoder(x)
+        z, _ = self.posterior(torch.zeros_like(mu), mu, sigma, h)
+        return likelihoods.mode(self.likelihood, self.decoder(z), self.levels)
+
+    def to_data_space(self, y: Tensor) -> Tensor:
+        """Samples are already in data space (see :meth:`sample`): the identity, for runners that
+        treat a VAEModel like a FlowModel."""
+        return y
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Data-dependent init: the decoder's output bias starts at the data's per-element marginal
+        (logit / level / mean), so training starts from the best factorised model. Idempotent."""
+        if self._initialized:
+            return
+        last = self.decoder.body[-1]
+        mean = x.float().mean(0)  # (*input_shape)
+        if self.likelihood == "bernoulli":
+            target = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).unsqueeze(-1)
+        elif self.likelihood == "logistic":
+            centre = mean * (2.0 / (self.levels - 1)) - 1.0
+            target = torch.stack([centre, torch.full_like(centre, math.log(0.2))], -1)
+        else:
+            counts = torch.stack([(x == level).float().mean(0) for level in range(self.levels)], -1)
+            target = torch.log(counts + 1e-3)
+        # bias is per output channel (conv: channel * P + p, shared over pixels) or per element
+        if isinstance(last, nn.Conv2d):
+            target = target.mean(dim=(1, 2))  # (C, P): average over pixels
+        last.bias.copy_(target.reshape(-1).to(last.bias))
+        self._initialized.fill_(True)
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self._initialized)
