@@ -56,6 +56,16 @@ class VAEGraph:
     def latent_shape(self) -> Shape:
         return (self.spec.latent,)
 
+    @property
+    def latent_shapes(self) -> list[Shape]:
+        """As :attr:`FlowGraph.latent_shapes`: the one latent z_K."""
+        return [self.latent_shape]
+
+    @property
+    def layers(self) -> list[str]:
+        """The nodes from the input to the likelihood, in order (encoder, z0, iaf.k, decoder, ...)."""
+        return [n for n in nx.topological_sort(self.graph) if n not in ("input", "prior")]
+
     def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
         source = self.spec.source
         return Problem(message, path, hint=hint) if source is None else source.problem(message, path, hint)

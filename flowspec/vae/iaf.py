@@ -34,6 +34,8 @@ class IAFStep(nn.Module):
         self.made = MADE(features, hidden, depth, context, natural_order(features, reverse), outputs=2)
         with torch.no_grad():
             self.made.out.weight.mul_(init_scale)
+            if self.made.context_out is not None:
+                self.made.context_out.weight.mul_(init_scale)
             self.made.out.bias.zero_()
             self.made.out.bias[features:].fill_(gate_bias)
 

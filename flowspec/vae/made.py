@@ -7,7 +7,8 @@ degree ``d(u) in {1..D-1}``. A weight ``u <- j`` of the first layer is kept iff 
 between hidden layers ``u' <- u`` iff ``d(u') >= d(u)``, and an output ``i <- u`` iff
 ``d(i) > d(u)``. So output ``i`` depends only on inputs ``j`` with ``d(j) < d(i)``: the Jacobian
 ``d out / d z`` is strictly triangular in the order. The context ``h`` enters the first hidden
-layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every output may depend on it.
+layer and the output layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every
+output, the first variable's included, depends on it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class MADE(nn.Module):
             previous = hidden_degrees
         self.hidden_layers = nn.ModuleList(layers)
         self.context = nn.Linear(context, hidden) if context else None
+        # the first variable in the order has no hidden unit to read: h also reaches the outputs
+        # directly, so every output depends on the context
+        self.context_out = nn.Linear(context, outputs * features, bias=False) if context else None
         out_mask = (degrees[:, None] > hidden_degrees[None, :]).repeat(outputs, 1)
         self.out = MaskedLinear(hidden, outputs * features, out_mask)
 
@@ -73,4 +77,7 @@ class MADE(nn.Module):
         a = F.elu(a)
         for layer in self.hidden_layers[1:]:
             a = F.elu(layer(a))
-        return self.out(a).view(z.shape[0], self.outputs, self.features)
+        out = self.out(a)
+        if self.context_out is not None and h is not None:
+            out = out + self.context_out(h)
+        return out.view(z.shape[0], self.outputs, self.features)
