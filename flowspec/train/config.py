@@ -64,3 +64,24 @@ class TrainingConfig(BaseModel):
             progress = (step - self.warmup) / max(1, total - self.warmup)
             return self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return warm
+
+
+def override(config: TrainingConfig, **values) -> TrainingConfig:
+    """``config`` with the given non-``None`` values replaced (validated again). Giving ``epochs``
+    clears ``steps`` and the other way round."""
+    from pydantic import ValidationError
+
+    from flowspec.errors import Problem, SpecError
+
+    given = {key: value for key, value in values.items() if value is not None}
+    merged = config.model_dump()
+    if "epochs" in given:
+        merged["steps"] = None
+    if "steps" in given:
+        merged["epochs"] = None
+    merged.update(given)
+    try:
+        return TrainingConfig(**merged)
+    except ValidationError as error:
+        raise SpecError([Problem(e["msg"], path=("training", *e["loc"]), file="<command line>")
+                         for e in error.errors()]) from None

@@ -1,0 +1,94 @@
+"""``train``, ``eval``, ``sample``: the training runner's verbs (work lives in flowspec.train)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from flowspec.cli.app import app, console, reports_errors
+from flowspec.train.config import TrainingConfig
+
+DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz")]
+DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
+
+
+@app.command()
+@reports_errors
+def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)],
+          data: DataOption = "digits",
+          data_dir: DataDirOption = None,
+          steps: Annotated[Optional[int], typer.Option(min=1, help="optimizer steps [spec's training.steps]")] = None,
+          epochs: Annotated[Optional[int], typer.Option(min=1, help="epochs instead of steps")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(min=1, help="global batch size")] = None,
+          lr: Annotated[Optional[float], typer.Option(min=0.0, help="peak learning rate")] = None,
+          optimizer: Annotated[Optional[str], typer.Option(help="adam | adamax")] = None,
+          warmup: Annotated[Optional[int], typer.Option(min=0, help="lr warm-up steps")] = None,
+          grad_clip: Annotated[Optional[float], typer.Option(min=0.0, help="gradient-norm clip")] = None,
+          ema: Annotated[Optional[float], typer.Option(min=0.0, max=0.99999, help="EMA decay")] = None,
+          seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+          device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
+          bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on a GPU")] = None,
+          eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
+          checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
+          sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
+          temperature: Annotated[Optional[float], typer.Option(min=0.0, help="sampling temperature")] = None,
+          out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
+          resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
+    """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
+    metrics.jsonl and samples/."""
+    from flowspec.data import load_data
+    from flowspec.spec import load_spec
+    from flowspec.train.config import override
+    from flowspec.train.ddp import environment
+    from flowspec.train.runner import train as run_training
+
+    parsed = load_spec(spec)
+    config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
+                      optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
+                      bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                      sample_every=sample_every, temperature=temperature)
+    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels)
+    folder = out or Path("runs") / (parsed.name or spec.stem)
+    main = environment().main
+    if main:
+        console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
+                      f"run folder {folder}", markup=False)
+    result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
+                          data_info={"kind": data, "dir": str(data_dir) if data_dir else None},
+                          log=lambda line: console.print(line, markup=False))
+    if main:
+        test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
+        console.print(f"step {result.steps}: test bits/dim {test}; wrote {folder / 'last.pt'}", markup=False)
+
+
+@app.command(name="eval")
+@reports_errors
+def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
+             data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
+             data_dir: DataDirOption = None,
+             k: Annotated[int, typer.Option("-k", min=1, help="importance samples (models that support it)")] = 1,
+             batch_size: Annotated[int, typer.Option(min=1)] = 256,
+             seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
+    """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported."""
+    from flowspec.train.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(checkpoint, data=data, data_dir=data_dir, k=k, batch_size=batch_size, seed=seed)
+    for line in report.lines():
+        console.print(line, markup=False)
+
+
+@app.command()
+@reports_errors
+def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
+           n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
+           temperature: Annotated[float, typer.Option(min=0.0, help="prior std scale")] = 0.7,
+           output: Annotated[Path, typer.Option("--output", "-o", help=".png grid or .npy array")] = Path("samples.png"),
+           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0) -> None:
+    """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid or .npy."""
+    from flowspec.train.evaluate import sample_checkpoint
+
+    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed)
+    console.print(f"wrote {n} samples (temperature {temperature:g}) to {path}", markup=False)
