@@ -60,13 +60,14 @@ def _unwrap(annotation):
 def _model_at(data, path: tuple) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``path`` of the YAML data."""
     model: type[BaseModel] | None = _root_model(data)
-    node = data
+    node, candidates = data, []
     for part in path:
-        if model is None:
-            return None
         if isinstance(node, list):
             node = node[part] if isinstance(part, int) and part < len(node) else None
+            model = _pick(candidates, node)  # this item's model, not the first item's
             continue
+        if model is None:
+            return None
         field = model.model_fields.get(part) if isinstance(part, str) else None
         node = node.get(part) if isinstance(node, dict) else None
         if field is None:

@@ -76,7 +76,10 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         message = " ".join(str(x) for x in (error.context, error.problem) if x)
-        raise SpecError(Problem(f"invalid YAML: {message}", (), file, line, column)) from None
+        opened = error.context_mark  # e.g. where an unclosed bracket opens
+        hint = (f"the {error.context.replace('while parsing ', '')} opens at line {opened.line + 1}"
+                if opened and error.context and mark and opened.line != mark.line else None)
+        raise SpecError(Problem(f"invalid YAML: {message}", (), file, line, column, hint)) from None
     except yaml.YAMLError as error:
         raise SpecError(Problem(f"invalid YAML: {error}", (), file)) from None
     except RecursionError:
