@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowspec.compile.invertible_backprop import run_layers
 from flowspec.dequant import build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.layers.actnorm import ActNorm
@@ -35,9 +36,14 @@ class FlowModel(nn.Module):
         self.levels = spec.input.levels
         self.centred = getattr(spec.dequantization, "centred", True)
         self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape)
+        memory = getattr(spec, "memory", None)
+        #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
+        self.invertible_backprop = bool(memory and memory.invertible_backprop)
 
     # -- the flow -----------------------------------------------------------------------------
     def _encode(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        if self.invertible_backprop and torch.is_grad_enabled():
+            return self._encode_invertible(x)
         zs: list[Tensor] = []
         logdet = x.new_zeros(x.shape[0])
         log_pz = x.new_zeros(x.shape[0])
@@ -49,6 +55,26 @@ class FlowModel(nn.Module):
             else:
                 x, step_logdet = layer(x)
                 logdet = logdet + step_logdet
+        zs.append(x)
+        return zs, logdet, log_pz + self.top_prior.log_prob(x)
+
+    def _encode_invertible(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        """:meth:`_encode` with each run of layers between splits under invertible backprop."""
+        zs: list[Tensor] = []
+        logdet = x.new_zeros(x.shape[0])
+        log_pz = x.new_zeros(x.shape[0])
+        run: list[nn.Module] = []
+        for layer in [*self.layers, None]:
+            if layer is not None and not isinstance(layer, Split):
+                run.append(layer)
+                continue
+            if run:
+                x, run_logdet = run_layers(run, x, invertible=True)
+                logdet, run = logdet + run_logdet, []
+            if layer is not None:
+                x, factored = layer.split(x)
+                log_pz = log_pz + layer.log_prob(x, factored)
+                zs.append(factored)
         zs.append(x)
         return zs, logdet, log_pz + self.top_prior.log_prob(x)
 

@@ -66,6 +66,13 @@ class InvConvConfig(LayerConfig):
 
 
 class InvConv(FlowLayer):
+    """Caching: outside training, when no gradient is being recorded, ``W``, ``W^{-1}`` and
+    ``log|det W|`` are computed once and reused until a parameter changes (keyed on the parameters'
+    storage and in-place version counters, so an optimizer step or ``load_state_dict`` invalidates
+    them) or until ``train()`` / ``to()`` is called."""
+
+    _cache: tuple | None = None
+
     def __init__(self, shape: Shape, seed: int = 0):
         super().__init__()
         self.spatial = numel(shape[1:])
@@ -82,11 +89,40 @@ class InvConv(FlowLayer):
             return F.conv2d(x, weight.view(*weight.shape, 1, 1))
         return x @ weight.T
 
+    def _cache_key(self) -> tuple:
+        return tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                     for t in (*self.parameters(), *self.buffers()))
+
+    def _weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
+        """``(W, W^{-1} or None, log|det W|)``, from the cache when it may be used."""
+        cacheable = not self.training and not torch.compiler.is_compiling() and not (
+            torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+        if cacheable and not torch.compiler.is_exporting():
+            key = self._cache_key()
+            if self._cache is None or self._cache[0] != key:
+                with torch.no_grad():
+                    weight = self.matrix()
+                    self._cache = (key, weight, torch.linalg.inv(weight), self.log_abs_det())
+            return self._cache[1:]
+        return self.matrix(), None, self.log_abs_det()
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cache = None
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._multiply(x, self.matrix()), per_example(self.spatial * self.log_abs_det(), x)
+        weight, _, log_abs_det = self._weights()
+        return self._multiply(x, weight), per_example(self.spatial * log_abs_det, x)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._multiply(y, torch.linalg.inv(self.matrix())), per_example(-self.spatial * self.log_abs_det(), y)
+        weight, inverse, log_abs_det = self._weights()
+        if inverse is None:
+            inverse = torch.linalg.inv(weight)
+        return self._multiply(y, inverse), per_example(-self.spatial * log_abs_det, y)
 
 
 class InvConvLU(InvConv):

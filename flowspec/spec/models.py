@@ -79,6 +79,14 @@ class UniformDequantization(StrictModel):
 Dequantization = Annotated[Union[UniformDequantization], Field(discriminator="kind")]
 
 
+class MemoryConfig(StrictModel):
+    """``memory:``: how a training step trades compute for memory."""
+
+    invertible_backprop: bool = Field(
+        False, description="recompute each step's activations from its output by inverting it "
+                           "instead of storing them (RevNet-style); activation memory stays flat in K")
+
+
 class Spec(StrictModel):
     """A flow spec: the input, the layers (explicit, or the compact multiscale form) and the prior."""
 
@@ -95,6 +103,8 @@ class Spec(StrictModel):
                                description="config of the splits the compact form inserts")
     dequantization: Dequantization = Field(default_factory=UniformDequantization)
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig,
+                                 description="memory options of a training step")
 
     _source: Any = PrivateAttr(default=None)
 

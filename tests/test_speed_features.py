@@ -1,0 +1,226 @@
+"""Issue 7: inference folding, invertible backprop and the invconv weight cache."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from flowspec.compile import compile as compile_spec
+from flowspec.compile.fold import FoldedConv, fold_for_inference, folding_error
+from flowspec.compile.invertible_backprop import invertible_run
+from flowspec.errors import SpecError
+from flowspec.layers.actnorm import ActNormConfig
+from flowspec.layers.coupling import CouplingConfig
+from flowspec.layers.conditioners import ConvConditioner, MLPConditioner
+from flowspec.layers.invconv import InvConvConfig
+from flowspec.layers.permute import PermuteConfig  # noqa: F401  (kind registered)
+from flowspec.layers.squeeze import SqueezeConfig
+from flowspec.spec.loader import loads_spec
+
+MULTISCALE = """\
+input: {shape: [2, 8, 8], levels: 17}
+levels: 2
+steps: 2
+step:
+  - actnorm
+  - {kind: invconv, lu: LU}
+  - {kind: coupling, conditioner: {kind: conv, hidden: 8}}
+"""
+
+
+def multiscale(lu: bool = True, dtype=torch.float32, seed: int = 0):
+    torch.manual_seed(seed)
+    model = compile_spec(loads_spec(MULTISCALE.replace("LU", str(lu).lower()))).to(dtype)
+    x = torch.rand(6, 2, 8, 8, dtype=dtype) - 0.5
+    model.train()
+    with torch.no_grad():
+        model.log_prob(x)  # actnorm's data-dependent init
+        for p in model.parameters():  # move off the identity-at-init point
+            p.add_(0.05 * torch.randn_like(p))
+    return model, x
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
+
+
+# -- folding -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("lu", [True, False])
+def test_folded_model_equals_unfolded(lu):
+    model, x = multiscale(lu)
+    model.eval()
+    folded = fold_for_inference(model)
+    assert sum(isinstance(layer, FoldedConv) for layer in folded.layers) == 4  # 2 levels x 2 steps
+    assert len(folded.layers) == len(model.layers) - 4
+    with torch.no_grad():
+        assert relative(model.log_prob(x), folded.log_prob(x)) < 1e-5
+        zs, logdet = model(x)
+        zs_f, logdet_f = folded(x)
+        assert all(relative(a, b) < 1e-5 for a, b in zip(zs, zs_f))
+        assert relative(logdet, logdet_f) < 1e-5
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        assert relative(model.sample(5, 0.8, g1), folded.sample(5, 0.8, g2)) < 1e-5
+    errors = folding_error(model, folded)
+    assert errors["samples"] < 1e-5 and errors["log_prob"] < 1e-5
+
+
+def test_folded_conv_on_vectors_and_model_left_unchanged():
+    actnorm, invconv = ActNormConfig().build((5,)).eval(), InvConvConfig(seed=2).build((5,)).eval()
+    with torch.no_grad():
+        actnorm.bias.normal_()
+        actnorm.log_scale.normal_(0, 0.3)
+    folded = FoldedConv(actnorm, invconv)
+    x = torch.randn(7, 5)
+    a, ld_a = actnorm(x)
+    y, ld_b = invconv(a)
+    y_f, ld_f = folded(x)
+    assert relative(y, y_f) < 1e-5 and relative(ld_a + ld_b, ld_f) < 1e-5
+    back, ld_inv = folded.inverse(y_f)
+    assert relative(x, back) < 1e-5 and relative(-ld_f, ld_inv) < 1e-6
+
+
+def test_folding_leaves_the_source_model_trainable():
+    model, x = multiscale()
+    before = [p.clone() for p in model.parameters()]
+    fold_for_inference(model)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert any(isinstance(m, torch.nn.Parameter) for m in model.parameters())
+
+
+# -- invertible backprop -----------------------------------------------------------------------
+IMAGE, VECTOR = (4, 4, 4), (6,)
+LAYERS = [
+    ("actnorm", ActNormConfig(), IMAGE),
+    ("invconv-lu", InvConvConfig(lu=True), IMAGE),
+    ("invconv-plain", InvConvConfig(lu=False, seed=1), VECTOR),
+    ("coupling-affine", CouplingConfig(conditioner=ConvConditioner(hidden=8)), IMAGE),
+    ("coupling-additive-parity", CouplingConfig(transform="additive", parity=1,
+                                                conditioner=MLPConditioner(hidden=[8])), VECTOR),
+    ("coupling-checkerboard-exp", CouplingConfig(mask="checkerboard", scale="exp",
+                                                 conditioner=ConvConditioner(hidden=8)), IMAGE),
+    ("squeeze", SqueezeConfig(), IMAGE),
+]
+
+
+@pytest.mark.parametrize("name,config,shape", LAYERS, ids=[row[0] for row in LAYERS])
+def test_invertible_backprop_gradients_equal_standard_per_layer(name, config, shape):
+    torch.manual_seed(1)
+    layers = torch.nn.ModuleList([config.build(shape), config.build(shape)]).double()
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        for layer in layers:
+            if hasattr(layer, "initialized"):
+                layer.initialized.fill_(True)
+    twin = copy.deepcopy(layers)
+    x = torch.randn(5, *shape, dtype=torch.float64)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weights = {}
+
+    def loss(y, logdet):
+        weight = weights.setdefault("y", torch.randn(y.shape, dtype=torch.float64))
+        return (y * weight).sum() + (logdet * torch.arange(1.0, 6.0, dtype=torch.float64)).sum()
+
+    y, logdet = xa, torch.zeros(5, dtype=torch.float64)
+    for layer in layers:
+        y, step = layer(y)
+        logdet = logdet + step
+    loss(y, logdet).backward()
+    y_i, logdet_i = invertible_run(list(twin), xb)
+    assert relative(y, y_i) < 1e-12 and relative(logdet, logdet_i) < 1e-12
+    loss(y_i, logdet_i).backward()
+    assert relative(xa.grad, xb.grad) < 1e-5
+    for p, q in zip(layers.parameters(), twin.parameters()):
+        assert q.grad is not None
+        assert relative(p.grad, q.grad) < 1e-5
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_invertible_backprop_gradients_equal_standard_on_a_multiscale_model(dtype, tolerance):
+    model, x = multiscale(dtype=dtype)
+    twin = copy.deepcopy(model)
+    twin.invertible_backprop = True
+    model.log_prob(x).mean().backward()
+    twin.log_prob(x).mean().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert q.grad is not None, name
+        assert relative(p.grad, q.grad) < tolerance, name
+
+
+def test_invertible_backprop_stores_fewer_activations():
+    """Bytes saved for backward (counted with saved-tensor hooks) shrink under invertible backprop."""
+    from flowspec.bench.memory import saved_activation_bytes
+
+    model, x = multiscale()
+    twin = copy.deepcopy(model)
+    twin.invertible_backprop = True
+    plain, invertible = saved_activation_bytes(model, x), saved_activation_bytes(twin, x)
+    assert invertible < 0.5 * plain
+
+
+def test_invertible_backprop_runs_actnorm_init_and_matches_it():
+    """An uninitialised actnorm is initialised exactly as under standard backprop."""
+    torch.manual_seed(0)
+    spec = loads_spec(MULTISCALE.replace("LU", "true"))
+    a = compile_spec(spec).train()
+    b = copy.deepcopy(a)
+    b.invertible_backprop = True
+    x = torch.rand(6, 2, 8, 8) * 3
+    a.log_prob(x).mean().backward()
+    b.log_prob(x).mean().backward()
+    assert b.initialized
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q) and torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_memory_field_in_spec():
+    spec = loads_spec(MULTISCALE.replace("LU", "true") + "memory: {invertible_backprop: true}\n")
+    assert compile_spec(spec).invertible_backprop
+    assert not compile_spec(loads_spec(MULTISCALE.replace("LU", "true"))).invertible_backprop
+    with pytest.raises(SpecError) as error:
+        loads_spec(MULTISCALE.replace("LU", "true") + "memory: {invertible_backprop: maybe}\n")
+    assert "memory.invertible_backprop" in str(error.value.problems[0])
+
+
+# -- invconv cache -----------------------------------------------------------------------------
+@pytest.mark.parametrize("lu", [True, False])
+def test_invconv_cache_follows_parameter_updates(lu):
+    layer = InvConvConfig(lu=lu).build((4, 3, 3))
+    x = torch.randn(2, 4, 3, 3)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.01)
+    layer.eval()
+    with torch.no_grad():
+        first, _ = layer(x)
+        assert layer._cache is not None
+        cached, _ = layer(x)
+        assert torch.equal(first, cached)
+    layer.train()
+    assert layer._cache is None
+    y, logdet = layer(x)
+    (y * torch.randn_like(y)).sum().backward()
+    optimizer.step()
+    layer.eval()
+    with torch.no_grad():
+        after, logdet_after = layer(x)
+        expected = torch.nn.functional.conv2d(x, layer.matrix().view(4, 4, 1, 1))
+        assert torch.allclose(after, expected, atol=1e-6)
+        assert not torch.allclose(after, first, atol=1e-5)
+        assert torch.allclose(logdet_after, 9 * layer.log_abs_det().expand(2))
+        back, _ = layer.inverse(after)
+        assert torch.allclose(back, x, atol=1e-5)
+        # an in-place update while in eval mode (e.g. load_state_dict) also invalidates the cache
+        state = {k: v + 0.01 for k, v in layer.state_dict().items() if v.is_floating_point()}
+        layer.load_state_dict(state, strict=False)
+        reloaded, _ = layer(x)
+        expected = torch.nn.functional.conv2d(x, layer.matrix().view(4, 4, 1, 1))
+        assert torch.allclose(reloaded, expected, atol=1e-6)
+
+
+def test_invconv_not_cached_when_gradients_are_recorded():
+    layer = InvConvConfig().build((4, 3, 3)).eval()
+    y, _ = layer(torch.randn(2, 4, 3, 3))
+    y.sum().backward()
+    assert layer._cache is None
+    assert all(p.grad is not None for p in layer.parameters())
