@@ -295,3 +295,19 @@ def test_example_specs_compile(path):
     assert isinstance(model, VAEModel) and model.spec is spec
     x = torch.zeros(2, *spec.input.shape)
     assert model.bits_per_dim(x).shape == (2,)
+
+
+def test_flow_only_cli_verbs_refuse_a_vae_spec_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from flowspec.cli import app
+
+    path = tmp_path / "vae.yaml"
+    path.write_text(DIGITS_VAE)
+    runner = CliRunner()
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    for verb in ("expand", "build", "check"):
+        result = runner.invoke(app, [verb, str(path)])
+        assert result.exit_code == 2, result.output
+        assert f"vae.yaml:1:1: model: `flowspec {verb}` works on flow specs" in result.output
+        assert "Traceback" not in result.output

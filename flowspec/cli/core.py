@@ -17,6 +17,7 @@ from flowspec.compile.check import check_spec
 from flowspec.graph import build_graph
 from flowspec.spec import explicit_spec, load_spec
 from flowspec.spec.models import Spec
+from flowspec.vae.config import require_flow
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -34,7 +35,7 @@ def validate(spec: SpecPath) -> None:
 @reports_errors
 def expand(spec: SpecPath) -> None:
     """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed = load_spec(spec)
+    parsed = require_flow(load_spec(spec), "expand")
     build_graph(parsed)
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
@@ -45,7 +46,7 @@ def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
     """Validate and compile SPEC; print the build table and write the output folder."""
-    parsed = load_spec(spec)
+    parsed = require_flow(load_spec(spec), "build")
     folder = out or Path("build") / parsed.name
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
@@ -66,7 +67,7 @@ def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    result = check_spec(load_spec(spec), width=width, tolerance=tolerance)
+    result = check_spec(require_flow(load_spec(spec), "check"), width=width, tolerance=tolerance)
     console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
