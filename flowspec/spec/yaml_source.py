@@ -65,7 +65,13 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     Any YAML syntax problem becomes a :class:`SpecError` naming the file and line.
     """
     source = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as error:  # a control character anywhere in the text
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise SpecError(Problem(f"invalid YAML: character #x{error.character:04x} is not allowed",
+                                (), file, line, column)) from None
     try:
         node = loader.get_single_node()
         if node is None:
