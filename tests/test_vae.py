@@ -156,6 +156,10 @@ def test_bits_per_dim_is_negative_elbo_over_d_log_2():
     elbo = model.elbo(x)
     assert bpd.shape == (8,)
     torch.testing.assert_close(bpd, -elbo / (10 * math.log(2)))
+    torch.manual_seed(3)
+    iw_bpd = model.bits_per_dim(x, k=8)
+    torch.manual_seed(3)
+    torch.testing.assert_close(iw_bpd, -model.iw_log_likelihood(x, 8) / (10 * math.log(2)))
 
 
 # -- likelihoods -------------------------------------------------------------------------------
