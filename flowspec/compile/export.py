@@ -3,7 +3,7 @@
 ``save_model`` writes the spec and the state dict in one file; ``load_model`` rebuilds the model
 with one call (``weights_only`` loading). ``export_programs`` writes the density direction
 (``x -> (*zs, logdet)``) and the sampling direction (``(*eps, temperature) -> x``) as ``.pt2``
-files that ``torch.export.load`` runs without flowspec installed.
+files that ``torch.export.load`` runs without flowspec installed, at any batch size.
 """
 
 from __future__ import annotations
@@ -109,9 +109,11 @@ def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check:
     eps = tuple(torch.randn(batch, *shape, dtype=reference.dtype) for shape in model.latent_shapes)
     temperature = torch.tensor(0.7, dtype=reference.dtype)
     paths = {"density": folder / "density.pt2", "sample": folder / "sample.pt2"}
+    batch_dim = torch.export.Dim("batch", min=1, max=1 << 20)  # any batch size, not only `batch`
     with torch.no_grad():
-        density = torch.export.export(_Density(model), (x,))
-        sampler = torch.export.export(_Sampler(model), (temperature, *eps))
+        density = torch.export.export(_Density(model), (x,), dynamic_shapes={"x": {0: batch_dim}})
+        sampler = torch.export.export(_Sampler(model), (temperature, *eps), dynamic_shapes={
+            "temperature": None, "eps": tuple({0: batch_dim} for _ in eps)})
         torch.export.save(density, paths["density"])
         torch.export.save(sampler, paths["sample"])
         if check:
