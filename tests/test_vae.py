@@ -273,7 +273,11 @@ def test_graph_has_clusters_and_shapes_on_edges():
      r"<spec>:7:34: posterior\.hidden: MADE hidden width 2 is less than latent - 1 = 5"),
     (("encoder: {kind: conv", "encoder: {kind: cnn"), r"<spec>:4:\d+: encoder\.kind: Input should be 'conv' or 'mlp'"),
     (("latent: 6\n", ""), r"<spec>:1:1: latent: missing field 'latent'"),
-], ids=["typo", "likelihood", "bernoulli-levels", "latent", "model", "made-width", "encoder-kind", "missing"])
+    (("latent: 6", "latnet: 6"), r"<spec>:3:1: latnet: unknown field 'latnet' \(hint: did you mean 'latent'"),
+    (("decoder: {kind: conv,", "decoder: {kind: conv, widht: 3,"),
+     r"<spec>:5:23: decoder\.widht: unknown field 'widht' \(hint: .*known: depth, hidden, kind\)"),
+], ids=["typo", "likelihood", "bernoulli-levels", "latent", "model", "made-width", "encoder-kind", "missing",
+        "root-typo", "decoder-typo"])
 def test_invalid_vae_specs_give_line_numbered_errors(edit, match):
     text = DIGITS_VAE.replace(*edit)
     assert text != DIGITS_VAE or not edit[0]
