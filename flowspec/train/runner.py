@@ -67,6 +67,31 @@ class _Objective(nn.Module):
         return self.model.bits_per_dim(x)
 
 
+class BlockSampler(DistributedSampler):
+    """The data order of one rank: each epoch a permutation seeded by ``seed + epoch`` (as
+    ``DistributedSampler``), cut into global batches of ``batch_size``; rank ``r`` takes the
+    ``r``-th contiguous block of ``batch_size / W`` of each, so the W ranks together see exactly the
+    single-process batch, in the same order (the incomplete last batch is dropped)."""
+
+    def __init__(self, n: int, batch_size: int, num_replicas: int, rank: int, seed: int):
+        super().__init__(range(n), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.global_batch = batch_size
+        self.local_batch = batch_size // num_replicas
+
+    def __len__(self) -> int:
+        return (len(self.dataset) // self.global_batch) * self.local_batch
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        indices: list[int] = []
+        for start in range(0, len(order) - self.global_batch + 1, self.global_batch):
+            first = start + self.rank * self.local_batch
+            indices.extend(order[first:first + self.local_batch])
+        return iter(indices)
+
+
 def _seed_step(seed: int, step: int, rank_offset: int, device: torch.device) -> None:
     """Reseed torch for ``step``; on the CPU skip ``rank_offset`` uniforms (the noise of the ranks
     before this one), so W ranks draw the single-process noise of the global batch."""
@@ -281,8 +306,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         raise FlowSpecError(f"batch size {config.batch_size} does not divide over {env.world_size} processes")
     local_batch = config.batch_size // env.world_size
     n_train = len(data.train)
-    sampler = DistributedSampler(range(n_train), num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                 seed=config.seed, drop_last=True)
+    sampler = BlockSampler(n_train, config.batch_size, num_replicas=env.world_size, rank=env.rank, seed=config.seed)
     batches_per_epoch = len(sampler) // local_batch
     if batches_per_epoch == 0:
         raise DataError(f"{n_train} training examples are fewer than one batch of {config.batch_size}")
