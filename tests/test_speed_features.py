@@ -224,3 +224,40 @@ def test_invconv_not_cached_when_gradients_are_recorded():
     y.sum().backward()
     assert layer._cache is None
     assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_invertible_backprop_activation_memory_stays_flat_in_k():
+    from flowspec.bench.memory import saved_activation_bytes
+    from flowspec.bench.measure import with_steps
+
+    spec = loads_spec(MULTISCALE.replace("LU", "true"))
+    x = torch.rand(4, 2, 8, 8) - 0.5
+    saved = {}
+    for steps in (1, 4):
+        for invertible in (False, True):
+            torch.manual_seed(0)
+            model = with_steps(spec, steps, invertible).train()
+            with torch.no_grad():
+                model.log_prob(x)  # actnorm init
+            saved[steps, invertible] = saved_activation_bytes(model, x)
+    assert saved[4, False] > 2.5 * saved[1, False]
+    assert saved[4, True] < 1.3 * saved[1, True]
+
+
+def test_bench_cli_prints_measured_figures_and_rejects_bad_specs(tmp_path):
+    from typer.testing import CliRunner
+
+    from flowspec.cli import app
+
+    good = tmp_path / "tiny.yaml"
+    good.write_text(MULTISCALE.replace("LU", "true"))
+    result = CliRunner().invoke(app, ["bench", str(good), "--batch", "2", "--repeats", "1",
+                                      "--no-baselines", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    assert "train step  flowspec " in result.output and "images/s" in result.output
+    assert "folded" in result.output and "of the measured conv peak" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MULTISCALE.replace("LU", "true") + "memory: {invertible_backprop: 3}\n")
+    result = CliRunner().invoke(app, ["bench", str(bad)])
+    assert result.exit_code == 2
+    assert "memory.invertible_backprop" in result.output

@@ -6,5 +6,6 @@ Each group of verbs lives in its own module and registers itself on :data:`app`.
 from flowspec.cli.app import app, main
 from flowspec.cli import core  # noqa: F401  (registers build, validate, expand, check, schema)
 from flowspec.cli import train  # noqa: F401  (registers train, eval, sample)
+from flowspec.cli import bench  # noqa: F401  (registers bench)
 
 __all__ = ["app", "main"]

@@ -1,0 +1,230 @@
+"""Speed and memory figures of a spec's model (``flowspec bench``, ``benchmarks/glow_bench.py``).
+
+* training-step throughput: images/s of one Adam step on ``bits_per_dim`` (forward, backward,
+  update), and the same with channels_last weights and inputs;
+* sampling throughput: images/s of ``sample(batch)`` in eval mode (cached invconv weights), and of
+  the model folded by :func:`~flowspec.compile.fold.fold_for_inference`;
+* achieved FLOP/s of a training step (FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
+  over forward + backward, divided by the median step time), as a fraction of the machine's
+  measured conv peak (the best FLOP/s of a few large 3x3 convolutions on this machine, same
+  thread count);
+* memory: activations saved for backward (exact, saved-tensor hooks) and the peak RSS a step adds
+  (fresh subprocess, ``ru_maxrss``), see :mod:`flowspec.bench.memory`;
+* the same throughputs for normflows' and FrEIA's Glow of the same shape when installed.
+
+Timings alternate the contestants round-robin and report medians, so drifting machine load hits
+them alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from flowspec.compile import compile as compile_spec
+from flowspec.compile.fold import fold_for_inference, folding_error
+from flowspec.compile.model import FlowModel
+from flowspec.bench.memory import saved_activation_bytes, step_peak_rss
+from flowspec.spec.models import MemoryConfig, Spec
+
+
+def with_steps(spec: Spec, steps: int | None = None, invertible: bool | None = None) -> FlowModel:
+    """The spec's model with ``steps`` per level (compact form) and/or invertible backprop set."""
+    update: dict = {}
+    if steps is not None:
+        if spec.steps is None:
+            raise ValueError("changing K needs a spec in the compact form (levels, steps, step)")
+        update["steps"] = steps
+    if invertible is not None:
+        update["memory"] = MemoryConfig(invertible_backprop=invertible)
+    return compile_spec(spec.model_copy(update=update) if update else spec)
+
+
+def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each contestant, timed round-robin."""
+    for fn in contestants.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in contestants}
+    for _ in range(repeats):
+        for name, fn in contestants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def conv_peak_flops(repeats: int = 5) -> float:
+    """Best measured FLOP/s of large 3x3 convolutions (forward) on this machine."""
+    best = 0.0
+    with torch.no_grad():
+        for batch, channels, size in ((16, 128, 16), (16, 256, 8), (8, 64, 32)):
+            x = torch.randn(batch, channels, size, size)
+            conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            flops = 2.0 * batch * channels * channels * 9 * size * size
+            seconds = alternate({"conv": lambda: conv(x)}, repeats)["conv"]
+            best = max(best, flops / seconds)
+    return best
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs (multiply-add = 2) of the matmuls/convs ``fn`` runs, forward and backward."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def training_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters, x: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.Adam(list(parameters), lr=1e-5)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(x).backward()
+        optimizer.step()
+
+    return step
+
+
+@dataclass
+class BenchReport:
+    spec: str
+    batch: int
+    params: int
+    train: dict[str, float] = field(default_factory=dict)  # images/s
+    sample: dict[str, float] = field(default_factory=dict)  # images/s
+    step_flops: float = 0.0
+    conv_peak: float = 0.0
+    folding: dict[str, float] = field(default_factory=dict)
+    activations: dict[str, int] = field(default_factory=dict)  # bytes
+    peak_rss: dict[str, int] = field(default_factory=dict)  # bytes
+    skipped: dict[str, str] = field(default_factory=dict)
+    baseline_params: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def achieved_flops(self) -> float:
+        return self.step_flops * self.train.get("flowspec", 0.0) / self.batch
+
+    def lines(self) -> list[str]:
+        mib = 2.0 ** 20
+        out = [f"spec {self.spec}: batch {self.batch}, {self.params:,} parameters, "
+               f"{torch.get_num_threads()} thread(s)"]
+        for name, rate in self.train.items():
+            ratio = rate / self.train["flowspec"]
+            out.append(f"train step  {name:<24} {rate:8.1f} images/s  ({ratio:.2f}x flowspec)")
+        for name, rate in self.sample.items():
+            ratio = rate / self.sample["flowspec"]
+            out.append(f"sampling    {name:<24} {rate:8.1f} images/s  ({ratio:.2f}x flowspec)")
+        if self.step_flops:
+            out.append(f"FLOPs       training step {self.step_flops / 1e9:.2f} GFLOP; achieved "
+                       f"{self.achieved_flops / 1e9:.2f} GFLOP/s = {self.achieved_flops / self.conv_peak:.1%} "
+                       f"of the measured conv peak {self.conv_peak / 1e9:.2f} GFLOP/s")
+        if self.folding:
+            out.append(f"folding     max relative difference folded vs unfolded: samples "
+                       f"{self.folding['samples']:.2e}, log-prob {self.folding['log_prob']:.2e}")
+        for name, size in self.activations.items():
+            out.append(f"memory      saved activations {name:<28} {size / mib:8.1f} MiB")
+        for name, size in self.peak_rss.items():
+            out.append(f"memory      peak RSS added by one step {name:<19} {size / mib:8.1f} MiB")
+        for name, count in self.baseline_params.items():
+            out.append(f"baseline    {name}: {count:,} parameters")
+        for name, why in self.skipped.items():
+            out.append(f"skipped     {name}: {why}")
+        return out
+
+
+def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
+          memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0) -> BenchReport:
+    """Measure everything listed in the module docstring for ``spec`` (float32, CPU)."""
+    torch.manual_seed(seed)
+    model = with_steps(spec, invertible=False).train()
+    shape = tuple(model.input_shape)
+    data = torch.randint(0, model.levels, (batch, *shape)).float()
+    model.initialize(data)
+    report = BenchReport(str(spec_path), batch, sum(p.numel() for p in model.parameters()))
+
+    def flow_loss(m: FlowModel) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: m.bits_per_dim(x).mean()
+
+    contestants = {"flowspec": training_step(flow_loss(model), model.parameters(), data)}
+    if len(shape) == 3:
+        fast = with_steps(spec, invertible=False).train()
+        fast.load_state_dict(model.state_dict())
+        fast = fast.to(memory_format=torch.channels_last)
+        contestants["flowspec channels_last"] = training_step(
+            flow_loss(fast), fast.parameters(), data.contiguous(memory_format=torch.channels_last))
+    twin = with_steps(spec, invertible=True).train()
+    twin.load_state_dict(model.state_dict())
+    contestants["flowspec invertible-backprop"] = training_step(flow_loss(twin), twin.parameters(), data)
+
+    samplers: dict[str, Callable[[], object]] = {}
+    sampler = with_steps(spec).eval()
+    sampler.load_state_dict(model.state_dict())
+    folded = fold_for_inference(sampler)
+    report.folding = folding_error(sampler, folded)
+    samplers["flowspec"] = lambda: sampler.sample(batch)
+    samplers["flowspec folded"] = lambda: folded.sample(batch)
+
+    if baselines:
+        from flowspec.bench.baselines import BASELINES
+
+        if len(shape) != 3 or spec.steps is None:
+            report.skipped["baselines"] = "need an image spec in the compact form (levels, steps, step)"
+        else:
+            hidden = _coupling_hidden(spec)
+            for name, builder in BASELINES.items():
+                try:
+                    other, loss, draw = builder(shape, spec.levels, spec.steps, hidden)
+                except ImportError as error:
+                    report.skipped[name] = f"not installed ({error.name}); pip install {name}"
+                    continue
+                x = data / model.levels - 0.5
+                other.train()
+                with torch.no_grad():
+                    loss(x)  # data-dependent inits
+                report.baseline_params[name] = sum(p.numel() for p in other.parameters())
+                contestants[name] = training_step(loss, other.parameters(), x)
+                samplers[name] = _no_grad(lambda draw=draw, other=other: (other.eval(), draw(batch)))
+
+    seconds = alternate(contestants, repeats)
+    report.train = {name: batch / s for name, s in seconds.items()}
+    with torch.no_grad():
+        seconds = alternate(samplers, repeats)
+    report.sample = {name: batch / s for name, s in seconds.items()}
+
+    report.step_flops = count_flops(lambda: flow_loss(model)(data).backward())
+    model.zero_grad(set_to_none=True)
+    report.conv_peak = conv_peak_flops(repeats)
+
+    if memory:
+        x = model.to_model_space(data + torch.rand_like(data))[0]
+        for steps in memory_steps if spec.steps is not None else (None,):
+            for invertible in (False, True):
+                label = f"K={steps} " if steps is not None else ""
+                label += "invertible" if invertible else "standard"
+                m = with_steps(spec, steps, invertible).train()
+                m.initialize(data)
+                report.activations[label] = saved_activation_bytes(m, x)
+                report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps)
+    return report
+
+
+def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return fn()
+
+    return run
+
+
+def _coupling_hidden(spec: Spec) -> int:
+    for item in spec.step:
+        conditioner = getattr(item, "conditioner", None)
+        if conditioner is not None and hasattr(conditioner, "hidden"):
+            return conditioner.hidden
+    return 512
