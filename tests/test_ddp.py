@@ -44,13 +44,12 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     run([sys.executable, *common, "--out", str(tmp_path / "single")], tmp_path)
     ddp, single = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
     assert ddp["step"] == single["step"] == 4 and ddp["data_order"]["world_size"] == 2
-    moved = 0.0
     for key, value in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], value, rtol=1e-4, atol=1e-5, msg=key)
-        moved = max(moved, (value.float() - ddp["state_dict"][key].float()).abs().max().item())
-    # the runs trained (parameters moved from init), so agreeing is not trivial
-    init = load_checkpoint(tmp_path / "single" / "last.pt")["optimizer"]["state"]
-    assert init and all(int(s["step"]) == 4 for s in init.values())
+    # both took 4 optimizer steps, and the coupling's zero-initialised last conv moved away from 0
+    states = single["optimizer"]["state"]
+    assert states and all(int(s["step"]) == 4 for s in states.values())
+    assert single["state_dict"]["layers.3.net.4.weight"].abs().max() > 1e-4
     # only rank 0 wrote files: one metrics line per 10 steps or the last, no duplicates
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert sum('"loss"' in line for line in lines) == 1

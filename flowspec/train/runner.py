@@ -202,7 +202,6 @@ def find_nonfinite(model: nn.Module, x: Tensor) -> str | None:
             for position, tensor in enumerate(tensors):
                 if isinstance(tensor, Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                     what = "log-det" if position == 1 else "output"
-                    kind = getattr(getattr(module, "kind", None), "__str__", lambda: type(module).__name__)()
                     found.append(f"layer {name!r} (layers[{index}], {type(module).__name__}) gives a non-finite {what}")
                     return
             for tensor in inputs:
