@@ -173,6 +173,7 @@ def test_build_bad_spec_writes_nothing(bad, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # torch.export of both directions: about 5 s on a shared 2-core CPU
 def test_build_with_export(tiny, tmp_path):
     out = tmp_path / "out"
     result = _run("build", tiny, "--out", out)
