@@ -118,7 +118,8 @@ def test_iaf_steps_alternate_the_order():
 
 
 # -- the posterior and the bounds --------------------------------------------------------------
-@pytest.mark.parametrize("text", [DIGITS_VAE, VECTOR_VAE], ids=["conv", "mlp"])
+@pytest.mark.parametrize("text", [DIGITS_VAE, VECTOR_VAE, DIGITS_VAE.replace("kind: conv", "kind: mlp")],
+                         ids=["conv", "mlp", "mlp-on-image"])
 def test_posterior_log_q_equals_change_of_variables_through_autograd(text):
     model = model_of(text)
     randomize(model.iaf)
@@ -187,21 +188,33 @@ def test_logistic_likelihood_gradients_are_finite_in_the_tails():
 
 
 # -- generation, init, save/load ---------------------------------------------------------------
-def test_sample_and_reconstruct_are_in_data_space():
-    model = model_of(DIGITS_VAE)
+LIKELIHOOD_VARIANTS = {
+    "logistic": DIGITS_VAE,
+    "categorical": DIGITS_VAE.replace("likelihood: logistic", "likelihood: categorical"),
+    "bernoulli-mlp": DIGITS_VAE.replace("levels: 17", "levels: 2").replace("likelihood: logistic", "likelihood: bernoulli")
+                               .replace("kind: conv", "kind: mlp"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(LIKELIHOOD_VARIANTS))
+def test_sample_and_reconstruct_are_in_data_space(variant):
+    model = model_of(LIKELIHOOD_VARIANTS[variant])
     samples = model.sample(5, temperature=0.7, generator=torch.Generator().manual_seed(0))
     drawn = model.sample(5, temperature=1.0, mean=False)
     recon = model.reconstruct(data_like(model, 4))
     for t, n in ((samples, 5), (drawn, 5), (recon, 4)):
         assert t.shape == (n, 1, 8, 8)
-        assert torch.all((t >= 0) & (t <= 16) & (t == t.round()))
+        assert torch.all((t >= 0) & (t <= model.levels - 1) & (t == t.round()))
 
 
-def test_initialize_fits_the_marginal_and_lowers_the_loss():
-    model = model_of(DIGITS_VAE)
+@pytest.mark.parametrize("variant", sorted(LIKELIHOOD_VARIANTS))
+def test_initialize_fits_the_marginal_and_lowers_the_loss(variant):
     from sklearn.datasets import load_digits
 
+    model = model_of(LIKELIHOOD_VARIANTS[variant])
     x = torch.tensor(load_digits().images[:256], dtype=torch.float64).unsqueeze(1)
+    if model.levels == 2:
+        x = (x > 8).double()
     torch.manual_seed(0)
     before = model.bits_per_dim(x).mean()
     model.initialize(x)

@@ -41,11 +41,13 @@ class Encoder(nn.Module):
                 layers += [nn.Linear(features, cfg.hidden), nn.ELU()]
                 features = cfg.hidden
         self.body = nn.Sequential(*layers)
+        self.conv = encoder_kind(spec) == "conv"
         self.head = nn.Linear(features, 2 * spec.latent + cfg.context)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x`` (integer levels) -> ``mu, sigma`` of shape ``(batch, latent)``, ``h`` ``(batch, context)``."""
-        a = self.body(scale_data(x, self.levels) if x.dim() == 4 else scale_data(x, self.levels).flatten(1))
+        scaled = scale_data(x, self.levels)
+        a = self.body(scaled if self.conv else scaled.flatten(1))
         out = self.head(a.flatten(1))
         mu, pre, h = out.split([self.latent, self.latent, self.context], dim=1)
         return mu, F.softplus(pre) + 1e-4, h
