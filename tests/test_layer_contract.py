@@ -1,7 +1,7 @@
 """One contract test over every registered layer kind and every example config of it (float64).
 
 For each config: round trip, log-det against ``slogdet`` of the autograd Jacobian, inverse
-log-det = -forward, inferred shape = real shape, gradients reach every parameter, and a state
+log-det = -forward, inferred shape = real shape, cost rule's parameter count = real one, gradients reach every parameter, and a state
 dict saved with ``torch.save`` loads (``weights_only=True``) into a fresh module with equal outputs.
 ``split`` factors out a latent instead of mapping x -> y, so it has its own contract below.
 """
@@ -110,6 +110,8 @@ def test_layer_contract(config, shape, tmp_path):
     y, logdet = layer(x)
     assert tuple(y.shape[1:]) == tuple(config.output_shape(shape))
     assert logdet.shape == (3,)
+    # the pure cost rule counts the parameters the module really has
+    assert config.cost(shape).params == sum(p.numel() for p in layer.parameters())
 
     # round trip, inverse log-det = -forward
     x_back, inverse_logdet = layer.inverse(y)
@@ -180,6 +182,7 @@ def test_split_contract(config, shape):
     kept, factored = layer.split(x)
     assert tuple(kept.shape[1:]) == tuple(config.output_shape(shape))
     assert tuple(factored.shape[1:]) == tuple(config.factored_shape(shape))
+    assert config.cost(shape).params == sum(p.numel() for p in layer.parameters())
     torch.testing.assert_close(layer.join(kept, factored), x, rtol=0, atol=0)
 
     # log_prob of the factored half equals a Normal computed independently
