@@ -76,6 +76,18 @@ input:
   levels: 1
 layers: [actnorm]
 """, r"greater than or equal to 2", ("input", "levels"), 3),
+    ("compact-levels-zero", """\
+input: {shape: [1, 8, 8]}
+levels: 0
+steps: 1
+step: [actnorm]
+""", r"greater than or equal to 1", ("levels",), 2),
+    ("compact-levels-not-an-int", """\
+input: {shape: [1, 8, 8]}
+levels: 2
+steps: two
+step: [actnorm]
+""", r"valid integer", ("steps",), 3),
     ("two-dimensional-shape", """\
 input:
   shape: [8, 8]
