@@ -7,5 +7,6 @@ from flowspec.cli.app import app, main
 from flowspec.cli import core  # noqa: F401  (registers build, validate, expand, check, schema)
 from flowspec.cli import train  # noqa: F401  (registers train, eval, sample)
 from flowspec.cli import bench  # noqa: F401  (registers bench)
+from flowspec.cli import render_report  # noqa: F401  (registers render, report)
 
 __all__ = ["app", "main"]

@@ -51,6 +51,11 @@ class LayerCost:
     flops_logdet: float = 0.0
     logdet_per_call: bool = False
     activations: int = 0  # elements kept for the backward pass of a training step
+    #: FLOPs paid once per call whatever the batch (building ``W`` or ``W^{-1}`` from parameters)
+    call_flops_forward: float = 0.0
+    call_flops_inverse: float = 0.0
+    call_matmul_flops_forward: float = 0.0  # the part of call_flops_* that is a matmul
+    call_matmul_flops_inverse: float = 0.0
 
 
 class LayerConfig(BaseModel):

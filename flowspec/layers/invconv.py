@@ -48,19 +48,26 @@ class InvConvConfig(LayerConfig):
         return shape
 
     def cost(self, shape: Shape) -> LayerCost:
+        """Per example: the 1x1 conv, ``2 c^2 HW``. Per call (uncached, as in training): LU builds
+        ``W = (P L) U`` with two c x c matmuls (``4 c^3``) and its log-det is ``sum(log_s)`` (``c``);
+        plain uses ``W`` as is and its log-det is an LU factorisation in ``slogdet`` (``2 c^3 / 3``).
+        The inverse also inverts ``W`` (``2 c^3``). Params: LU stores full ``lower`` and ``upper``
+        matrices (``2 c^2 + c``), plain ``c^2``."""
         c, spatial = shape[0], numel(shape[1:])
         matmul = 2.0 * c * c * spatial
         if self.lu:
-            params, logdet, per_call = c * c + c, float(c), True
-            weight_flops = 2.0 * c ** 3 / 3  # rebuild W = P L U per call
+            params, logdet = 2 * c * c + c, float(c)
+            build_matmul = 4.0 * c ** 3  # permutation @ lower @ upper
+            build = build_matmul + 3.0 * c * c  # masks, unit diagonal, diag(sign * exp(log_s))
         else:
-            params, logdet, per_call = c * c, 2.0 * c ** 3 / 3, True
-            weight_flops = 0.0
-        inverse_weight = 2.0 * c ** 3  # W^{-1}
-        return LayerCost(params=params, flops_forward=matmul + weight_flops,
-                         flops_inverse=matmul + inverse_weight, matmul_flops_forward=matmul,
-                         matmul_flops_inverse=matmul, flops_logdet=logdet,
-                         logdet_per_call=per_call, activations=numel(shape))
+            params, logdet = c * c, 2.0 * c ** 3 / 3
+            build_matmul = build = 0.0
+        return LayerCost(params=params, flops_forward=matmul, flops_inverse=matmul,
+                         matmul_flops_forward=matmul, matmul_flops_inverse=matmul,
+                         flops_logdet=logdet, logdet_per_call=True, activations=numel(shape),
+                         call_flops_forward=build, call_flops_inverse=build + 2.0 * c ** 3,
+                         call_matmul_flops_forward=build_matmul,
+                         call_matmul_flops_inverse=build_matmul)
 
     def build(self, shape: Shape) -> "InvConv":
         return InvConvLU(shape, self.seed) if self.lu else InvConv(shape, self.seed)
@@ -68,9 +75,10 @@ class InvConvConfig(LayerConfig):
 
 class InvConv(FlowLayer):
     """Caching: outside training, when no gradient is being recorded, ``W``, ``W^{-1}`` and
-    ``log|det W|`` are computed once and reused until a parameter changes (keyed on the parameters'
-    storage and in-place version counters, so an optimizer step or ``load_state_dict`` invalidates
-    them) or until ``train()`` / ``to()`` is called."""
+    ``log|det W|`` are computed once and reused until a parameter changes or ``train()`` / ``to()``
+    is called. The cache keeps a copy of the (c x c) parameters and is used only while they are
+    equal to the current ones, so any update (optimizer step, ``load_state_dict``, EMA swap, even
+    through ``.data``) invalidates it; the O(c^2) comparison is cheap next to the conv."""
 
     _cache: tuple | None = None
 
@@ -90,20 +98,24 @@ class InvConv(FlowLayer):
             return F.conv2d(x, weight.view(*weight.shape, 1, 1))
         return x @ weight.T
 
-    def _cache_key(self) -> tuple:
-        return tuple((t.data_ptr(), t._version, t.dtype, t.device)
-                     for t in (*self.parameters(), *self.buffers()))
+    def _cache_valid(self) -> bool:
+        if self._cache is None:
+            return False
+        current = (*self.parameters(), *self.buffers())
+        return len(current) == len(self._cache[0]) and all(
+            a.dtype == b.dtype and a.device == b.device and a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(current, self._cache[0]))
 
     def _weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
         """``(W, W^{-1} or None, log|det W|)``, from the cache when it may be used."""
         cacheable = not self.training and not torch.compiler.is_compiling() and not (
             torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
         if cacheable and not torch.compiler.is_exporting():
-            key = self._cache_key()
-            if self._cache is None or self._cache[0] != key:
+            if not self._cache_valid():
                 with torch.no_grad():
                     weight = self.matrix()
-                    self._cache = (key, weight, torch.linalg.inv(weight), self.log_abs_det())
+                    snapshot = tuple(t.detach().clone() for t in (*self.parameters(), *self.buffers()))
+                    self._cache = (snapshot, weight, torch.linalg.inv(weight), self.log_abs_det())
             return self._cache[1:]
         return self.matrix(), None, self.log_abs_det()
 

@@ -1,0 +1,195 @@
+"""The cost report of a flow spec, from its graph alone (no weights are allocated).
+
+For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` ``c``:
+
+* FLOPs of a pass = ``N * c.flops_* + c.call_flops_*`` (per-example work plus per-call work such
+  as building ``W`` of an LU invconv); the log-det term is counted apart:
+  ``c.flops_logdet`` once per call when ``logdet_per_call`` (plain invconv's ``slogdet``,
+  ``2 c^3 / 3``; LU's ``sum(log_s)``, ``c``), else ``N`` times.
+* training activations = ``4 N c.activations`` bytes (float32), summed over layers (or the
+  largest single layer with ``memory: {invertible_backprop: true}``), plus parameters,
+  gradients and the two Adam moments, ``16 * params`` bytes.
+* a sampling pass keeps every latent's noise and one layer's working set at a time:
+  ``4 N (sum latents + max_l (in_l + c_l.activations))`` plus ``4 * params``.
+* roofline time of a layer = ``max(FLOPs / peak, bytes / bandwidth)`` with bytes =
+  ``4 (params + N (in + activations))`` read or written; its bottleneck is the larger term.
+  A training step is ``3 x`` the forward pass (backward ~ 2 x forward), a sampling pass is the
+  inverse direction.
+
+Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from flowspec.graph.build import FlowGraph
+from flowspec.layers.base import LayerCost, numel
+from flowspec.report.devices import Device
+
+BYTES = 4  # float32
+OPTIMIZER_COPIES = 4  # weights, gradients, Adam's two moments
+TRAIN_FACTOR = 3.0  # forward + backward ~ 3 x forward
+LOGDET_DOMINATES = 0.5  # flag a layer whose log-det term is more than this share of its forward
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    level: int | None
+    in_shape: tuple
+    out_shape: tuple
+    params: int
+    flops_forward: float
+    flops_inverse: float
+    flops_logdet: float
+    matmul_flops_forward: float
+    matmul_flops_inverse: float
+    train_bytes: float
+    working_bytes: float
+    bytes_moved: float
+    time_forward: float = 0.0
+    time_inverse: float = 0.0
+    bottleneck: str = ""
+    logdet_share: float = 0.0
+    measured_forward: float | None = None
+
+    @property
+    def logdet_dominates(self) -> bool:
+        return self.logdet_share > LOGDET_DOMINATES
+
+
+@dataclass
+class CostReport:
+    spec_name: str
+    batch: int
+    device: str
+    dtype: str
+    rows: list[LayerRow]
+    params: int
+    flops_forward: float
+    flops_inverse: float
+    flops_logdet: float
+    train_activation_bytes: float
+    train_bytes: float
+    sample_bytes: float
+    time_forward: float
+    time_train_step: float
+    time_sample: float
+    max_train_batch: int
+    device_memory: float
+    notes: list[str] = field(default_factory=list)
+    measured_train_step: float | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for row, out in zip(self.rows, data["rows"]):
+            out["logdet_dominates"] = row.logdet_dominates
+        return data
+
+
+def _at_batch(cost: LayerCost, batch: int) -> tuple[float, float, float, float, float]:
+    logdet = cost.flops_logdet * (1 if cost.logdet_per_call else batch)
+    return (batch * cost.flops_forward + cost.call_flops_forward,
+            batch * cost.flops_inverse + cost.call_flops_inverse,
+            logdet,
+            batch * cost.matmul_flops_forward + cost.call_matmul_flops_forward,
+            batch * cost.matmul_flops_inverse + cost.call_matmul_flops_inverse)
+
+
+def top_prior_cost(flow: FlowGraph) -> LayerCost:
+    """``log N(z; mu, sigma)``: about 6 FLOPs per entry; sampling ``mu + T sigma eps``: 3."""
+    n = numel(flow.output_shape)
+    return LayerCost(params=2 * n if flow.spec.prior == "learned" else 0,
+                     flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n)
+
+
+def layer_costs(flow: FlowGraph) -> list[tuple[str, str, int | None, tuple, tuple, LayerCost]]:
+    """``(name, kind, level, in, out, cost)`` of every layer, then the top prior."""
+    out = [(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape))
+           for n in flow.layers]
+    out.append(("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
+                top_prior_cost(flow)))
+    return out
+
+
+def count_params(flow: FlowGraph) -> int:
+    """Parameters of the compiled model: every layer (split priors included) and the top prior."""
+    return sum(cost.params for *_, cost in layer_costs(flow))
+
+
+def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
+    peak = device.peak(dtype)
+    rows: list[LayerRow] = []
+    for name, kind, level, in_shape, out_shape, cost in layer_costs(flow):
+        fwd, inv, logdet, mm_fwd, mm_inv = _at_batch(cost, batch)
+        moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations))
+        memory_time = moved / device.bandwidth
+        compute_fwd = (fwd + logdet) / peak
+        row = LayerRow(name, kind, level, tuple(in_shape), tuple(out_shape), cost.params, fwd, inv,
+                       logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
+                       BYTES * batch * (numel(in_shape) + cost.activations), moved,
+                       time_forward=max(compute_fwd, memory_time),
+                       time_inverse=max((inv + logdet) / peak, memory_time),
+                       bottleneck="compute" if compute_fwd >= memory_time else "memory",
+                       logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0)
+        rows.append(row)
+    params = sum(r.params for r in rows)
+    latents = sum(numel(s) for s in flow.latent_shapes)
+    invertible = bool(getattr(getattr(flow.spec, "memory", None), "invertible_backprop", False))
+    notes = []
+    if invertible:
+        activations = max(r.train_bytes for r in rows) + BYTES * batch * latents
+        notes.append("memory: invertible_backprop: training keeps one layer's activations at a "
+                     "time (recomputed by inversion), plus the latents")
+    else:
+        activations = sum(r.train_bytes for r in rows)
+    weights = BYTES * OPTIMIZER_COPIES * params
+    per_example = activations / batch
+    fits = int((device.memory - weights) // per_example) if per_example and device.memory > weights else 0
+    for row in rows:
+        if row.logdet_dominates:
+            notes.append(f"{row.name}: the log-det term is {100 * row.logdet_share:.0f}% of its forward "
+                         f"FLOPs ({row.kind} on {row.in_shape[0]} channels at batch {batch})"
+                         + ("; lu: true makes it O(c)" if row.kind == "invconv" else ""))
+    time_forward = sum(r.time_forward for r in rows)
+    return CostReport(
+        spec_name=flow.spec.name or "spec", batch=batch, device=device.name, dtype=dtype, rows=rows,
+        params=params, flops_forward=sum(r.flops_forward for r in rows),
+        flops_inverse=sum(r.flops_inverse for r in rows),
+        flops_logdet=sum(r.flops_logdet for r in rows),
+        train_activation_bytes=activations, train_bytes=activations + weights,
+        sample_bytes=BYTES * batch * latents + max(r.working_bytes for r in rows) + BYTES * params,
+        time_forward=time_forward, time_train_step=TRAIN_FACTOR * time_forward,
+        time_sample=sum(r.time_inverse for r in rows), max_train_batch=fits,
+        device_memory=device.memory, notes=notes)
+
+
+def largest_batch_note(report: CostReport) -> str:
+    return (f"largest training batch that fits in {report.device_memory / 2 ** 30:.0f} GiB: "
+            f"{report.max_train_batch:,}" if report.max_train_batch else
+            "the weights and optimizer state alone do not fit in device memory")
+
+
+def fmt_flops(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def fmt_bytes(value: float) -> str:
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} us"
+

@@ -1,0 +1,115 @@
+"""Device profiles for the roofline: peak FLOP/s per dtype, memory bandwidth, memory size.
+
+Profiles come from ``flowspec/report/devices.yaml`` (vendor datasheet peaks), extended or
+overridden by a user's file of the same form (``--devices FILE``). ``cpu`` is measured on the spot
+by :func:`measure_cpu`: the best of a matmul and a conv rate, and a copy's bandwidth.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from flowspec.errors import FlowSpecError
+
+PROFILES = Path(__file__).with_name("devices.yaml")
+
+
+class DeviceError(FlowSpecError):
+    """An unknown device, or a device file that does not parse."""
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    peak_flops: dict[str, float]
+    bandwidth: float  # bytes / s
+    memory: float  # bytes
+    description: str = ""
+    measured: dict[str, float] = field(default_factory=dict)
+
+    def peak(self, dtype: str) -> float:
+        if dtype not in self.peak_flops:
+            raise DeviceError(f"device {self.name} has no peak for dtype {dtype}; it lists "
+                              f"{', '.join(sorted(self.peak_flops))}")
+        return self.peak_flops[dtype]
+
+
+def _parse(name: str, entry, source: Path) -> Device:
+    try:
+        peaks = {str(k): float(v) for k, v in dict(entry["peak_flops"]).items()}
+        device = Device(name, peaks, float(entry["bandwidth"]), float(entry["memory"]),
+                        str(entry.get("description", "")))
+    except (KeyError, TypeError, ValueError) as error:
+        raise DeviceError(f"{source}: device {name}: needs peak_flops (a mapping dtype -> FLOP/s), "
+                          f"bandwidth (bytes/s) and memory (bytes): {error}") from None
+    if min(device.peak_flops.values(), default=0) <= 0 or device.bandwidth <= 0 or device.memory <= 0:
+        raise DeviceError(f"{source}: device {name}: peaks, bandwidth and memory must be positive")
+    return device
+
+
+def load_devices(extra: str | Path | None = None) -> dict[str, Device]:
+    """The shipped profiles, updated with those of ``extra``."""
+    devices: dict[str, Device] = {}
+    for source in [PROFILES] + ([Path(extra)] if extra else []):
+        try:
+            data = yaml.safe_load(source.read_text()) or {}
+        except OSError as error:
+            raise DeviceError(f"cannot read device file {source}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise DeviceError(f"{source}: not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise DeviceError(f"{source}: expected a mapping of device name -> profile")
+        for name, entry in data.items():
+            devices[str(name)] = _parse(str(name), entry, source)
+    return devices
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _physical_memory() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16e9
+
+
+@torch.no_grad()
+def measure_cpu(repeats: int = 5) -> Device:
+    """This machine's float32 matmul and 3x3 conv rates and copy bandwidth, at torch's current
+    thread count (about a second)."""
+    n = 512
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    matmul = 2.0 * n ** 3 / _best_time(lambda: a @ b, repeats)
+    x, w = torch.randn(16, 64, 16, 16), torch.randn(64, 64, 3, 3)
+    conv_flops = 2.0 * 16 * 64 * 64 * 9 * 16 * 16
+    conv = conv_flops / _best_time(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
+    source = torch.randn(16 * 2 ** 20)  # 64 MiB, beyond the caches
+    target = torch.empty_like(source)
+    bandwidth = 2.0 * source.numel() * 4 / _best_time(lambda: target.copy_(source), repeats)
+    return Device("cpu", {"float32": max(matmul, conv)}, bandwidth, _physical_memory(),
+                  f"this CPU, measured ({torch.get_num_threads()} threads)",
+                  {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth})
+
+
+def get_device(name: str, extra: str | Path | None = None) -> Device:
+    if name == "cpu":
+        return measure_cpu()
+    devices = load_devices(extra)
+    if name not in devices:
+        raise DeviceError(f"unknown device {name!r}; known: cpu, {', '.join(sorted(devices))} "
+                          f"(add one with --devices FILE)")
+    return devices[name]
