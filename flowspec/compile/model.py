@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.compile.invertible_backprop import run_layers
-from flowspec.dequant import build_dequantizer
+from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.layers.actnorm import ActNorm
 from flowspec.layers.base import numel
@@ -35,7 +35,11 @@ class FlowModel(nn.Module):
         self.top_prior = TopPrior(flow_graph.output_shape, learned=spec.prior == "learned")
         self.levels = spec.input.levels
         self.centred = getattr(spec.dequantization, "centred", True)
-        self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape)
+        self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape, self.levels)
+        preprocess = getattr(spec, "preprocess", None)
+        #: v = x + u -> model space (scale, or RealNVP's logit), with its log-det
+        self.model_space = ToModelSpace(self.levels, self.centred,
+                                        preprocess.alpha if preprocess is not None else None)
         memory = getattr(spec, "memory", None)
         #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
         self.invertible_backprop = bool(memory and memory.invertible_backprop)
@@ -123,14 +127,13 @@ class FlowModel(nn.Module):
 
     # -- discrete data ------------------------------------------------------------------------
     def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
-        """``y = v / n (- 1/2)`` and its log-det ``-D log n``."""
-        y = v / self.levels - (0.5 if self.centred else 0.0)
-        return y, v.new_full((v.shape[0],), -numel(self.input_shape) * math.log(self.levels))
+        """``y = v / n (- 1/2)`` and its log-det ``-D log n``; with ``preprocess: {kind: logit}``
+        ``y = logit(alpha + (1 - 2 alpha) v / n)`` and its log-det (:class:`ToModelSpace`)."""
+        return self.model_space(v)
 
     def to_data_space(self, y: Tensor) -> Tensor:
         """Inverse of :meth:`to_model_space` followed by rounding down to the data's levels."""
-        v = (y + (0.5 if self.centred else 0.0)) * self.levels
-        return v.floor().clamp(0, self.levels - 1)
+        return self.model_space.inverse(y).floor().clamp(0, self.levels - 1)
 
     def elbo(self, x: Tensor) -> Tensor:
         """One-sample bound ``log p(v) - log q(u|x) <= log P(x)`` in nats, per example."""
@@ -138,9 +141,32 @@ class FlowModel(nn.Module):
         y, scale_logdet = self.to_model_space(v)
         return self.log_prob(y) + scale_logdet - log_q
 
-    def bits_per_dim(self, x: Tensor) -> Tensor:
-        """``-elbo / (D log 2)`` per example, for integer-valued data ``x``."""
+    def log_weights(self, x: Tensor, k: int) -> Tensor:
+        """``log p(v_j) - log q(u_j|x)`` for ``k`` dequantization draws, shape ``(batch, k)``; the
+        draws run in chunks of at most ~4096 examples."""
+        chunk = max(1, min(k, 4096 // max(1, x.shape[0])))
+        weights = []
+        for start in range(0, k, chunk):
+            n = min(chunk, k - start)
+            repeated = x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
+            weights.append(self.elbo(repeated).view(n, x.shape[0]))
+        return torch.cat(weights).T
+
+    def iw_log_likelihood(self, x: Tensor, k: int = 64) -> Tensor:
+        """Importance-weighted bound ``log (1/k) sum_j p(v_j) / q(u_j|x)`` in nats per example; it
+        is ``<= log P(x)``, ``>=`` the one-draw bound on average, and tightens as ``k`` grows."""
+        return torch.logsumexp(self.log_weights(x, k), dim=1) - math.log(k)
+
+    def bits_per_dim(self, x: Tensor, k: int = 1) -> Tensor:
+        """``-elbo / (D log 2)`` per example, for integer-valued data ``x``; with ``k > 1`` the
+        importance-weighted figure :meth:`iw_bits_per_dim`."""
+        if k > 1:
+            return self.iw_bits_per_dim(x, k)
         return -self.elbo(x) / (numel(self.input_shape) * math.log(2))
+
+    def iw_bits_per_dim(self, x: Tensor, k: int = 64) -> Tensor:
+        """``-iw_log_likelihood(x, k) / (D log 2)`` per example."""
+        return -self.iw_log_likelihood(x, k) / (numel(self.input_shape) * math.log(2))
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:

@@ -7,14 +7,25 @@ import torch
 from torch import Tensor, nn
 
 
+def in_bin(x: Tensor, u: Tensor) -> Tensor:
+    """``v = x + u`` kept in ``[x, x + 1)`` in floating point: with ``u`` just below 1 the sum can
+    round up to ``x + 1`` (in float32 from ``x = 16``), so it is capped at the float below ``x + 1``."""
+    return torch.minimum(x + u, torch.nextafter(x + 1, x))
+
+
 class UniformDequantizer(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(v, log q(u|x))`` for integer-valued ``x``."""
         u = torch.rand_like(x)
-        return x + u, x.new_zeros(x.shape[0])
+        return in_bin(x, u), x.new_zeros(x.shape[0])
 
 
-def build_dequantizer(config, shape) -> nn.Module:
+def build_dequantizer(config, shape, levels: int = 256) -> nn.Module:
+    """The dequantizer module of a ``dequantization:`` config for data of ``shape`` and ``levels``."""
     if config.kind == "uniform":
         return UniformDequantizer()
+    if config.kind == "variational":
+        from flowspec.dequant.variational import VariationalDequantizer
+
+        return VariationalDequantizer(config, tuple(shape), levels)
     raise ValueError(f"unknown dequantization {config.kind!r}")

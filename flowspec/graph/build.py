@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.layers.base import LayerConfig, Shape, numel
 from flowspec.spec.expand import ExpandedLayer, expand
@@ -124,8 +125,10 @@ def build_graph(spec: Spec) -> FlowGraph:
     graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
+    problems += dequantizer_problems(spec, tuple(spec.input.shape), flow.problem)
     if problems:
         raise ShapeError(problems)
+    add_dequantizer_nodes(graph, spec, INPUT)  # cluster="dequantizer", after the flow's own checks
     return flow
 
 

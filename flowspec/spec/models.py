@@ -69,14 +69,9 @@ class InputSpec(StrictModel):
         return shape
 
 
-class UniformDequantization(StrictModel):
-    """``y = (x + u) / n (- 1/2 when centred)``, ``u ~ U[0, 1)^D``."""
-
-    kind: Literal["uniform"] = "uniform"
-    centred: bool = True
-
-
-Dequantization = Annotated[Union[UniformDequantization], Field(discriminator="kind")]
+# dequantizers' config models live with their modules (flowspec/dequant/config.py)
+from flowspec.dequant.config import (ContextConfig, Dequantization, LogitPreprocess,  # noqa: E402,F401
+                                     Preprocess, UniformDequantization, VariationalDequantization)
 
 
 class MemoryConfig(StrictModel):
@@ -102,6 +97,9 @@ class Spec(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig,
                                description="config of the splits the compact form inserts")
     dequantization: Dequantization = Field(default_factory=UniformDequantization)
+    preprocess: Optional[Preprocess] = Field(
+        None, description="map of the dequantized data into model space: none (scale to [0,1), "
+                          "centred as the dequantization says) or {kind: logit, alpha}")
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
     memory: MemoryConfig = Field(default_factory=MemoryConfig,
                                  description="memory options of a training step")

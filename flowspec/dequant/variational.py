@@ -1,0 +1,145 @@
+"""Variational dequantization (Flow++, Ho et al. 2019, arXiv:1902.00275, sec. 3.1).
+
+``u = h(eps; x) = sigmoid(g_K o ... o g_1(eps; c(x)))``, ``eps ~ N(0, I)``, where ``c(x)`` is a
+context network over the integer data and each step ``g_k`` is actnorm -> invertible 1x1 conv
+(LU; skipped for a single channel) -> affine coupling whose conditioner sees ``(eps_b, c(x))``:
+
+coupling:  ``(t, r) = NN(eps_b, c(x))``,  ``log s = c_s tanh(r / c_s)``,
+           ``eps_a' = s * eps_a + t``,  ``eps_b' = eps_b``,  log-det ``sum(log s)``
+sigmoid:   ``u = sigmoid(z)``,  log-det ``sum(log sigmoid(z) + log sigmoid(-z))``
+density:   ``log q(u|x) = log N(eps; 0, I) - log|det dh/deps|``
+
+Images use a checkerboard mask (alternating parity), vectors split the features in halves. The
+conditioners' last layers are zero-initialised, so every coupling starts as the identity. ``u`` is
+clamped to the largest float below 1, and ``v = x + u`` to the largest float below ``x + 1``
+(:func:`~flowspec.dequant.uniform.in_bin`), so ``v`` always lies in ``x``'s bin ``[x, x + 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowspec.dequant.config import VariationalDequantization
+from flowspec.dequant.uniform import in_bin
+from flowspec.layers.actnorm import ActNormConfig
+from flowspec.layers.coupling import checkerboard
+from flowspec.layers.invconv import InvConvConfig
+
+Shape = tuple[int, ...]
+LOG_SCALE_CLAMP = 2.0
+
+
+def context_kind(config: VariationalDequantization, shape: Shape) -> str:
+    """``conv`` for images, ``mlp`` for vectors, unless the spec says otherwise."""
+    return config.context.kind or ("conv" if len(shape) == 3 else "mlp")
+
+
+def context_shape(config: VariationalDequantization, shape: Shape) -> Shape:
+    """Shape of ``c(x)``: ``(hidden, H, W)`` for images, ``(hidden,)`` for vectors."""
+    return (config.context.hidden, *shape[1:]) if len(shape) == 3 else (config.context.hidden,)
+
+
+def context_network(config: VariationalDequantization, shape: Shape) -> nn.Module:
+    ctx = config.context
+    layers: list[nn.Module] = []
+    width = shape[0]
+    for _ in range(ctx.depth):
+        if len(shape) == 3:
+            layers += [nn.Conv2d(width, ctx.hidden, ctx.kernel, padding=ctx.kernel // 2), nn.ReLU()]
+        else:
+            layers += [nn.Linear(width, ctx.hidden), nn.ReLU()]
+        width = ctx.hidden
+    return nn.Sequential(*layers)
+
+
+class ConditionalCoupling(nn.Module):
+    """Affine coupling of ``eps`` whose conditioner also sees the context ``c(x)`` (see module doc)."""
+
+    def __init__(self, shape: Shape, context_channels: int, hidden: int, parity: int):
+        super().__init__()
+        self.image = len(shape) == 3
+        if self.image:
+            channels = shape[0]
+            self.register_buffer("mask", checkerboard(shape[1], shape[2], parity))  # 1: conditions
+            last = nn.Conv2d(hidden, 2 * channels, 3, padding=1)
+            self.net = nn.Sequential(nn.Conv2d(channels + context_channels, hidden, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last)
+        else:
+            d = shape[0]
+            first = d // 2
+            self.transformed = first if parity == 0 else d - first
+            self.parity = parity
+            last = nn.Linear(hidden, 2 * self.transformed)
+            self.net = nn.Sequential(nn.Linear(d - self.transformed + context_channels, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, hidden), nn.ReLU(), last)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.parity == 0:
+            return x[:, : self.transformed], x[:, self.transformed:]
+        return x[:, x.shape[1] - self.transformed:], x[:, : x.shape[1] - self.transformed]
+
+    def _join(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat((a, b) if self.parity == 0 else (b, a), dim=1)
+
+    def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        if self.image:
+            shift, raw = self.net(torch.cat([x * self.mask, context], dim=1)).chunk(2, dim=1)
+            free = 1 - self.mask
+            log_s = LOG_SCALE_CLAMP * torch.tanh(raw / LOG_SCALE_CLAMP) * free
+            return x * torch.exp(log_s) + shift * free, log_s.flatten(1).sum(1)
+        x_a, x_b = self._split(x)
+        shift, raw = self.net(torch.cat([x_b, context], dim=1)).chunk(2, dim=1)
+        log_s = LOG_SCALE_CLAMP * torch.tanh(raw / LOG_SCALE_CLAMP)
+        return self._join(x_a * torch.exp(log_s) + shift, x_b), log_s.sum(1)
+
+
+class VariationalDequantizer(nn.Module):
+    """``forward(x) -> (v = x + u, log q(u|x))`` with ``u = h(eps; x)``, ``eps ~ N(0, I)``."""
+
+    def __init__(self, config: VariationalDequantization, shape: Shape, levels: int):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.levels = levels
+        self.context = context_network(config, self.shape)
+        context_channels = config.context.hidden
+        self.actnorms = nn.ModuleList()
+        self.invconvs = nn.ModuleList()
+        self.couplings = nn.ModuleList()
+        for k in range(config.steps):
+            self.actnorms.append(ActNormConfig(data_init=False).build(self.shape))
+            if self.shape[0] >= 2:
+                self.invconvs.append(InvConvConfig(lu=True, seed=k).build(self.shape))
+            self.couplings.append(ConditionalCoupling(self.shape, context_channels, config.hidden, k % 2))
+
+    def context_of(self, x: Tensor) -> Tensor:
+        """``c(x)`` of integer data, fed in as ``x / (n - 1) - 1/2``."""
+        return self.context(x / (self.levels - 1) - 0.5)
+
+    def transform(self, eps: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(u, log|det du/deps|)`` of ``u = h(eps; x)``."""
+        context = self.context_of(x)
+        z, logdet = eps, eps.new_zeros(eps.shape[0])
+        for k, (actnorm, coupling) in enumerate(zip(self.actnorms, self.couplings)):
+            z, step = actnorm(z)
+            logdet = logdet + step
+            if len(self.invconvs):
+                z, step = self.invconvs[k](z)
+                logdet = logdet + step
+            z, step = coupling(z, context)
+            logdet = logdet + step
+        logdet = logdet + (F.logsigmoid(z) + F.logsigmoid(-z)).flatten(1).sum(1)
+        below_one = torch.nextafter(torch.ones((), dtype=z.dtype, device=z.device),
+                                    torch.zeros((), dtype=z.dtype, device=z.device))
+        return torch.sigmoid(z).clamp(max=below_one), logdet
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        eps = torch.randn_like(x)
+        u, logdet = self.transform(eps, x)
+        log_normal = -0.5 * (eps * eps + math.log(2 * math.pi)).flatten(1).sum(1)
+        return in_bin(x, u), log_normal - logdet
