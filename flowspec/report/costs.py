@@ -22,15 +22,18 @@ Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from flowspec.graph.build import FlowGraph
 from flowspec.layers.base import LayerCost, numel
+from flowspec.layers.invconv import InvConvConfig
 from flowspec.report.devices import Device
 
 BYTES = 4  # float32
 OPTIMIZER_COPIES = 4  # weights, gradients, Adam's two moments
 TRAIN_FACTOR = 3.0  # forward + backward ~ 3 x forward
 LOGDET_DOMINATES = 0.5  # flag a layer whose log-det term is more than this share of its forward
+DEQUANTIZER = "dequantizer"  # its row's name; it runs in training steps only, not when sampling
 
 
 @dataclass
@@ -105,10 +108,83 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
                      flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n)
 
 
+#: Cost rules of the dequantizers by ``dequantization.kind``: ``(config, shape) -> LayerCost``
+#: of one training-step pass (it does not run when sampling). A kind without a rule is left out
+#: of the report with a note. Add one with :func:`register_dequantizer_cost`.
+DEQUANTIZER_COSTS: dict[str, Callable[[object, tuple], LayerCost]] = {}
+
+
+def register_dequantizer_cost(kind: str):
+    def decorate(rule):
+        DEQUANTIZER_COSTS[kind] = rule
+        return rule
+    return decorate
+
+
+@register_dequantizer_cost("uniform")
+def _uniform_cost(config, shape) -> LayerCost:
+    """``v = x + u``, ``u ~ U[0,1)``: a draw and an add per entry, no parameters."""
+    return LayerCost(flops_forward=2.0 * numel(shape))
+
+
+def _net_cost(widths: list[tuple[int, int, int]], spatial: int) -> tuple[int, float, int]:
+    """(params, matmul FLOPs, hidden elements) of convs / linears ``(in, out, kernel)``."""
+    params = sum(i * o * k * k + o for i, o, k in widths)
+    flops = sum(2.0 * i * o * k * k * spatial for i, o, k in widths)
+    return params, flops, sum(o * spatial for _, o, _ in widths)
+
+
+@register_dequantizer_cost("variational")
+def _variational_cost(config, shape) -> LayerCost:
+    """Flow++'s dequantizer (:mod:`flowspec.dequant.variational`): a context network, then per step
+    actnorm, LU invconv (2 channels or more) and a coupling whose conditioner also sees the context;
+    all on ``eps`` of the data's shape."""
+    image, c = len(shape) == 3, shape[0]
+    spatial, n = numel(shape[1:]), numel(shape)
+    ctx = config.context
+    kernel = ctx.kernel if image else 1
+    context = [(c if d == 0 else ctx.hidden, ctx.hidden, kernel) for d in range(ctx.depth)]
+    params, matmul, hidden = _net_cost(context, spatial)
+    call, call_matmul = 0.0, 0.0
+    for k in range(config.steps):
+        params += 2 * c
+        if c >= 2:
+            invconv = InvConvConfig(lu=True).cost(shape)
+            params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
+            call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
+        if image:
+            net = [(c + ctx.hidden, config.hidden, 3), (config.hidden, config.hidden, 1), (config.hidden, 2 * c, 3)]
+        else:
+            transformed = c // 2 if k % 2 == 0 else c - c // 2
+            net = [(c - transformed + ctx.hidden, config.hidden, 1), (config.hidden, config.hidden, 1),
+                   (config.hidden, 2 * transformed, 1)]
+        net_params, net_flops, net_hidden = _net_cost(net, spatial)
+        params, matmul, hidden = params + net_params, matmul + net_flops, hidden + net_hidden
+    elementwise = 12.0 * n * config.steps
+    return LayerCost(params=params, flops_forward=matmul + elementwise, matmul_flops_forward=matmul,
+                     activations=hidden + 4 * n * config.steps, call_flops_forward=call,
+                     call_matmul_flops_forward=call_matmul)
+
+
+def dequantizer_cost(spec) -> LayerCost | None:
+    config = getattr(spec, "dequantization", None)
+    if config is None:
+        return LayerCost()
+    rule = DEQUANTIZER_COSTS.get(config.kind)
+    return rule(config, tuple(spec.input.shape)) if rule else None
+
+
 def layer_costs(flow: FlowGraph) -> list[tuple[str, str, int | None, tuple, tuple, LayerCost]]:
-    """``(name, kind, level, in, out, cost)`` of every layer, then the top prior."""
-    out = [(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape))
-           for n in flow.layers]
+    """``(name, kind, level, in, out, cost)`` of the dequantizer (when it has a rule), every layer,
+    then the top prior."""
+    out = []
+    dequantizer = dequantizer_cost(flow.spec)
+    if dequantizer is not None:
+        shape = flow.input_shape
+        out.append((DEQUANTIZER, f"dequantizer ({flow.spec.dequantization.kind})", None, shape, shape,
+                    dequantizer))
+    out += [(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape))
+            for n in flow.layers]
     out.append(("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
                 top_prior_cost(flow)))
     return out
@@ -131,7 +207,7 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                        logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
                        BYTES * batch * (numel(in_shape) + cost.activations), moved,
                        time_forward=max(compute_fwd, memory_time),
-                       time_inverse=max((inv + logdet) / peak, memory_time),
+                       time_inverse=0.0 if name == DEQUANTIZER else max((inv + logdet) / peak, memory_time),
                        bottleneck="compute" if compute_fwd >= memory_time else "memory",
                        logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0)
         rows.append(row)
@@ -139,6 +215,9 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
     latents = sum(numel(s) for s in flow.latent_shapes)
     invertible = bool(getattr(getattr(flow.spec, "memory", None), "invertible_backprop", False))
     notes = []
+    if dequantizer_cost(flow.spec) is None:
+        notes.append(f"dequantizer {flow.spec.dequantization.kind}: no cost rule (see "
+                     "flowspec.report.costs.register_dequantizer_cost); its parameters and FLOPs are left out")
     if invertible:
         activations = max(r.train_bytes for r in rows) + BYTES * batch * latents
         notes.append("memory: invertible_backprop: training keeps one layer's activations at a "
@@ -160,7 +239,8 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         flops_inverse=sum(r.flops_inverse for r in rows),
         flops_logdet=sum(r.flops_logdet for r in rows),
         train_activation_bytes=activations, train_bytes=activations + weights,
-        sample_bytes=BYTES * batch * latents + max(r.working_bytes for r in rows) + BYTES * params,
+        sample_bytes=BYTES * batch * latents + max(r.working_bytes for r in rows if r.name != DEQUANTIZER)
+        + BYTES * params,
         time_forward=time_forward, time_train_step=TRAIN_FACTOR * time_forward,
         time_sample=sum(r.time_inverse for r in rows), max_train_batch=fits,
         device_memory=device.memory, notes=notes)

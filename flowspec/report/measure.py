@@ -1,5 +1,6 @@
 """``--measure``: time the compiled model's layers, forward, one at a time at the report's batch,
-and a whole training step (forward + backward of the mean NLL), for comparison with the roofline."""
+and a whole training step (forward + backward of the mean bits/dim, the dequantizer included),
+for comparison with the roofline."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from flowspec.layers.split import Split
 
-from flowspec.report.costs import CostReport
+from flowspec.report.costs import DEQUANTIZER, CostReport
 
 
 def _best(fn, repeats: int) -> float:
@@ -27,13 +28,14 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
     ``measured_train_step``. The model is initialised (actnorm) on a random batch first."""
     torch.manual_seed(seed)
     batch = report.batch
-    x = torch.rand(batch, *model.input_shape) - 0.5
+    data = torch.randint(0, model.levels, (batch, *model.input_shape)).float()
+    model.initialize(data)
     model.train()
-    with torch.no_grad():
-        model.log_prob(x)  # actnorm's data-dependent init
     rows = {row.name: row for row in report.rows}
-    h = x
     with torch.no_grad():
+        if DEQUANTIZER in rows:
+            rows[DEQUANTIZER].measured_forward = _best(lambda: model.dequantizer(data), repeats)
+        h = model.to_model_space(model.dequantizer(data)[0])[0]
         for name, layer in zip(model.names, model.layers):
             if isinstance(layer, Split):
                 rows[name].measured_forward = _best(lambda: layer.log_prob(*layer.split(h)), repeats)
@@ -45,7 +47,7 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
 
     def step():
         model.zero_grad(set_to_none=True)
-        (-model.log_prob(x).mean()).backward()
+        model.bits_per_dim(data).mean().backward()
 
     report.measured_train_step = _best(step, repeats)
     return report

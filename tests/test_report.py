@@ -1,0 +1,177 @@
+"""The cost report: FLOPs against torch's FlopCounterMode on the compiled model (forward and the
+sampling direction), exact parameter counts, the log-det rules of plain vs LU invconv, memory and
+roofline bookkeeping, device profiles, and the ``report`` verb."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from typer.testing import CliRunner
+
+import flowspec
+from flowspec.cli import app
+from flowspec.compile.check import narrow_spec
+from flowspec.errors import SpecError
+from flowspec.report import (Device, DeviceError, cost_report, count_params, load_devices, measure_cpu,
+                             report_spec, to_json, to_markdown)
+
+SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
+FLOW_SPECS = [p for p in SPECS if getattr(flowspec.load_spec(p), "model", "flow") == "flow"]
+VAE_SPECS = [p for p in SPECS if p not in FLOW_SPECS]
+FAKE = Device("fake", {"float32": 1e12}, 1e11, 8e9)
+runner = CliRunner()
+
+
+def _narrow(path: Path):
+    return flowspec.build_graph(narrow_spec(flowspec.load_spec(path), width=8))
+
+
+def _counted(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("path", FLOW_SPECS, ids=lambda p: p.stem)
+def test_matmul_flops_agree_with_flop_counter(path):
+    graph = _narrow(path)
+    model = flowspec.FlowModel(graph)
+    batch = 3
+    levels = graph.spec.input.levels
+    x = torch.randint(0, levels, (batch, *graph.input_shape)).float()
+    model.initialize(torch.randint(0, levels, (4, *graph.input_shape)).float())
+    model.train()  # no cached W / W^-1: every call pays its per-call work, as the rules count it
+    report = cost_report(graph, FAKE, batch)
+    predicted_fwd = sum(r.matmul_flops_forward for r in report.rows)
+    predicted_inv = sum(r.matmul_flops_inverse for r in report.rows)
+    eps = [torch.randn(batch, *s) for s in graph.latent_shapes]
+    with torch.no_grad():
+        counted_fwd = _counted(lambda: model.elbo(x))  # dequantizer + flow + priors
+        counted_inv = _counted(lambda: model.generate(eps))
+    assert counted_fwd > 0 and counted_inv > 0
+    assert predicted_fwd == pytest.approx(counted_fwd, rel=0.01)
+    assert predicted_inv == pytest.approx(counted_inv, rel=0.01)
+
+
+@pytest.mark.parametrize("path", FLOW_SPECS, ids=lambda p: p.stem)
+def test_param_count_equals_compiled_model(path):
+    graph = _narrow(path)
+    model = flowspec.FlowModel(graph)
+    assert count_params(graph) == sum(p.numel() for p in model.parameters())
+    assert cost_report(graph, FAKE, 2).params == count_params(graph)
+
+
+def test_param_count_of_a_full_size_spec():
+    graph = flowspec.build_graph(flowspec.load_spec("specs/glow-digits.yaml"))
+    assert count_params(graph) == sum(p.numel() for p in flowspec.FlowModel(graph).parameters()) == 152332
+
+
+def _row(report, kind: str):
+    return next(row for row in report.rows if row.kind == kind)
+
+
+def _invconv_spec(channels: int, lu: bool):
+    return flowspec.loads_spec(f"""
+input: {{shape: [{channels}], levels: 256}}
+prior: standard
+layers:
+  - {{kind: invconv, lu: {str(lu).lower()}}}
+  - {{kind: coupling, conditioner: {{kind: mlp, hidden: [16]}}}}
+""")
+
+
+def test_plain_invconv_logdet_is_cubic_and_lu_linear():
+    plain = _row(cost_report(flowspec.build_graph(_invconv_spec(512, False)), FAKE, 1), "invconv")
+    lu = _row(cost_report(flowspec.build_graph(_invconv_spec(512, True)), FAKE, 1), "invconv")
+    assert plain.flops_logdet == pytest.approx(2 * 512 ** 3 / 3)
+    assert lu.flops_logdet == 512
+    plain_small = _row(cost_report(flowspec.build_graph(_invconv_spec(256, False)), FAKE, 1), "invconv")
+    assert plain.flops_logdet / plain_small.flops_logdet == pytest.approx(8)  # O(c^3)
+    # once per call: the same at any batch
+    plain_batch = _row(cost_report(flowspec.build_graph(_invconv_spec(512, False)), FAKE, 64), "invconv")
+    assert plain_batch.flops_logdet == plain.flops_logdet
+
+
+def test_report_flags_where_logdet_dominates():
+    many = cost_report(flowspec.build_graph(_invconv_spec(512, False)), FAKE, 1)
+    assert _row(many, "invconv").logdet_dominates
+    assert any("invconv" in note and "log-det" in note and "lu: true" in note for note in many.notes)
+    lu = cost_report(flowspec.build_graph(_invconv_spec(512, True)), FAKE, 1)
+    assert not _row(lu, "invconv").logdet_dominates
+    images = cost_report(flowspec.build_graph(flowspec.load_spec("specs/glow.yaml")), FAKE, 16)
+    assert not any(row.logdet_dominates for row in images.rows)  # few channels, many pixels
+
+
+def test_memory_and_largest_batch_are_consistent():
+    graph = flowspec.build_graph(flowspec.load_spec("specs/glow-digits.yaml"))
+    small, large = cost_report(graph, FAKE, 8), cost_report(graph, FAKE, 16)
+    assert large.train_activation_bytes == pytest.approx(2 * small.train_activation_bytes)
+    assert small.sample_bytes < small.train_bytes
+    best = small.max_train_batch
+    assert cost_report(graph, FAKE, best).train_bytes <= FAKE.memory < cost_report(graph, FAKE, best + 1).train_bytes
+
+
+def test_roofline_bottleneck_and_training_step():
+    graph = flowspec.build_graph(flowspec.load_spec("specs/glow-digits.yaml"))
+    report = cost_report(graph, FAKE, 64)
+    kinds = {row.kind: row.bottleneck for row in report.rows}
+    assert kinds["coupling"] == "compute" and kinds["actnorm"] == "memory"
+    for row in report.rows:
+        compute = (row.flops_forward + row.flops_logdet) / FAKE.peak("float32")
+        assert row.time_forward == pytest.approx(max(compute, row.bytes_moved / FAKE.bandwidth))
+    assert report.time_train_step == pytest.approx(3 * report.time_forward)
+
+
+def test_device_profiles_and_user_file(tmp_path):
+    devices = load_devices()
+    assert {"a100", "h100", "h200"} <= set(devices)
+    assert devices["h200"].memory > devices["h100"].memory
+    extra = tmp_path / "devices.yaml"
+    extra.write_text("mygpu: {peak_flops: {float32: 1.0e13}, bandwidth: 5.0e11, memory: 1.6e10}\n")
+    assert load_devices(extra)["mygpu"].peak("float32") == 1e13
+    extra.write_text("broken: {bandwidth: 1}\n")
+    with pytest.raises(DeviceError, match="broken: needs peak_flops"):
+        load_devices(extra)
+    with pytest.raises(DeviceError, match="no peak for dtype float8"):
+        devices["a100"].peak("float8")
+
+
+def test_measure_cpu_gives_positive_rates():
+    cpu = measure_cpu(repeats=2)
+    assert cpu.peak("float32") > 1e8 and cpu.bandwidth > 1e8 and cpu.memory > 1e8
+    assert cpu.peak("float32") == max(cpu.measured["matmul_flops"], cpu.measured["conv_flops"])
+
+
+def test_measure_fills_measured_times():
+    spec = narrow_spec(flowspec.load_spec("specs/glow-digits.yaml"), width=8)
+    report = report_spec(spec, FAKE, batch=4, measure=True)
+    assert all(row.measured_forward is not None and row.measured_forward > 0 for row in report.rows)
+    assert report.measured_train_step > 0
+    assert "measured / predicted" in to_markdown(report)
+
+
+@pytest.mark.parametrize("path", VAE_SPECS, ids=lambda p: p.stem)
+def test_report_refuses_a_vae_spec(path):
+    with pytest.raises(SpecError, match="works on flow specs"):
+        report_spec(flowspec.load_spec(path), FAKE)
+
+
+def test_report_cli_json_markdown_and_errors(tmp_path):
+    result = runner.invoke(app, ["report", "specs/glow-digits.yaml", "--device", "h100", "--batch", "8",
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["params"] == 152332 and data["batch"] == 8 and data["device"] == "h100"
+    assert [r["name"] for r in data["rows"]][-1] == "prior"
+    result = runner.invoke(app, ["report", "specs/glow-digits.yaml", "--format", "markdown"])
+    assert result.exit_code == 0 and "| **total** |" in result.stdout
+    result = runner.invoke(app, ["report", "specs/glow-digits.yaml", "--device", "nosuch"])
+    assert result.exit_code == 2 and "unknown device 'nosuch'" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["report", "specs/glow-digits.yaml", "--format", "table", "--device", "a100"])
+    assert result.exit_code == 0 and "largest training batch" in result.stdout
+    assert json.loads(to_json(cost_report(_narrow(FLOW_SPECS[0]), FAKE, 2)))["rows"]
