@@ -156,7 +156,7 @@ def test_build_without_export(tiny, tmp_path):
     out = tmp_path / "out"
     result = _run("build", tiny, "--out", out, "--no-export")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["expanded.yaml", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["diagram.svg", "expanded.yaml", "model.pt", "report.md"]
     model = flowspec.load_model(out / "model.pt")
     total = sum(p.numel() for p in model.parameters())
     assert f"{total:,}" in result.stdout

@@ -109,3 +109,19 @@ def test_render_cli_formats_and_errors(tmp_path):
     assert result.exit_code == 2 and "use a .svg, .png, .pdf or .dot file" in result.output
     with pytest.raises(FlowSpecError, match="unknown detail"):
         to_dot(_graph("specs/nice.yaml"), "pixel")
+
+
+def test_build_writes_diagram_and_report(tmp_path, monkeypatch):
+    from flowspec.compile.build import build_folder
+
+    spec = flowspec.load_spec("specs/glow-digits.yaml")
+    if diagram.shutil.which("dot"):
+        result = build_folder(spec, tmp_path / "with", export=False)
+        assert ET.parse(result.files["diagram"]).getroot().tag.endswith("svg")
+        assert not result.notes
+    monkeypatch.setattr(diagram.shutil, "which", lambda name: None)
+    result = build_folder(spec, tmp_path / "without", export=False)
+    assert not (tmp_path / "without" / "diagram.svg").exists()
+    assert result.notes == ["skipped diagram.svg: Graphviz `dot` is not installed (apt-get install graphviz)"]
+    text = (tmp_path / "without" / "report.md").read_text()
+    assert "| **total** |" in text and f"**{result.total_params:,}**" in text

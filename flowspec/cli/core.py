@@ -59,6 +59,8 @@ def build(spec: SpecPath,
     console.print(table)
     for what, path in result.files.items():
         console.print(f"wrote {what}: {path}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
 
 
 @app.command()

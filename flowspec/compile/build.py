@@ -1,7 +1,8 @@
 """``flowspec build``: the output folder of a spec.
 
 ``<folder>/expanded.yaml`` (the explicit spec), ``model.pt`` (spec + initial weights, loadable with
-:func:`flowspec.load_model`), ``density.pt2`` and ``sample.pt2`` (``torch.export`` programs,
+:func:`flowspec.load_model`), ``diagram.svg`` and ``report.md`` (:mod:`flowspec.render`,
+:mod:`flowspec.report`), ``density.pt2`` and ``sample.pt2`` (``torch.export`` programs,
 checked equal to the in-memory model).
 """
 
@@ -35,6 +36,7 @@ class BuildResult:
     model: FlowModel
     rows: list[BuildRow]
     files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each, e.g. a file that was skipped
 
     @property
     def total_params(self) -> int:
@@ -51,6 +53,25 @@ def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
     return rows
 
 
+def _write_diagram_and_report(result: BuildResult, folder: Path) -> None:
+    """``diagram.svg`` (skipped with a note when Graphviz's ``dot`` is missing) and ``report.md``
+    (cost report on an A100 profile at the spec's training batch, else 64)."""
+    import shutil
+
+    from flowspec.render import render
+    from flowspec.report import cost_report, load_devices, to_markdown
+
+    if shutil.which("dot"):
+        result.files["diagram"] = render(result.graph, folder / "diagram.svg", "step")
+    else:
+        result.notes.append("skipped diagram.svg: Graphviz `dot` is not installed (apt-get install graphviz)")
+    training = getattr(result.graph.spec, "training", None)
+    batch = getattr(training, "batch_size", None) or 64
+    report = cost_report(result.graph, load_devices()["a100"], batch)
+    (folder / "report.md").write_text(to_markdown(report))
+    result.files["cost report"] = folder / "report.md"
+
+
 def build_folder(spec: Spec, folder: str | Path, export: bool = True) -> BuildResult:
     folder = Path(folder)
     graph = build_graph(spec)
@@ -62,6 +83,7 @@ def build_folder(spec: Spec, folder: str | Path, export: bool = True) -> BuildRe
     result.files["expanded spec"] = expanded
     save_model(model, folder / "model.pt")
     result.files["model"] = folder / "model.pt"
+    _write_diagram_and_report(result, folder)
     if export:
         for direction, path in export_programs(model, folder).items():
             result.files[f"{direction} program"] = path
