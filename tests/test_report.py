@@ -16,7 +16,7 @@ import flowspec
 from flowspec.cli import app
 from flowspec.compile.check import narrow_spec
 from flowspec.errors import SpecError
-from flowspec.report import (Device, DeviceError, cost_report, count_params, load_devices, measure_cpu,
+from flowspec.report import (Device, DeviceError, cost_report, count_params, layer_costs, load_devices, measure_cpu,
                              report_spec, to_json, to_markdown)
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
@@ -124,6 +124,12 @@ def test_roofline_bottleneck_and_training_step():
         compute = (row.flops_forward + row.flops_logdet) / FAKE.peak("float32")
         assert row.time_forward == pytest.approx(max(compute, row.bytes_moved / FAKE.bandwidth))
     assert report.time_train_step == pytest.approx(3 * report.time_forward)
+    slow = Device("slow-launch", FAKE.peak_flops, FAKE.bandwidth, FAKE.memory, latency=1e-3)
+    delayed = cost_report(graph, slow, 64)
+    for row, base in zip(delayed.rows, report.rows):
+        cost = next(c for name, *_, c in layer_costs(graph) if name == row.name)
+        assert cost.ops > 0 and row.bottleneck == "latency"
+        assert row.time_forward == pytest.approx(base.time_forward + cost.ops * 1e-3)
 
 
 def test_device_profiles_and_user_file(tmp_path):
@@ -143,6 +149,7 @@ def test_device_profiles_and_user_file(tmp_path):
 def test_measure_cpu_gives_positive_rates():
     cpu = measure_cpu(repeats=2)
     assert cpu.peak("float32") > 1e8 and cpu.bandwidth > 1e8 and cpu.memory > 1e8
+    assert 0 < cpu.latency < 1e-3
     assert cpu.peak("float32") == max(cpu.measured["matmul_flops"], cpu.measured["conv_flops"])
 
 

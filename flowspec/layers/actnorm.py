@@ -28,7 +28,8 @@ class ActNormConfig(LayerConfig):
     def cost(self, shape: Shape) -> LayerCost:
         n = numel(shape)
         return LayerCost(params=2 * shape[0], flops_forward=2 * n, flops_inverse=2 * n,
-                         flops_logdet=shape[0], logdet_per_call=True, activations=n)
+                         flops_logdet=shape[0], logdet_per_call=True, activations=n,
+                         ops=7)  # add, exp, mul; sum, scale, expand; log-det add
 
     def build(self, shape: Shape) -> "ActNorm":
         return ActNorm(shape, self.data_init)

@@ -56,6 +56,9 @@ class LayerCost:
     call_flops_inverse: float = 0.0
     call_matmul_flops_forward: float = 0.0  # the part of call_flops_* that is a matmul
     call_matmul_flops_inverse: float = 0.0
+    #: tensor operations one forward call dispatches (in eager PyTorch each costs a fixed latency,
+    #: which dominates small layers; the report's roofline adds ``ops * latency``)
+    ops: int = 0
 
 
 class LayerConfig(BaseModel):

@@ -87,11 +87,13 @@ class CouplingConfig(LayerConfig):
         if isinstance(self.conditioner, ConvConditioner):
             spatial = numel(shape[1:])
             convs = self.conditioner.convs(n_in, n_out)
+            layers = len(convs)
             params = sum(i * o * k * k + o for i, o, k in convs)
             matmul = sum(2.0 * i * o * k * k * spatial for i, o, k in convs)
             hidden = sum(o * spatial for _, o, _ in convs[:-1])
         else:
             linears = self.conditioner.linears(n_in, n_out)
+            layers = len(linears)
             params = sum(i * o + o for i, o in linears)
             matmul = sum(2.0 * i * o for i, o in linears)
             hidden = sum(o for _, o in linears[:-1])
@@ -101,7 +103,10 @@ class CouplingConfig(LayerConfig):
                          flops_inverse=matmul + elementwise, matmul_flops_forward=matmul,
                          matmul_flops_inverse=matmul,
                          flops_logdet=float(n) if self.transform == "affine" else 0.0,
-                         activations=n + 2 * hidden + n_out * (n // shape[0]))
+                         activations=n + 2 * hidden + n_out * (n // shape[0]),
+                         # net: a conv / linear per layer and a ReLU between; masking, scale,
+                         # affine map, join and log-det sum around it
+                         ops=2 * layers - 1 + (14 if self.mask == "checkerboard" else 11))
 
     def build(self, shape: Shape) -> "Coupling":
         n_in, n_out = self._net_channels(shape)

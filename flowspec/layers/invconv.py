@@ -67,7 +67,8 @@ class InvConvConfig(LayerConfig):
                          flops_logdet=logdet, logdet_per_call=True, activations=numel(shape),
                          call_flops_forward=build, call_flops_inverse=build + 2.0 * c ** 3,
                          call_matmul_flops_forward=build_matmul,
-                         call_matmul_flops_inverse=build_matmul)
+                         call_matmul_flops_inverse=build_matmul,
+                         ops=15 if self.lu else 5)  # LU: 10 to build W; conv, log-det (3), add
 
     def build(self, shape: Shape) -> "InvConv":
         return InvConvLU(shape, self.seed) if self.lu else InvConv(shape, self.seed)

@@ -22,6 +22,9 @@ class PermuteConfig(LayerConfig):
             raise RuleViolation("permute needs at least 2 channels", hint="squeeze first")
         return shape
 
+    def cost(self, shape: Shape) -> LayerCost:
+        return LayerCost(ops=3)  # gather, zero log-det, add
+
     def build(self, shape: Shape) -> "Permute":
         c = shape[0]
         if self.order == "reverse":

@@ -19,7 +19,8 @@ class ScalingConfig(LayerConfig):
 
     def cost(self, shape: Shape) -> LayerCost:
         n = numel(shape)
-        return LayerCost(params=n, flops_forward=n, flops_inverse=n, flops_logdet=n, logdet_per_call=True, activations=n)
+        return LayerCost(params=n, flops_forward=n, flops_inverse=n, flops_logdet=n, logdet_per_call=True, activations=n,
+                         ops=5)
 
     def build(self, shape: Shape) -> "Scaling":
         return Scaling(shape)

@@ -40,7 +40,7 @@ class SplitConfig(LayerConfig):
 
     def cost(self, shape: Shape) -> LayerCost:
         if self.prior == "standard":
-            return LayerCost(flops_forward=3.0 * numel(self.factored_shape(shape)))
+            return LayerCost(flops_forward=3.0 * numel(self.factored_shape(shape)), ops=12)
         kept, factored = kept_channels(shape[0]), shape[0] // 2
         spatial = numel(shape[1:])
         kernel = 9 if len(shape) == 3 else 1
@@ -49,7 +49,8 @@ class SplitConfig(LayerConfig):
                          flops_forward=matmul + 6.0 * factored * spatial,
                          flops_inverse=matmul + 3.0 * factored * spatial,
                          matmul_flops_forward=matmul, matmul_flops_inverse=matmul,
-                         activations=2 * factored * spatial)
+                         activations=2 * factored * spatial,
+                         ops=14)  # 2 slices, prior conv, chunk, exp, Normal log_prob, sum, add
 
     def build(self, shape: Shape) -> "Split":
         return Split(shape, self.prior)

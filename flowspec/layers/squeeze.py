@@ -27,7 +27,7 @@ class SqueezeConfig(LayerConfig):
         return (4 * c, h // 2, w // 2)
 
     def cost(self, shape: Shape) -> LayerCost:
-        return LayerCost(activations=0)
+        return LayerCost(activations=0, ops=4)  # reshape, permute, copy, zeros
 
     def build(self, shape: Shape) -> "Squeeze":
         return Squeeze()

@@ -11,8 +11,9 @@ For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` `
   gradients and the two Adam moments, ``16 * params`` bytes.
 * a sampling pass keeps every latent's noise and one layer's working set at a time:
   ``4 N (sum latents + max_l (in_l + c_l.activations))`` plus ``4 * params``.
-* roofline time of a layer = ``max(FLOPs / peak, bytes / bandwidth)`` with bytes =
-  ``4 (params + N (in + activations))`` read or written; its bottleneck is the larger term.
+* roofline time of a layer = ``max(FLOPs / peak, bytes / bandwidth) + ops * latency`` with bytes =
+  ``4 (params + N (in + activations))`` read or written and ``ops`` the tensor operations it
+  dispatches (each pays a fixed launch / framework latency); its bottleneck is the largest term.
   A training step is ``3 x`` the forward pass (backward ~ 2 x forward), a sampling pass is the
   inverse direction.
 
@@ -105,7 +106,7 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
     """``log N(z; mu, sigma)``: about 6 FLOPs per entry; sampling ``mu + T sigma eps``: 3."""
     n = numel(flow.output_shape)
     return LayerCost(params=2 * n if flow.spec.prior == "learned" else 0,
-                     flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n)
+                     flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n, ops=10)
 
 
 #: Cost rules of the dequantizers by ``dequantization.kind``: ``(config, shape) -> LayerCost``
@@ -124,7 +125,7 @@ def register_dequantizer_cost(kind: str):
 @register_dequantizer_cost("uniform")
 def _uniform_cost(config, shape) -> LayerCost:
     """``v = x + u``, ``u ~ U[0,1)``: a draw and an add per entry, no parameters."""
-    return LayerCost(flops_forward=2.0 * numel(shape))
+    return LayerCost(flops_forward=2.0 * numel(shape), ops=6)  # rand, add; to model space
 
 
 def _net_cost(widths: list[tuple[int, int, int]], spatial: int) -> tuple[int, float, int]:
@@ -163,7 +164,7 @@ def _variational_cost(config, shape) -> LayerCost:
     elementwise = 12.0 * n * config.steps
     return LayerCost(params=params, flops_forward=matmul + elementwise, matmul_flops_forward=matmul,
                      activations=hidden + 4 * n * config.steps, call_flops_forward=call,
-                     call_matmul_flops_forward=call_matmul)
+                     call_matmul_flops_forward=call_matmul, ops=2 * ctx.depth + 45 * config.steps + 12)
 
 
 def dequantizer_cost(spec) -> LayerCost | None:
@@ -203,12 +204,14 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations))
         memory_time = moved / device.bandwidth
         compute_fwd = (fwd + logdet) / peak
+        latency = cost.ops * device.latency
+        roof = max(compute_fwd, memory_time)
         row = LayerRow(name, kind, level, tuple(in_shape), tuple(out_shape), cost.params, fwd, inv,
                        logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
                        BYTES * batch * (numel(in_shape) + cost.activations), moved,
-                       time_forward=max(compute_fwd, memory_time),
-                       time_inverse=0.0 if name == DEQUANTIZER else max((inv + logdet) / peak, memory_time),
-                       bottleneck="compute" if compute_fwd >= memory_time else "memory",
+                       time_forward=roof + latency,
+                       time_inverse=0.0 if name == DEQUANTIZER else max((inv + logdet) / peak, memory_time) + latency,
+                       bottleneck="latency" if latency > roof else "compute" if compute_fwd >= memory_time else "memory",
                        logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0)
         rows.append(row)
     params = sum(r.params for r in rows)

@@ -32,6 +32,7 @@ class Device:
     memory: float  # bytes
     description: str = ""
     measured: dict[str, float] = field(default_factory=dict)
+    latency: float = 0.0  # seconds per dispatched tensor operation (kernel launch + framework)
 
     def peak(self, dtype: str) -> float:
         if dtype not in self.peak_flops:
@@ -44,12 +45,14 @@ def _parse(name: str, entry, source: Path) -> Device:
     try:
         peaks = {str(k): float(v) for k, v in dict(entry["peak_flops"]).items()}
         device = Device(name, peaks, float(entry["bandwidth"]), float(entry["memory"]),
-                        str(entry.get("description", "")))
+                        str(entry.get("description", "")), latency=float(entry.get("latency", 0.0)))
     except (KeyError, TypeError, ValueError) as error:
         raise DeviceError(f"{source}: device {name}: needs peak_flops (a mapping dtype -> FLOP/s), "
                           f"bandwidth (bytes/s) and memory (bytes): {error}") from None
-    if min(device.peak_flops.values(), default=0) <= 0 or device.bandwidth <= 0 or device.memory <= 0:
-        raise DeviceError(f"{source}: device {name}: peaks, bandwidth and memory must be positive")
+    if min(device.peak_flops.values(), default=0) <= 0 or device.bandwidth <= 0 or device.memory <= 0 \
+            or device.latency < 0:
+        raise DeviceError(f"{source}: device {name}: peaks, bandwidth and memory must be positive, "
+                          "latency not negative")
     return device
 
 
@@ -89,8 +92,8 @@ def _physical_memory() -> float:
 
 @torch.no_grad()
 def measure_cpu(repeats: int = 5) -> Device:
-    """This machine's float32 matmul and 3x3 conv rates and copy bandwidth, at torch's current
-    thread count (about a second)."""
+    """This machine's float32 matmul and 3x3 conv rates, copy bandwidth and the latency of one
+    small autograd-recorded op, at torch's current thread count (about a second)."""
     n = 512
     a, b = torch.randn(n, n), torch.randn(n, n)
     matmul = 2.0 * n ** 3 / _best_time(lambda: a @ b, repeats)
@@ -100,9 +103,14 @@ def measure_cpu(repeats: int = 5) -> Device:
     source = torch.randn(16 * 2 ** 20)  # 64 MiB, beyond the caches
     target = torch.empty_like(source)
     bandwidth = 2.0 * source.numel() * 4 / _best_time(lambda: target.copy_(source), repeats)
+    with torch.enable_grad():  # a training step's ops are recorded by autograd
+        tiny = torch.ones(4, requires_grad=True)
+        ops = 200
+        latency = _best_time(lambda: [tiny * 1.0 for _ in range(ops)], repeats) / ops
     return Device("cpu", {"float32": max(matmul, conv)}, bandwidth, _physical_memory(),
                   f"this CPU, measured ({torch.get_num_threads()} threads)",
-                  {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth})
+                  {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth, "latency": latency},
+                  latency=latency)
 
 
 def get_device(name: str, extra: str | Path | None = None) -> Device:
