@@ -16,7 +16,7 @@ import flowspec
 from flowspec.cli import app
 from flowspec.compile.check import narrow_spec
 from flowspec.errors import SpecError
-from flowspec.report import (Device, DeviceError, cost_report, count_params, layer_costs, load_devices, measure_cpu,
+from flowspec.report import (Device, DeviceError, cost_report, count_params, grouped, layer_costs, load_devices, measure_cpu,
                              report_spec, to_json, to_markdown)
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
@@ -182,3 +182,14 @@ def test_report_cli_json_markdown_and_errors(tmp_path):
     result = runner.invoke(app, ["report", "specs/glow-digits.yaml", "--format", "table", "--device", "a100"])
     assert result.exit_code == 0 and "largest training batch" in result.stdout
     assert json.loads(to_json(cost_report(_narrow(FLOW_SPECS[0]), FAKE, 2)))["rows"]
+
+
+def test_grouped_rows_keep_the_totals():
+    report = cost_report(flowspec.build_graph(flowspec.load_spec("specs/glow.yaml")), FAKE, 4)
+    for detail, expected in (("step", 3 * 32 + 3 + 2 + 2), ("level", 3 + 2)):
+        rows = grouped(report, detail).rows
+        assert len(rows) == expected  # steps + squeezes + splits, + dequantizer and prior
+        for field in ("params", "flops_forward", "flops_inverse", "flops_logdet", "train_bytes", "time_forward"):
+            assert sum(getattr(r, field) for r in rows) == pytest.approx(sum(getattr(r, field) for r in report.rows))
+    result = runner.invoke(app, ["report", "specs/glow.yaml", "--detail", "level", "--format", "markdown"])
+    assert result.exit_code == 0 and "| level2 |" in result.stdout and "level2.step0" not in result.stdout

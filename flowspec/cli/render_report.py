@@ -11,7 +11,7 @@ import typer
 from flowspec.cli.app import app, console, reports_errors
 from flowspec.graph import build_graph
 from flowspec.render import render as render_diagram
-from flowspec.report import report_spec, summary_lines, to_json, to_markdown, to_table
+from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table
 from flowspec.spec import load_spec
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -47,9 +47,10 @@ def report(spec: SpecPath,
            format: Annotated[Format, typer.Option("--format", help="table, json or markdown")] = Format.table,
            dtype: Annotated[str, typer.Option(help="dtype whose peak FLOP/s the roofline uses")] = "float32",
            devices: Annotated[Optional[Path], typer.Option(help="YAML file of extra device profiles")] = None,
-           measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False) -> None:
+           measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False,
+           detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer) -> None:
     """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC."""
-    result = report_spec(load_spec(spec), device, batch, dtype, devices, measure)
+    result = grouped(report_spec(load_spec(spec), device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
     elif format is Format.markdown:

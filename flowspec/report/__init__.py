@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowspec.report.costs import CostReport, cost_report, count_params, layer_costs
+from flowspec.report.costs import CostReport, cost_report, count_params, grouped, layer_costs
 from flowspec.report.devices import Device, DeviceError, get_device, load_devices, measure_cpu
 from flowspec.report.format import summary_lines, to_json, to_markdown, to_table
 
@@ -27,6 +27,6 @@ def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str
     return report
 
 
-__all__ = ["CostReport", "Device", "DeviceError", "cost_report", "count_params", "get_device",
+__all__ = ["CostReport", "Device", "DeviceError", "cost_report", "count_params", "get_device", "grouped",
            "layer_costs", "load_devices", "measure_cpu", "report_spec", "summary_lines", "to_json",
            "to_markdown", "to_table"]

@@ -249,6 +249,43 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         device_memory=device.memory, notes=notes)
 
 
+def _group_key(name: str, level: int | None, detail: str) -> str:
+    if level is None or detail == "layer":
+        return name
+    if detail == "level":
+        return f"level{level}"
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and parts[1].startswith("step") else name
+
+
+def grouped(report: CostReport, detail: str = "layer") -> CostReport:
+    """A copy of ``report`` whose rows are summed per step (``level{L}.step{K}``) or per level;
+    a group's bottleneck is that of its slowest layer and its input is its first layer's."""
+    if detail == "layer":
+        return report
+    groups: dict[str, list[LayerRow]] = {}
+    for row in report.rows:
+        groups.setdefault(_group_key(row.name, row.level, detail), []).append(row)
+    rows = []
+    for key, members in groups.items():
+        if len(members) == 1:
+            rows.append(members[0])
+            continue
+        kinds = list(dict.fromkeys(m.kind for m in members))
+        slowest = max(members, key=lambda m: m.time_forward)
+        total = LayerRow(key, "+".join(kinds), members[0].level, members[0].in_shape, members[-1].out_shape,
+                         **{f: sum(getattr(m, f) for m in members) for f in (
+                             "params", "flops_forward", "flops_inverse", "flops_logdet", "matmul_flops_forward",
+                             "matmul_flops_inverse", "train_bytes", "bytes_moved", "time_forward",
+                             "time_inverse")},
+                         working_bytes=max(m.working_bytes for m in members), bottleneck=slowest.bottleneck)
+        total.logdet_share = max(m.logdet_share for m in members)
+        measured = [m.measured_forward for m in members]
+        total.measured_forward = None if None in measured else sum(measured)
+        rows.append(total)
+    return CostReport(**{**report.__dict__, "rows": rows})
+
+
 def largest_batch_note(report: CostReport) -> str:
     return (f"largest training batch that fits in {report.device_memory / 2 ** 30:.0f} GiB: "
             f"{report.max_train_batch:,}" if report.max_train_batch else
