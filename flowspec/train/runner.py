@@ -292,6 +292,8 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
 
     out = Path(out)
     device = pick_device(config.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", ddp.environment().local_rank)
     env = ddp.setup(device)
     try:
         return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
@@ -372,7 +374,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     objective = _Objective(model)
     if env.distributed:
         objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index or 0] if device.type == "cuda" else None)
+            objective, device_ids=[device.index] if device.type == "cuda" else None)
     metrics = _Metrics(out, env.main)
     use_bf16 = config.bf16 and device.type == "cuda"
     result = RunResult(out=out, steps=start)
