@@ -193,3 +193,26 @@ def test_grouped_rows_keep_the_totals():
             assert sum(getattr(r, field) for r in rows) == pytest.approx(sum(getattr(r, field) for r in report.rows))
     result = runner.invoke(app, ["report", "specs/glow.yaml", "--detail", "level", "--format", "markdown"])
     assert result.exit_code == 0 and "| level2 |" in result.stdout and "level2.step0" not in result.stdout
+
+
+
+# full widths (the conditioners' hidden activations dominate, as in real use); glow.yaml's 44M
+# parameters are left out for speed
+FULL_SIZE = [p for p in FLOW_SPECS if p.stem != "glow"]
+
+
+@pytest.mark.parametrize("path", FULL_SIZE, ids=lambda p: p.stem)
+def test_training_activations_match_the_saved_tensors(path):
+    from flowspec.bench.memory import saved_activation_bytes
+
+    graph = flowspec.build_graph(flowspec.load_spec(path))
+    model = flowspec.FlowModel(graph)
+    if model.invertible_backprop:
+        pytest.skip("invertible backprop keeps one layer at a time")
+    batch = 2
+    x = torch.randint(0, graph.spec.input.levels, (batch, *graph.input_shape)).float()
+    model.initialize(x)
+    exact = saved_activation_bytes(model, x / graph.spec.input.levels - 0.5)  # what backward keeps
+    report = cost_report(graph, FAKE, batch)
+    estimate = sum(r.train_bytes for r in report.rows if r.name != "dequantizer")
+    assert estimate == pytest.approx(exact, rel=0.10)

@@ -103,7 +103,7 @@ class CouplingConfig(LayerConfig):
                          flops_inverse=matmul + elementwise, matmul_flops_forward=matmul,
                          matmul_flops_inverse=matmul,
                          flops_logdet=float(n) if self.transform == "affine" else 0.0,
-                         activations=n + 2 * hidden + n_out * (n // shape[0]),
+                         activations=n + hidden + n_out * (n // shape[0]),  # input, ReLU outputs, net output
                          # net: a conv / linear per layer and a ReLU between; masking, scale,
                          # affine map, join and log-det sum around it
                          ops=2 * layers - 1 + (14 if self.mask == "checkerboard" else 11))
