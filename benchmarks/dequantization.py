@@ -1,6 +1,6 @@
 """Benchmark: uniform vs variational (Flow++) dequantization of the same Glow on the 8x8 digits.
 
-    python benchmarks/dequantization.py                  # 1500 Adam steps each at batch 64, one thread (~4 min)
+    python benchmarks/dequantization.py                  # 1000 Adam steps each at batch 64, one thread (~3-5 min)
     python benchmarks/dequantization.py --steps 3000 --k 64
 
 Trains ``specs/glow-digits.yaml`` (uniform noise) and ``specs/glow-digits-vardeq.yaml`` (the same
@@ -75,7 +75,7 @@ def run(kind: str, data, steps: int, batch_size: int, lr: float, warmup: int, se
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)

@@ -293,3 +293,41 @@ BAD = [
 def test_bad_dequantization_fields_give_located_errors(text, message):
     with pytest.raises(SpecError, match=message):
         flowspec.build_graph(flowspec.loads_spec(text, "spec.yaml"))
+
+
+# -- fuzzing the new fields: a SpecError or a working model, nothing else ------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.integers(-3, 9), st.floats(-1, 2), st.just(float("nan")), st.text(max_size=4), st.none(),
+                    st.booleans(), st.lists(st.integers(0, 3), max_size=2))
+_context = st.one_of(_values, st.dictionaries(st.sampled_from(["kind", "hidden", "depth", "kernel", "hiden"]),
+                                              st.one_of(_values, st.sampled_from(["conv", "mlp"])), max_size=3))
+_dequantization = st.one_of(_values, st.fixed_dictionaries(
+    {"kind": st.sampled_from(["uniform", "variational", "variatonal"])},
+    optional={"steps": _values, "hidden": st.one_of(_values, st.integers(1, 6)), "context": _context,
+              "centred": _values, "extra": _values}))
+_preprocess = st.one_of(st.none(), _values, st.fixed_dictionaries(
+    {"kind": st.sampled_from(["logit", "logt"])}, optional={"alpha": _values}))
+_shape = st.sampled_from([[1], [2], [5], [1, 1, 1], [1, 2, 2], [3, 4, 4], [2, 1, 3]])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=_shape, levels=st.sampled_from([2, 17, 256]), dequantization=_dequantization, preprocess=_preprocess)
+def test_random_dequantization_sections_give_spec_errors_or_working_models(shape, levels, dequantization, preprocess):
+    import yaml
+
+    data = {"input": {"shape": shape, "levels": levels}, "prior": "standard", "dequantization": dequantization,
+            "layers": [{"kind": "actnorm"}]}
+    if preprocess is not None:
+        data["preprocess"] = preprocess
+    try:
+        spec = flowspec.loads_spec(yaml.safe_dump(data), "fuzz.yaml")
+        flowspec.build_graph(spec)
+    except SpecError as error:
+        assert all(p.line is not None for p in error.problems), str(error)
+        return
+    model = flowspec.compile(spec)
+    x = torch.randint(0, levels, (3, *shape)).float()
+    bpd = model.bits_per_dim(x)
+    assert bpd.shape == (3,) and bool(torch.isfinite(bpd).all())
