@@ -173,3 +173,31 @@ def test_cli_train_runs_and_resumes(tmp_path, tiny_glow_yaml):
     again = runner.invoke(app, ["train", str(spec_file), "--steps", "5", "--out", str(out), "--resume", "--no-progress"])
     assert again.exit_code == 0, again.output
     assert load_checkpoint(out / "last.pt")["step"] == 5
+
+
+def test_a_process_killed_while_writing_leaves_a_whole_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flowspec.compile.export import read_checkpoint
+
+    target = tmp_path / "last.pt"
+    script = (
+        "import sys, torch\n"
+        "from flowspec.compile.export import atomic_save\n"
+        "i = 0\n"
+        "while True:\n"
+        "    atomic_save({'format': 'flowspec-model/1', 'i': i, 'x': torch.full((1_000_000,), float(i))}, sys.argv[1])\n"
+        "    i += 1\n"
+        "    print(i, flush=True)\n")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "1"  # one whole file written
+        time.sleep(0.3)  # then kill it at some point of a later write
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    data = read_checkpoint(target, "flowspec-model/1")
+    assert torch.equal(data["x"], torch.full((1_000_000,), float(data["i"])))
