@@ -189,7 +189,7 @@ def test_memory_field_in_spec():
 def test_invconv_cache_follows_parameter_updates(lu):
     layer = InvConvConfig(lu=lu).build((4, 3, 3))
     x = torch.randn(2, 4, 3, 3)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=0.01)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.01, foreach=True)
     layer.eval()
     with torch.no_grad():
         first, _ = layer(x)
@@ -216,6 +216,13 @@ def test_invconv_cache_follows_parameter_updates(lu):
         reloaded, _ = layer(x)
         expected = torch.nn.functional.conv2d(x, layer.matrix().view(4, 4, 1, 1))
         assert torch.allclose(reloaded, expected, atol=1e-6)
+        # even a mutation through .data, which autograd's version counter does not see
+        for p in layer.parameters():
+            p.data.mul_(0.9)
+        mutated, _ = layer(x)
+        expected = torch.nn.functional.conv2d(x, layer.matrix().view(4, 4, 1, 1))
+        assert torch.allclose(mutated, expected, atol=1e-6)
+        assert not torch.allclose(mutated, reloaded, atol=1e-4)
 
 
 def test_invconv_not_cached_when_gradients_are_recorded():
