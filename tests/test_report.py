@@ -123,13 +123,14 @@ def test_roofline_bottleneck_and_training_step():
     for row in report.rows:
         compute = (row.flops_forward + row.flops_logdet) / FAKE.peak("float32")
         assert row.time_forward == pytest.approx(max(compute, row.bytes_moved / FAKE.bandwidth))
-    assert report.time_train_step == pytest.approx(3 * report.time_forward)
+    assert report.time_train_step == pytest.approx(3 * report.time_forward)  # no latency: fwd + 2 x fwd
     slow = Device("slow-launch", FAKE.peak_flops, FAKE.bandwidth, FAKE.memory, latency=1e-3)
     delayed = cost_report(graph, slow, 64)
     for row, base in zip(delayed.rows, report.rows):
         cost = next(c for name, *_, c in layer_costs(graph) if name == row.name)
         assert cost.ops > 0 and row.bottleneck == "latency"
         assert row.time_forward == pytest.approx(base.time_forward + cost.ops * 1e-3)
+        assert row.time_backward == pytest.approx(2 * base.time_forward + cost.ops * 1e-3)
 
 
 def test_device_profiles_and_user_file(tmp_path):
@@ -216,3 +217,29 @@ def test_training_activations_match_the_saved_tensors(path):
     report = cost_report(graph, FAKE, batch)
     estimate = sum(r.train_bytes for r in report.rows if r.name != "dequantizer")
     assert estimate == pytest.approx(exact, rel=0.10)
+
+
+def test_cpu_measures_the_rate_at_the_specs_own_shapes():
+    from flowspec.report.rates import MatmulOp, matmul_ops
+
+    graph = flowspec.build_graph(flowspec.load_spec("specs/glow-digits.yaml"))
+    coupling = next(n for n in graph.layers if n.kind == "coupling")
+    assert matmul_ops(coupling.config, coupling.in_shape) == [
+        MatmulOp(2, 64, 3, (4, 4)), MatmulOp(64, 64, 1, (4, 4)), MatmulOp(64, 4, 3, (4, 4))]
+    cpu = measure_cpu(repeats=1)
+    report = cost_report(graph, cpu, 8)
+    rates = cpu.shape_rates.rates
+    expected = {(op, 8) for n in graph.layers for op in matmul_ops(n.config, n.in_shape)}
+    assert set(rates) == expected  # every distinct conv shape of the spec, at the report's batch
+    assert all(0 < rate < float("inf") and rate <= cpu.peak("float32") for rate in rates.values())
+    row = next(r for r in report.rows if r.name == coupling.name)
+    ops = matmul_ops(coupling.config, coupling.in_shape)
+    shaped = sum(8 * op.flops() / rates[(op, 8)] for op in ops)  # the measured rates are what it uses
+    rest = (row.flops_forward + row.flops_logdet - sum(8 * op.flops() for op in ops)) / cpu.peak("float32")
+    assert row.time_forward == pytest.approx(max(shaped + rest, row.bytes_moved / cpu.bandwidth)
+                                             + coupling.config.cost(coupling.in_shape).ops * cpu.latency)
+    assert row.matmul_rate == pytest.approx(sum(8 * op.flops() for op in ops) / shaped)
+    assert report.time_train_step == pytest.approx(report.time_forward + report.time_backward)
+    # a datasheet profile has no shape rates: every FLOP at its peak, as before
+    assert load_devices()["a100"].shape_rates is None
+    assert all(r.matmul_rate is None for r in cost_report(graph, FAKE, 8).rows)

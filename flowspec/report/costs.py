@@ -11,11 +11,15 @@ For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` `
   gradients and the two Adam moments, ``16 * params`` bytes.
 * a sampling pass keeps every latent's noise and one layer's working set at a time:
   ``4 N (sum latents + max_l (in_l + c_l.activations))`` plus ``4 * params``.
-* roofline time of a layer = ``max(FLOPs / peak, bytes / bandwidth) + ops * latency`` with bytes =
+* roofline time of a layer = ``max(compute, bytes / bandwidth) + ops * latency`` with bytes =
   ``4 (params + N (in + activations))`` read or written and ``ops`` the tensor operations it
   dispatches (each pays a fixed launch / framework latency); its bottleneck is the largest term.
-  A training step is ``3 x`` the forward pass (backward ~ 2 x forward), a sampling pass is the
-  inverse direction.
+  ``compute`` is ``FLOPs / peak`` on a datasheet profile; on a measured device (``cpu``) the
+  layer's conv / linear FLOPs go at the rate measured at its own shapes
+  (:mod:`flowspec.report.rates`) and the rest at the peak.
+  A layer's backward is ``2 x`` its forward roofline (a conv computes input and weight gradients)
+  plus one latency per op (autograd runs a backward node per recorded op); a training step is
+  forward + backward, a sampling pass is the inverse direction.
 
 Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
 """
@@ -29,10 +33,11 @@ from flowspec.graph.build import FlowGraph
 from flowspec.layers.base import LayerCost, numel
 from flowspec.layers.invconv import InvConvConfig
 from flowspec.report.devices import Device
+from flowspec.report.rates import matmul_ops
 
 BYTES = 4  # float32
 OPTIMIZER_COPIES = 4  # weights, gradients, Adam's two moments
-TRAIN_FACTOR = 3.0  # forward + backward ~ 3 x forward
+BACKWARD_FACTOR = 2.0  # a conv's backward computes input and weight gradients: 2 x its forward FLOPs
 LOGDET_DOMINATES = 0.5  # flag a layer whose log-det term is more than this share of its forward
 DEQUANTIZER = "dequantizer"  # its row's name; it runs in training steps only, not when sampling
 
@@ -58,6 +63,8 @@ class LayerRow:
     bottleneck: str = ""
     logdet_share: float = 0.0
     measured_forward: float | None = None
+    time_backward: float = 0.0  # 2 x the forward roofline + one latency per recorded op
+    matmul_rate: float | None = None  # FLOP/s its conv / matmul part achieves (measured devices)
 
     @property
     def logdet_dominates(self) -> bool:
@@ -79,6 +86,7 @@ class CostReport:
     train_bytes: float
     sample_bytes: float
     time_forward: float
+    time_backward: float
     time_train_step: float
     time_sample: float
     max_train_batch: int
@@ -198,21 +206,33 @@ def count_params(flow: FlowGraph) -> int:
 
 def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
     peak = device.peak(dtype)
+    configs = {node.name: node.config for node in flow.layers}
     rows: list[LayerRow] = []
     for name, kind, level, in_shape, out_shape, cost in layer_costs(flow):
         fwd, inv, logdet, mm_fwd, mm_inv = _at_batch(cost, batch)
         moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations))
         memory_time = moved / device.bandwidth
-        compute_fwd = (fwd + logdet) / peak
+        # conv / matmul FLOPs at the rate achieved at the layer's own shapes when the device
+        # measures them (cpu), the rest (and every FLOP on a datasheet profile) at the peak
+        shaped, shaped_time, rate = 0.0, 0.0, None
+        if device.shape_rates is not None and name in configs:
+            for op in matmul_ops(configs[name], tuple(in_shape)):
+                flops = batch * op.flops()
+                shaped += flops
+                shaped_time += flops / device.shape_rates.rate(op, batch, peak)
+            rate = shaped / shaped_time if shaped_time else None
+        compute_fwd = shaped_time + max(0.0, fwd + logdet - shaped) / peak
+        compute_inv = shaped_time + max(0.0, inv + logdet - shaped) / peak
         latency = cost.ops * device.latency
         roof = max(compute_fwd, memory_time)
         row = LayerRow(name, kind, level, tuple(in_shape), tuple(out_shape), cost.params, fwd, inv,
                        logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
                        BYTES * batch * (numel(in_shape) + cost.activations), moved,
                        time_forward=roof + latency,
-                       time_inverse=0.0 if name == DEQUANTIZER else max((inv + logdet) / peak, memory_time) + latency,
+                       time_inverse=0.0 if name == DEQUANTIZER else max(compute_inv, memory_time) + latency,
                        bottleneck="latency" if latency > roof else "compute" if compute_fwd >= memory_time else "memory",
-                       logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0)
+                       logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0,
+                       time_backward=BACKWARD_FACTOR * roof + latency, matmul_rate=rate)
         rows.append(row)
     params = sum(r.params for r in rows)
     latents = sum(numel(s) for s in flow.latent_shapes)
@@ -236,6 +256,7 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                          f"FLOPs ({row.kind} on {row.in_shape[0]} channels at batch {batch})"
                          + ("; lu: true makes it O(c)" if row.kind == "invconv" else ""))
     time_forward = sum(r.time_forward for r in rows)
+    time_backward = sum(r.time_backward for r in rows)
     return CostReport(
         spec_name=flow.spec.name or "spec", batch=batch, device=device.name, dtype=dtype, rows=rows,
         params=params, flops_forward=sum(r.flops_forward for r in rows),
@@ -244,7 +265,8 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         train_activation_bytes=activations, train_bytes=activations + weights,
         sample_bytes=BYTES * batch * latents + max(r.working_bytes for r in rows if r.name != DEQUANTIZER)
         + BYTES * params,
-        time_forward=time_forward, time_train_step=TRAIN_FACTOR * time_forward,
+        time_forward=time_forward, time_backward=time_backward,
+        time_train_step=time_forward + time_backward,
         time_sample=sum(r.time_inverse for r in rows), max_train_batch=fits,
         device_memory=device.memory, notes=notes)
 
@@ -277,7 +299,7 @@ def grouped(report: CostReport, detail: str = "layer") -> CostReport:
                          **{f: sum(getattr(m, f) for m in members) for f in (
                              "params", "flops_forward", "flops_inverse", "flops_logdet", "matmul_flops_forward",
                              "matmul_flops_inverse", "train_bytes", "bytes_moved", "time_forward",
-                             "time_inverse")},
+                             "time_inverse", "time_backward")},
                          working_bytes=max(m.working_bytes for m in members), bottleneck=slowest.bottleneck)
         total.logdet_share = max(m.logdet_share for m in members)
         measured = [m.measured_forward for m in members]

@@ -2,7 +2,9 @@
 
 Profiles come from ``flowspec/report/devices.yaml`` (vendor datasheet peaks), extended or
 overridden by a user's file of the same form (``--devices FILE``). ``cpu`` is measured on the spot
-by :func:`measure_cpu`: the best of a matmul and a conv rate, and a copy's bandwidth.
+by :func:`measure_cpu`: the best of a matmul and a conv rate, a copy's bandwidth, the latency of an
+autograd-recorded op, and (:class:`~flowspec.report.rates.ShapeRates`) the rate each of the spec's
+own conv / linear shapes achieves, measured when the report asks for it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 import yaml
 
 from flowspec.errors import FlowSpecError
+from flowspec.report.rates import ShapeRates
 
 PROFILES = Path(__file__).with_name("devices.yaml")
 
@@ -33,6 +36,9 @@ class Device:
     description: str = ""
     measured: dict[str, float] = field(default_factory=dict)
     latency: float = 0.0  # seconds per dispatched tensor operation (kernel launch + framework)
+    #: measures the achieved conv / matmul rate at a layer's own shapes (``cpu`` only; profiles
+    #: from devices.yaml use their peak for every layer)
+    shape_rates: ShapeRates | None = field(default=None, compare=False, repr=False)
 
     def peak(self, dtype: str) -> float:
         if dtype not in self.peak_flops:
@@ -93,7 +99,8 @@ def _physical_memory() -> float:
 @torch.no_grad()
 def measure_cpu(repeats: int = 5) -> Device:
     """This machine's float32 matmul and 3x3 conv rates, copy bandwidth and the latency of one
-    small autograd-recorded op, at torch's current thread count (about a second)."""
+    small autograd-recorded op, at torch's current thread count (about a second); its
+    ``shape_rates`` measures each conv / linear shape of a spec when a report asks for it."""
     n = 512
     a, b = torch.randn(n, n), torch.randn(n, n)
     matmul = 2.0 * n ** 3 / _best_time(lambda: a @ b, repeats)
@@ -110,7 +117,7 @@ def measure_cpu(repeats: int = 5) -> Device:
     return Device("cpu", {"float32": max(matmul, conv)}, bandwidth, _physical_memory(),
                   f"this CPU, measured ({torch.get_num_threads()} threads)",
                   {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth, "latency": latency},
-                  latency=latency)
+                  latency=latency, shape_rates=ShapeRates())
 
 
 def get_device(name: str, extra: str | Path | None = None) -> Device:

@@ -36,8 +36,9 @@ def summary_lines(report: CostReport) -> list[str]:
     lines = [
         f"params {report.params:,}; at batch {report.batch}: forward {fmt_flops(report.flops_forward)}FLOP, "
         f"inverse {fmt_flops(report.flops_inverse)}FLOP, log-det {fmt_flops(report.flops_logdet)}FLOP",
-        f"training step (fwd+bwd = 3 x fwd): {fmt_time(report.time_train_step)} roofline on "
-        f"{report.device} ({report.dtype}); sampling pass: {fmt_time(report.time_sample)}",
+        f"training step: {fmt_time(report.time_train_step)} roofline on {report.device} ({report.dtype}): "
+        f"forward {fmt_time(report.time_forward)} + backward {fmt_time(report.time_backward)} "
+        f"(2 x the forward roofline + a latency per op); sampling pass: {fmt_time(report.time_sample)}",
         f"memory at batch {report.batch}: training {fmt_bytes(report.train_bytes)} (activations "
         f"{fmt_bytes(report.train_activation_bytes)} + weights, grads, Adam state); sampling "
         f"{fmt_bytes(report.sample_bytes)}",
