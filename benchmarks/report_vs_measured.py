@@ -41,13 +41,15 @@ def main() -> int:
     cpu = measure_cpu()
     print(f"cpu         {args.threads} thread(s): matmul {cpu.measured['matmul_flops'] / 1e9:.1f} GFLOP/s, "
           f"conv {cpu.measured['conv_flops'] / 1e9:.1f} GFLOP/s, copy bandwidth {cpu.bandwidth / 1e9:.1f} GB/s, "
-          f"op latency {cpu.latency * 1e6:.1f} us")
+          f"op latency {cpu.latency * 1e6:.1f} us forward, {cpu.latency_backward * 1e6:.1f} us backward")
     spec = flowspec.load_spec(args.spec)
     report = report_spec(spec, cpu, batch=args.batch, measure=True)
     predicted, measured = report.time_train_step, report.measured_train_step
     rates = sorted(cpu.shape_rates.rates.values())
+    backward = sorted(cpu.shape_rates.backward_rates.values())
     print(f"shapes      {len(rates)} conv / linear shapes measured in {cpu.shape_rates.spent * 1e3:.0f} ms: "
-          f"{rates[0] / 1e9:.2g} to {rates[-1] / 1e9:.3g} GFLOP/s")
+          f"forward {rates[0] / 1e9:.2g} to {rates[-1] / 1e9:.3g} GFLOP/s, "
+          f"backward {backward[0] / 1e9:.2g} to {backward[-1] / 1e9:.3g} GFLOP/s")
     print(f"spec        {spec.name} at batch {args.batch}: {report.params:,} params, "
           f"forward {report.flops_forward / 1e9:.3f} GFLOP")
     print(f"predicted   training step {fmt_time(predicted)} (roofline forward {fmt_time(report.time_forward)} "

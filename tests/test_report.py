@@ -140,6 +140,10 @@ def test_device_profiles_and_user_file(tmp_path):
     extra = tmp_path / "devices.yaml"
     extra.write_text("mygpu: {peak_flops: {float32: 1.0e13}, bandwidth: 5.0e11, memory: 1.6e10}\n")
     assert load_devices(extra)["mygpu"].peak("float32") == 1e13
+    assert load_devices(extra)["mygpu"].latency_backward == 0.0  # its forward latency, 0 by default
+    extra.write_text("mygpu: {peak_flops: {float32: 1.0e13}, bandwidth: 5.0e11, memory: 1.6e10, "
+                     "latency: 5.0e-6, latency_backward: 8.0e-6}\n")
+    assert load_devices(extra)["mygpu"].latency_backward == 8e-6
     extra.write_text("broken: {bandwidth: 1}\n")
     with pytest.raises(DeviceError, match="broken: needs peak_flops"):
         load_devices(extra)
@@ -231,7 +235,10 @@ def test_cpu_measures_the_rate_at_the_specs_own_shapes():
     rates = cpu.shape_rates.rates
     expected = {(op, 8) for n in graph.layers for op in matmul_ops(n.config, n.in_shape)}
     assert set(rates) == expected  # every distinct conv shape of the spec, at the report's batch
-    assert all(0 < rate < float("inf") and rate <= cpu.peak("float32") for rate in rates.values())
+    assert set(cpu.shape_rates.backward_rates) == expected
+    for table in (rates, cpu.shape_rates.backward_rates):
+        assert all(0 < rate < float("inf") and rate <= cpu.peak("float32") for rate in table.values())
+    assert cpu.latency_backward >= 0
     row = next(r for r in report.rows if r.name == coupling.name)
     ops = matmul_ops(coupling.config, coupling.in_shape)
     shaped = sum(8 * op.flops() / rates[(op, 8)] for op in ops)  # the measured rates are what it uses
@@ -239,6 +246,9 @@ def test_cpu_measures_the_rate_at_the_specs_own_shapes():
     assert row.time_forward == pytest.approx(max(shaped + rest, row.bytes_moved / cpu.bandwidth)
                                              + coupling.config.cost(coupling.in_shape).ops * cpu.latency)
     assert row.matmul_rate == pytest.approx(sum(8 * op.flops() for op in ops) / shaped)
+    backward = sum(16 * op.flops() / cpu.shape_rates.backward_rates[(op, 8)] for op in ops)
+    assert row.time_backward == pytest.approx(max(backward + 2 * rest, 2 * row.bytes_moved / cpu.bandwidth)
+                                              + coupling.config.cost(coupling.in_shape).ops * cpu.latency_backward)
     assert report.time_train_step == pytest.approx(report.time_forward + report.time_backward)
     # a datasheet profile has no shape rates: every FLOP at its peak, as before
     assert load_devices()["a100"].shape_rates is None

@@ -17,9 +17,11 @@ For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` `
   ``compute`` is ``FLOPs / peak`` on a datasheet profile; on a measured device (``cpu``) the
   layer's conv / linear FLOPs go at the rate measured at its own shapes
   (:mod:`flowspec.report.rates`) and the rest at the peak.
-  A layer's backward is ``2 x`` its forward roofline (a conv computes input and weight gradients)
-  plus one latency per op (autograd runs a backward node per recorded op); a training step is
-  forward + backward, a sampling pass is the inverse direction.
+  A layer's backward does ``2 x`` its forward's FLOPs (a conv computes input and weight gradients;
+  on ``cpu`` its convs at the backward rate measured at their shapes) and moves ``2 x`` its bytes,
+  plus one backward latency per op (autograd runs a backward node per recorded op; a device
+  profile's ``latency`` unless it gives ``latency_backward``); a training step is forward +
+  backward, a sampling pass is the inverse direction.
 
 Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
 """
@@ -63,7 +65,7 @@ class LayerRow:
     bottleneck: str = ""
     logdet_share: float = 0.0
     measured_forward: float | None = None
-    time_backward: float = 0.0  # 2 x the forward roofline + one latency per recorded op
+    time_backward: float = 0.0  # 2 x the forward's FLOPs and bytes + one backward latency per op
     matmul_rate: float | None = None  # FLOP/s its conv / matmul part achieves (measured devices)
 
     @property
@@ -214,15 +216,18 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         memory_time = moved / device.bandwidth
         # conv / matmul FLOPs at the rate achieved at the layer's own shapes when the device
         # measures them (cpu), the rest (and every FLOP on a datasheet profile) at the peak
-        shaped, shaped_time, rate = 0.0, 0.0, None
+        shaped, shaped_time, shaped_backward, rate = 0.0, 0.0, 0.0, None
         if device.shape_rates is not None and name in configs:
             for op in matmul_ops(configs[name], tuple(in_shape)):
                 flops = batch * op.flops()
                 shaped += flops
                 shaped_time += flops / device.shape_rates.rate(op, batch, peak)
+                shaped_backward += BACKWARD_FACTOR * flops / device.shape_rates.backward_rate(op, batch, peak)
             rate = shaped / shaped_time if shaped_time else None
-        compute_fwd = shaped_time + max(0.0, fwd + logdet - shaped) / peak
+        rest = max(0.0, fwd + logdet - shaped) / peak
+        compute_fwd = shaped_time + rest
         compute_inv = shaped_time + max(0.0, inv + logdet - shaped) / peak
+        compute_bwd = shaped_backward + BACKWARD_FACTOR * rest
         latency = cost.ops * device.latency
         roof = max(compute_fwd, memory_time)
         row = LayerRow(name, kind, level, tuple(in_shape), tuple(out_shape), cost.params, fwd, inv,
@@ -232,7 +237,8 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                        time_inverse=0.0 if name == DEQUANTIZER else max(compute_inv, memory_time) + latency,
                        bottleneck="latency" if latency > roof else "compute" if compute_fwd >= memory_time else "memory",
                        logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0,
-                       time_backward=BACKWARD_FACTOR * roof + latency, matmul_rate=rate)
+                       time_backward=max(compute_bwd, BACKWARD_FACTOR * memory_time)
+                       + cost.ops * device.latency_backward, matmul_rate=rate)
         rows.append(row)
     params = sum(r.params for r in rows)
     latents = sum(numel(s) for s in flow.latent_shapes)

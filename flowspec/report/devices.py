@@ -39,6 +39,11 @@ class Device:
     #: measures the achieved conv / matmul rate at a layer's own shapes (``cpu`` only; profiles
     #: from devices.yaml use their peak for every layer)
     shape_rates: ShapeRates | None = field(default=None, compare=False, repr=False)
+    backward_latency: float | None = None  # seconds per op in the backward pass; None: ``latency``
+
+    @property
+    def latency_backward(self) -> float:
+        return self.latency if self.backward_latency is None else self.backward_latency
 
     def peak(self, dtype: str) -> float:
         if dtype not in self.peak_flops:
@@ -51,12 +56,14 @@ def _parse(name: str, entry, source: Path) -> Device:
     try:
         peaks = {str(k): float(v) for k, v in dict(entry["peak_flops"]).items()}
         device = Device(name, peaks, float(entry["bandwidth"]), float(entry["memory"]),
-                        str(entry.get("description", "")), latency=float(entry.get("latency", 0.0)))
+                        str(entry.get("description", "")), latency=float(entry.get("latency", 0.0)),
+                        backward_latency=None if entry.get("latency_backward") is None
+                        else float(entry["latency_backward"]))
     except (KeyError, TypeError, ValueError) as error:
         raise DeviceError(f"{source}: device {name}: needs peak_flops (a mapping dtype -> FLOP/s), "
                           f"bandwidth (bytes/s) and memory (bytes): {error}") from None
     if min(device.peak_flops.values(), default=0) <= 0 or device.bandwidth <= 0 or device.memory <= 0 \
-            or device.latency < 0:
+            or device.latency < 0 or device.latency_backward < 0:
         raise DeviceError(f"{source}: device {name}: peaks, bandwidth and memory must be positive, "
                           "latency not negative")
     return device
@@ -99,7 +106,7 @@ def _physical_memory() -> float:
 @torch.no_grad()
 def measure_cpu(repeats: int = 5) -> Device:
     """This machine's float32 matmul and 3x3 conv rates, copy bandwidth and the latency of one
-    small autograd-recorded op, at torch's current thread count (about a second); its
+    small autograd-recorded op (forward, and its node in the backward pass), at torch's current thread count (about a second); its
     ``shape_rates`` measures each conv / linear shape of a spec when a report asks for it."""
     n = 512
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -110,14 +117,24 @@ def measure_cpu(repeats: int = 5) -> Device:
     source = torch.randn(16 * 2 ** 20)  # 64 MiB, beyond the caches
     target = torch.empty_like(source)
     bandwidth = 2.0 * source.numel() * 4 / _best_time(lambda: target.copy_(source), repeats)
-    with torch.enable_grad():  # a training step's ops are recorded by autograd
+    with torch.enable_grad():  # a training step's ops are recorded by autograd, the graph kept
         tiny = torch.ones(4, requires_grad=True)
         ops = 200
-        latency = _best_time(lambda: [tiny * 1.0 for _ in range(ops)], repeats) / ops
+
+        def chain():
+            y = tiny
+            for _ in range(ops):
+                y = y * 1.0
+            return y
+
+        forward = _best_time(chain, repeats)
+        both = _best_time(lambda: chain().sum().backward(), repeats)
+        latency, backward_latency = forward / ops, max(both - forward, 0.0) / ops
     return Device("cpu", {"float32": max(matmul, conv)}, bandwidth, _physical_memory(),
                   f"this CPU, measured ({torch.get_num_threads()} threads)",
-                  {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth, "latency": latency},
-                  latency=latency, shape_rates=ShapeRates())
+                  {"matmul_flops": matmul, "conv_flops": conv, "bandwidth": bandwidth, "latency": latency,
+                   "backward_latency": backward_latency},
+                  latency=latency, shape_rates=ShapeRates(), backward_latency=backward_latency)
 
 
 def get_device(name: str, extra: str | Path | None = None) -> Device:

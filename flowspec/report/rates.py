@@ -3,8 +3,10 @@
 A small convolution (a 2x2 or 4x4 image, a few channels) runs far below the rate of a large one:
 the peak measured on a 512x512 matmul or a 64-channel 16x16 conv overstates what the layers of a
 small flow get. :class:`ShapeRates` times each distinct conv / linear of a spec once, at the
-report's batch (fewer examples when one call would exceed ``target_flops``), and the roofline
-divides each layer's conv / matmul FLOPs by the rate achieved at that layer's own shapes.
+report's batch (fewer examples when one call would exceed ``target_flops``), forward and backward,
+and the roofline divides each layer's conv / matmul FLOPs by the rate achieved at that layer's own
+shapes (its backward's ``2 x`` FLOPs by the backward rate). Past ``budget_s`` of measuring (a large
+spec), further shapes get the lowest rates seen.
 
 :func:`matmul_ops` lists the conv / linear ops of a layer from its config, the same shapes its
 cost rule counts (coupling conditioners, a conditional split's prior, invconv's 1x1 conv).
@@ -59,29 +61,26 @@ def matmul_ops(config, in_shape: tuple) -> list[MatmulOp]:
     return []
 
 
+BACKWARD_FLOPS = 2.0  # a conv / linear's backward: input and weight gradients, each its forward's FLOPs
+
+
 class ShapeRates:
-    """Measures, once per distinct ``(op, batch)``, the FLOP/s one forward call achieves on this
-    machine (best of ``repeats`` after a warm-up, no autograd, torch's current thread count)."""
+    """Measures, once per distinct ``(op, batch)``, the FLOP/s one forward call (no autograd) and
+    its backward (input, weight and bias gradients, ``2 x`` the forward FLOPs) achieve on this
+    machine: best of ``repeats`` after a warm-up, at torch's current thread count."""
 
     def __init__(self, repeats: int = 3, target_flops: float = 5e7, budget_s: float = 2.0):
         self.repeats, self.target_flops, self.budget_s = repeats, target_flops, budget_s
-        self.rates: dict[tuple[MatmulOp, int], float] = {}
+        self.rates: dict[tuple[MatmulOp, int], float] = {}  # forward FLOP/s
+        self.backward_rates: dict[tuple[MatmulOp, int], float] = {}  # backward FLOP/s
         self.spent = 0.0  # seconds spent measuring
-        self.fallback: float | None = None  # rate used once the time budget is spent
+        self.fallback: tuple[float, float] | None = None  # rates used once the time budget is spent
 
     def _examples(self, op: MatmulOp, batch: int) -> int:
         return max(1, min(batch, math.ceil(self.target_flops / op.flops())))
 
-    @torch.no_grad()
-    def _time(self, op: MatmulOp, examples: int) -> float:
-        if op.spatial:
-            x = torch.randn(examples, op.cin, *op.spatial)
-            w, b = torch.randn(op.cout, op.cin, op.kernel, op.kernel), torch.randn(op.cout)
-            fn = lambda: F.conv2d(x, w, b, padding=op.kernel // 2)  # noqa: E731
-        else:
-            x, w, b = torch.randn(examples, op.cin), torch.randn(op.cout, op.cin), torch.randn(op.cout)
-            fn = lambda: F.linear(x, w, b)  # noqa: E731
-        fn()
+    def _best(self, fn) -> float:
+        fn()  # warm-up
         best = float("inf")
         for _ in range(self.repeats):
             start = time.perf_counter()
@@ -89,16 +88,43 @@ class ShapeRates:
             best = min(best, time.perf_counter() - start)
         return best
 
-    def rate(self, op: MatmulOp, batch: int, peak: float) -> float:
-        """Achieved FLOP/s of ``op`` at ``batch`` (at most ``peak``)."""
+    def _time(self, op: MatmulOp, examples: int) -> tuple[float, float]:
+        """(forward without autograd, backward: input, weight and bias gradients) in seconds."""
+        if op.spatial:
+            x = torch.randn(examples, op.cin, *op.spatial, requires_grad=True)
+            w = torch.randn(op.cout, op.cin, op.kernel, op.kernel, requires_grad=True)
+            fn = lambda: F.conv2d(x, w, b, padding=op.kernel // 2)  # noqa: E731
+        else:
+            x, w = torch.randn(examples, op.cin, requires_grad=True), torch.randn(op.cout, op.cin, requires_grad=True)
+            fn = lambda: F.linear(x, w, b)  # noqa: E731
+        b = torch.randn(op.cout, requires_grad=True)
+        with torch.no_grad():
+            forward = self._best(fn)
+        recorded = self._best(fn)
+        grad = torch.randn_like(fn().detach())
+        both = self._best(lambda: fn().backward(grad))
+        return forward, max(both - recorded, 1e-9)
+
+    def _measure(self, op: MatmulOp, batch: int, peak: float) -> tuple[float, float]:
         examples = self._examples(op, batch)
         key = (op, examples)
         if key not in self.rates:
             if self.spent > self.budget_s:  # a huge spec: stop measuring, use what was seen
-                return self.fallback if self.fallback else peak
+                return self.fallback or (peak, peak)
             start = time.perf_counter()
-            seconds = self._time(op, examples)
+            forward, backward = self._time(op, examples)
             self.spent += time.perf_counter() - start
-            self.rates[key] = min(peak, examples * op.flops() / max(seconds, 1e-9))
-            self.fallback = min(self.rates.values())
-        return self.rates[key]
+            flops = examples * op.flops()
+            self.rates[key] = min(peak, flops / max(forward, 1e-9))
+            self.backward_rates[key] = min(peak, BACKWARD_FLOPS * flops / backward)
+            self.fallback = (min(self.rates.values()), min(self.backward_rates.values()))
+        return self.rates[key], self.backward_rates[key]
+
+    def rate(self, op: MatmulOp, batch: int, peak: float) -> float:
+        """Achieved FLOP/s of ``op``'s forward at ``batch`` (at most ``peak``)."""
+        return self._measure(op, batch, peak)[0]
+
+    def backward_rate(self, op: MatmulOp, batch: int, peak: float) -> float:
+        """Achieved FLOP/s of ``op``'s backward (``2 x`` its forward FLOPs: input and weight
+        gradients) at ``batch`` (at most ``peak``)."""
+        return self._measure(op, batch, peak)[1]
