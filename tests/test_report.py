@@ -253,3 +253,15 @@ def test_cpu_measures_the_rate_at_the_specs_own_shapes():
     # a datasheet profile has no shape rates: every FLOP at its peak, as before
     assert load_devices()["a100"].shape_rates is None
     assert all(r.matmul_rate is None for r in cost_report(graph, FAKE, 8).rows)
+
+
+def test_shape_rates_past_the_budget_use_the_nearest_measured_call():
+    from flowspec.report.rates import MatmulOp, ShapeRates
+
+    rates = ShapeRates(repeats=1, budget_s=0.0)
+    small, large = MatmulOp(4, 4, 1, (4, 4)), MatmulOp(64, 64, 3, (8, 8))
+    measured = rates.rate(small, 8, 1e15)  # the first is measured whatever the budget
+    assert 0 < measured < float("inf") and set(rates.rates) == {(small, 8)}
+    assert rates.rate(large, 8, 1e15) == measured and set(rates.rates) == {(small, 8)}
+    assert rates.backward_rate(large, 8, 1e15) == rates.backward_rates[(small, 8)]
+    assert ShapeRates(budget_s=-1.0).rate(small, 8, 123.0) == 123.0  # nothing measured: the peak

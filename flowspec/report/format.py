@@ -38,7 +38,7 @@ def summary_lines(report: CostReport) -> list[str]:
         f"inverse {fmt_flops(report.flops_inverse)}FLOP, log-det {fmt_flops(report.flops_logdet)}FLOP",
         f"training step: {fmt_time(report.time_train_step)} roofline on {report.device} ({report.dtype}): "
         f"forward {fmt_time(report.time_forward)} + backward {fmt_time(report.time_backward)} "
-        f"(2 x the forward roofline + a latency per op); sampling pass: {fmt_time(report.time_sample)}",
+        f"(2 x the forward FLOPs and bytes + a backward latency per op); sampling pass: {fmt_time(report.time_sample)}",
         f"memory at batch {report.batch}: training {fmt_bytes(report.train_bytes)} (activations "
         f"{fmt_bytes(report.train_activation_bytes)} + weights, grads, Adam state); sampling "
         f"{fmt_bytes(report.sample_bytes)}",

@@ -6,7 +6,7 @@ small flow get. :class:`ShapeRates` times each distinct conv / linear of a spec 
 report's batch (fewer examples when one call would exceed ``target_flops``), forward and backward,
 and the roofline divides each layer's conv / matmul FLOPs by the rate achieved at that layer's own
 shapes (its backward's ``2 x`` FLOPs by the backward rate). Past ``budget_s`` of measuring (a large
-spec), further shapes get the lowest rates seen.
+spec, or a loaded machine), further shapes get the rates of the measured call nearest in FLOPs.
 
 :func:`matmul_ops` lists the conv / linear ops of a layer from its config, the same shapes its
 cost rule counts (coupling conditioners, a conditional split's prior, invconv's 1x1 conv).
@@ -74,7 +74,6 @@ class ShapeRates:
         self.rates: dict[tuple[MatmulOp, int], float] = {}  # forward FLOP/s
         self.backward_rates: dict[tuple[MatmulOp, int], float] = {}  # backward FLOP/s
         self.spent = 0.0  # seconds spent measuring
-        self.fallback: tuple[float, float] | None = None  # rates used once the time budget is spent
 
     def _examples(self, op: MatmulOp, batch: int) -> int:
         return max(1, min(batch, math.ceil(self.target_flops / op.flops())))
@@ -109,15 +108,22 @@ class ShapeRates:
         examples = self._examples(op, batch)
         key = (op, examples)
         if key not in self.rates:
-            if self.spent > self.budget_s:  # a huge spec: stop measuring, use what was seen
-                return self.fallback or (peak, peak)
+            if self.spent > self.budget_s:  # budget spent: the rates of the nearest measured call
+                return self._nearest(op, examples, peak)
             start = time.perf_counter()
             forward, backward = self._time(op, examples)
             self.spent += time.perf_counter() - start
             flops = examples * op.flops()
             self.rates[key] = min(peak, flops / max(forward, 1e-9))
             self.backward_rates[key] = min(peak, BACKWARD_FLOPS * flops / backward)
-            self.fallback = (min(self.rates.values()), min(self.backward_rates.values()))
+        return self.rates[key], self.backward_rates[key]
+
+    def _nearest(self, op: MatmulOp, examples: int, peak: float) -> tuple[float, float]:
+        """The rates measured for the call nearest in FLOPs (log scale); the peak if none was."""
+        if not self.rates:
+            return peak, peak
+        flops = examples * op.flops()
+        key = min(self.rates, key=lambda k: abs(math.log(k[1] * k[0].flops() / flops)))
         return self.rates[key], self.backward_rates[key]
 
     def rate(self, op: MatmulOp, batch: int, peak: float) -> float:
