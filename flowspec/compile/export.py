@@ -52,8 +52,9 @@ def read_checkpoint(path: str | Path, expected: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: not a readable flowspec file ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise CheckpointError(f"{path}: not a readable flowspec file: torch.load (weights_only) "
+                              f"failed with {type(error).__name__}; is it a model.pt or a run's "
+                              f"last.pt?") from None
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(expected.split("/")[0]):
         raise CheckpointError(f"{path}: not a {expected.split('/')[0]} file")
     return data
