@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from flowspec.errors import FlowSpecError
-from flowspec.report.rates import ShapeRates
+from flowspec.report.rates import ShapeRates, best_time
 
 PROFILES = Path(__file__).with_name("devices.yaml")
 
@@ -86,16 +86,6 @@ def load_devices(extra: str | Path | None = None) -> dict[str, Device]:
     return devices
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _physical_memory() -> float:
     try:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
@@ -110,13 +100,13 @@ def measure_cpu(repeats: int = 5) -> Device:
     ``shape_rates`` measures each conv / linear shape of a spec when a report asks for it."""
     n = 512
     a, b = torch.randn(n, n), torch.randn(n, n)
-    matmul = 2.0 * n ** 3 / _best_time(lambda: a @ b, repeats)
+    matmul = 2.0 * n ** 3 / best_time(lambda: a @ b, repeats)
     x, w = torch.randn(16, 64, 16, 16), torch.randn(64, 64, 3, 3)
     conv_flops = 2.0 * 16 * 64 * 64 * 9 * 16 * 16
-    conv = conv_flops / _best_time(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
+    conv = conv_flops / best_time(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
     source = torch.randn(16 * 2 ** 20)  # 64 MiB, beyond the caches
     target = torch.empty_like(source)
-    bandwidth = 2.0 * source.numel() * 4 / _best_time(lambda: target.copy_(source), repeats)
+    bandwidth = 2.0 * source.numel() * 4 / best_time(lambda: target.copy_(source), repeats)
     with torch.enable_grad():  # a training step's ops are recorded by autograd, the graph kept
         tiny = torch.ones(4, requires_grad=True)
         ops = 200
@@ -127,8 +117,8 @@ def measure_cpu(repeats: int = 5) -> Device:
                 y = y * 1.0
             return y
 
-        forward = _best_time(chain, repeats)
-        both = _best_time(lambda: chain().sum().backward(), repeats)
+        forward = best_time(chain, repeats)
+        both = best_time(lambda: chain().sum().backward(), repeats)
         latency, backward_latency = forward / ops, max(both - forward, 0.0) / ops
     return Device("cpu", {"float32": max(matmul, conv)}, bandwidth, _physical_memory(),
                   f"this CPU, measured ({torch.get_num_threads()} threads)",

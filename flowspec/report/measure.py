@@ -4,23 +4,11 @@ for comparison with the roofline."""
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from flowspec.layers.split import Split
-
 from flowspec.report.costs import DEQUANTIZER, CostReport
-
-
-def _best(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from flowspec.report.rates import best_time
 
 
 def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostReport:
@@ -34,20 +22,20 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
     rows = {row.name: row for row in report.rows}
     with torch.no_grad():
         if DEQUANTIZER in rows:
-            rows[DEQUANTIZER].measured_forward = _best(lambda: model.dequantizer(data), repeats)
+            rows[DEQUANTIZER].measured_forward = best_time(lambda: model.dequantizer(data), repeats)
         h = model.to_model_space(model.dequantizer(data)[0])[0]
         for name, layer in zip(model.names, model.layers):
             if isinstance(layer, Split):
-                rows[name].measured_forward = _best(lambda: layer.log_prob(*layer.split(h)), repeats)
+                rows[name].measured_forward = best_time(lambda: layer.log_prob(*layer.split(h)), repeats)
                 h, _ = layer.split(h)
             else:
-                rows[name].measured_forward = _best(lambda: layer(h), repeats)
+                rows[name].measured_forward = best_time(lambda: layer(h), repeats)
                 h, _ = layer(h)
-        rows["prior"].measured_forward = _best(lambda: model.top_prior.log_prob(h), repeats)
+        rows["prior"].measured_forward = best_time(lambda: model.top_prior.log_prob(h), repeats)
 
     def step():
         model.zero_grad(set_to_none=True)
         model.bits_per_dim(data).mean().backward()
 
-    report.measured_train_step = _best(step, repeats)
+    report.measured_train_step = best_time(step, repeats)
     return report

@@ -24,6 +24,17 @@ import torch.nn.functional as F
 from flowspec.layers.base import numel
 
 
+def best_time(fn, repeats: int) -> float:
+    """Shortest wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 class MatmulOp(NamedTuple):
     """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
     (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features."""
@@ -79,13 +90,7 @@ class ShapeRates:
         return max(1, min(batch, math.ceil(self.target_flops / op.flops())))
 
     def _best(self, fn) -> float:
-        fn()  # warm-up
-        best = float("inf")
-        for _ in range(self.repeats):
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-        return best
+        return best_time(fn, self.repeats)
 
     def _time(self, op: MatmulOp, examples: int) -> tuple[float, float]:
         """(forward without autograd, backward: input, weight and bias gradients) in seconds."""
