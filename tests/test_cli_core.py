@@ -226,7 +226,9 @@ def test_schema(tmp_path):
     result = _run("schema")
     assert result.exit_code == 0, result.output
     schema = json.loads(result.stdout)
-    assert "layers" in schema["properties"] and "input" in schema["properties"]
+    flow, vae = (schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"])
+    assert "layers" in flow["properties"] and "input" in flow["properties"]
+    assert "latent" in vae["properties"] and vae["properties"]["model"]["const"] == "vae"
     text = json.dumps(schema)
     for kind in flowspec.layers.LAYER_KINDS:
         assert f'"{kind}"' in text

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Union
 
 import typer
 import yaml
+from pydantic import TypeAdapter
 from rich.table import Table
 
 from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
-from flowspec.compile import compile
 from flowspec.compile.build import build_folder
 from flowspec.compile.check import check_spec
 from flowspec.graph import build_graph
 from flowspec.spec import explicit_spec, load_spec
 from flowspec.spec.models import Spec
-from flowspec.vae.config import require_flow
+from flowspec.vae.config import VAESpec, require_flow
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -80,10 +80,17 @@ def check(spec: SpecPath,
     console.print(f"ok (tolerance {tolerance:g})", markup=False)
 
 
+def spec_json_schema() -> dict:
+    """One schema for both spec families: a flow spec or a ``model: vae`` spec."""
+    schema = TypeAdapter(Union[Spec, VAESpec]).json_schema()
+    schema["title"] = "flowspec spec"
+    return schema
+
+
 @app.command()
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
-    """Write the JSON Schema of the spec format (for YAML editors)."""
-    text = json.dumps(Spec.model_json_schema(), indent=2)
+    """Write the JSON Schema of the spec format, flows and VAEs (for YAML editors)."""
+    text = json.dumps(spec_json_schema(), indent=2)
     if out:
         out.write_text(text + "\n")
         console.print(f"wrote {out}", markup=False)
