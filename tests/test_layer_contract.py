@@ -99,6 +99,16 @@ def _make(config, shape, seed=0):
     return layer.eval()
 
 
+def _reloaded(layer, config, shape):
+    """A freshly built module of ``config`` given ``layer``'s state dict through torch.save/load."""
+    buffer = io.BytesIO()
+    torch.save(layer.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = config.build(shape).double()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    return fresh
+
+
 @pytest.mark.parametrize("config, shape", CASES)
 def test_layer_contract(config, shape, tmp_path):
     torch.manual_seed(1)
@@ -138,11 +148,7 @@ def test_layer_contract(config, shape, tmp_path):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
     # state dict round trip into a freshly built module
-    buffer = io.BytesIO()
-    torch.save(layer.state_dict(), buffer)
-    buffer.seek(0)
-    fresh = config.build(shape).double()
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    fresh = _reloaded(layer, config, shape)
     fresh.eval()
     with torch.no_grad():
         y1, l1 = layer(x)
@@ -215,11 +221,7 @@ def test_split_contract(config, shape):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
     # state dict round trip; forward/inverse are not a split's interface
-    buffer = io.BytesIO()
-    torch.save(layer.state_dict(), buffer)
-    buffer.seek(0)
-    fresh = config.build(shape).double()
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    fresh = _reloaded(layer, config, shape)
     torch.testing.assert_close(fresh.log_prob(kept, factored), layer.log_prob(kept, factored), rtol=0, atol=0)
     with pytest.raises(TypeError, match="factors out"):
         layer(x)
