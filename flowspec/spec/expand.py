@@ -22,7 +22,7 @@ class ExpandedLayer:
 def _flatten(items, path: tuple, prefix: str, out: list, level=None, step=None) -> None:
     for index, item in enumerate(items):
         if isinstance(item, RepeatBlock):
-            for r in range(item.repeat):
+            for _ in range(item.repeat):
                 _flatten(item.layers, path + (index, "layers"), prefix, out, level, step)
             continue
         name = item.name or (f"{prefix}{item.kind}" if prefix else f"{len(out)}.{item.kind}")
