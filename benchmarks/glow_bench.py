@@ -3,9 +3,11 @@
 Measures, on ``specs/glow-bench.yaml`` (3x32x32, L=3, K=8, width 128, affine coupling, LU 1x1
 conv, actnorm, learned split priors; batch 16; float32; 1 thread by default):
 
-* training-step throughput (images/s), plain, channels_last and with invertible backprop;
+* training-step throughput (images/s), plain and with invertible backprop;
 * sampling throughput (images/s), plain and folded (actnorm folded into the 1x1 convs);
 * achieved FLOP/s of a training step as a fraction of this machine's measured conv peak;
+* the conv ceiling of each contestant (the rate if only its convolutions took time, each in its
+  faster layout) and issue 7's targets as fractions of flowspec's ceiling;
 * activations saved for backward and the peak RSS a step adds, at K=8 and K=32, with and without
   invertible backprop;
 * normflows' and FrEIA's Glow of the same shape side by side (alternating runs, medians, ratios)

@@ -263,8 +263,42 @@ def test_bench_cli_prints_measured_figures_and_rejects_bad_specs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "train step  flowspec " in result.output and "images/s" in result.output
     assert "folded" in result.output and "of the measured conv peak" in result.output
+    assert "ceiling     flowspec" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(MULTISCALE.replace("LU", "true") + "memory: {invertible_backprop: 3}\n")
     result = CliRunner().invoke(app, ["bench", str(bad)])
     assert result.exit_code == 2
     assert "memory.invertible_backprop" in result.output
+
+
+def test_conv_conditioner_computes_in_channels_last_and_returns_nchw():
+    torch.manual_seed(0)
+    net = ConvConditioner(hidden=16, zero_init=False).build(3, 6).double()
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.dim() == 4)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)[:, :3]
+    y = net(x)
+    assert y.is_contiguous() and y.shape == (2, 6, 8, 8)
+    plain = torch.nn.Sequential(*(copy.deepcopy(layer) for layer in net))  # same weights, NCHW run
+    for layer in plain:
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.weight.data = layer.weight.data.contiguous()
+    assert relative(y, plain(x.contiguous())) < 1e-12
+    y.square().sum().backward()  # in-place ReLUs leave the graph differentiable
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+def test_ceiling_records_every_conv_the_step_runs():
+    from flowspec.bench.ceiling import conv_floor, record_convs
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(3, 2, 5, 5)
+    calls = record_convs(lambda: net(x).sum().backward())
+    forward = {call: n for call, n in calls.items() if "backward" not in str(call[0])}
+    backward = {call: n for call, n in calls.items() if "backward" in str(call[0])}
+    assert sum(forward.values()) == 2 and sum(backward.values()) == 2
+    masks = sorted(tuple(call[1][-1]) for call in backward)
+    assert masks == [(False, True, True), (True, True, True)]  # no input gradient for the data
+    twice = record_convs(lambda: (net(x).sum() + net(x).sum()).backward())
+    assert all(twice[call] == 2 * n for call, n in calls.items())
+    assert 0 < conv_floor(calls, repeats=1) < float("inf")

@@ -1,7 +1,7 @@
 """Speed and memory figures of a spec's model (``flowspec bench``, ``benchmarks/glow_bench.py``).
 
 * training-step throughput: images/s of one Adam step on ``bits_per_dim`` (forward, backward,
-  update), and the same with channels_last weights and inputs;
+  update), and the same with invertible backprop;
 * sampling throughput: images/s of ``sample(batch)`` in eval mode (cached invconv weights), and of
   the model folded by :func:`~flowspec.compile.fold.fold_for_inference`;
 * achieved FLOP/s of a training step (FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -10,7 +10,11 @@
   thread count);
 * memory: activations saved for backward (exact, saved-tensor hooks) and the peak RSS a step adds
   (fresh subprocess, ``ru_maxrss``), see :mod:`flowspec.bench.memory`;
-* the same throughputs for normflows' and FrEIA's Glow of the same shape when installed.
+* the same throughputs for normflows' and FrEIA's Glow of the same shape when installed;
+* the conv ceiling of each contestant, training and sampling: ``batch`` over the time its
+  convolutions alone take, each in its faster layout (:mod:`flowspec.bench.ceiling`) -- the most
+  any implementation on torch's convolutions can reach -- and issue 7's targets (1.5x the best
+  baseline's training rate, 2x its sampling rate) as fractions of flowspec's ceiling.
 
 Timings alternate the contestants round-robin and report medians, so drifting machine load hits
 them alike.
@@ -29,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from flowspec.compile import compile as compile_spec
 from flowspec.compile.fold import fold_for_inference, folding_error
 from flowspec.compile.model import FlowModel
+from flowspec.bench.ceiling import conv_floor, record_convs
 from flowspec.bench.memory import saved_activation_bytes, step_peak_rss
 from flowspec.spec.models import MemoryConfig, Spec
 
@@ -105,6 +110,8 @@ class BenchReport:
     peak_rss: dict[str, int] = field(default_factory=dict)  # bytes
     skipped: dict[str, str] = field(default_factory=dict)
     baseline_params: dict[str, int] = field(default_factory=dict)
+    train_ceiling: dict[str, float] = field(default_factory=dict)  # images/s
+    sample_ceiling: dict[str, float] = field(default_factory=dict)  # images/s
 
     @property
     def achieved_flops(self) -> float:
@@ -124,6 +131,11 @@ class BenchReport:
             out.append(f"FLOPs       training step {self.step_flops / 1e9:.2f} GFLOP; achieved "
                        f"{self.achieved_flops / 1e9:.2f} GFLOP/s = {self.achieved_flops / self.conv_peak:.1%} "
                        f"of the measured conv peak {self.conv_peak / 1e9:.2f} GFLOP/s")
+        for name, ceiling in self.train_ceiling.items():
+            out.append(f"ceiling     {name:<24} convs alone: training {ceiling:8.1f} images/s (reached "
+                       f"{self.train[name] / ceiling:.0%}), sampling {self.sample_ceiling[name]:8.1f} "
+                       f"images/s (reached {self.sample[name] / self.sample_ceiling[name]:.0%})")
+        out += self._target_lines()
         if self.folding:
             out.append(f"folding     max relative difference folded vs unfolded: samples "
                        f"{self.folding['samples']:.2e}, log-prob {self.folding['log_prob']:.2e}")
@@ -136,6 +148,22 @@ class BenchReport:
         for name, why in self.skipped.items():
             out.append(f"skipped     {name}: {why}")
         return out
+
+    def _target_lines(self) -> list[str]:
+        baselines = [name for name in self.train if name in self.baseline_params]
+        if not baselines or "flowspec" not in self.train_ceiling:
+            return []
+        lines = []
+        for what, rates, factor, ceiling in (("training", self.train, 1.5, self.train_ceiling),
+                                             ("sampling", self.sample, 2.0, self.sample_ceiling)):
+            best = max(baselines, key=rates.__getitem__)
+            target = factor * rates[best]
+            reachable = "reachable in principle" if target <= ceiling["flowspec"] else \
+                "above the ceiling: no implementation on torch's convolutions reaches it here"
+            lines.append(f"target      {what} {factor:g}x {best} = {target:.1f} images/s = "
+                         f"{target / ceiling['flowspec']:.0%} of flowspec's conv ceiling ({reachable}); "
+                         f"flowspec is at {rates['flowspec'] / rates[best]:.2f}x")
+        return lines
 
 
 def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
@@ -152,12 +180,6 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
         return lambda x: m.bits_per_dim(x).mean()
 
     contestants = {"flowspec": training_step(flow_loss(model), model.parameters(), data)}
-    if len(shape) == 3:
-        fast = with_steps(spec, invertible=False).train()
-        fast.load_state_dict(model.state_dict())
-        fast = fast.to(memory_format=torch.channels_last)
-        contestants["flowspec channels_last"] = training_step(
-            flow_loss(fast), fast.parameters(), data.contiguous(memory_format=torch.channels_last))
     twin = with_steps(spec, invertible=True).train()
     twin.load_state_dict(model.state_dict())
     contestants["flowspec invertible-backprop"] = training_step(flow_loss(twin), twin.parameters(), data)
@@ -196,6 +218,10 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     with torch.no_grad():
         seconds = alternate(samplers, repeats)
     report.sample = {name: batch / s for name, s in seconds.items()}
+    for name in ("flowspec", *report.baseline_params):
+        report.train_ceiling[name] = batch / conv_floor(record_convs(contestants[name]))
+        with torch.no_grad():
+            report.sample_ceiling[name] = batch / conv_floor(record_convs(samplers[name]))
 
     report.step_flops = count_flops(lambda: flow_loss(model)(data).backward())
     model.zero_grad(set_to_none=True)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from flowspec.dequant.config import VariationalDequantization
 from flowspec.dequant.uniform import in_bin
 from flowspec.layers.actnorm import ActNormConfig
+from flowspec.layers.conditioners import ChannelsLastNet, ConvConditioner, MLPConditioner
 from flowspec.layers.coupling import checkerboard
 from flowspec.layers.invconv import InvConvConfig
 
@@ -53,6 +54,8 @@ def context_network(config: VariationalDequantization, shape: Shape) -> nn.Modul
         else:
             layers += [nn.Linear(width, ctx.hidden), nn.ReLU()]
         width = ctx.hidden
+    if len(shape) == 3:
+        return ChannelsLastNet(*layers).to(memory_format=torch.channels_last)
     return nn.Sequential(*layers)
 
 
@@ -65,19 +68,14 @@ class ConditionalCoupling(nn.Module):
         if self.image:
             channels = shape[0]
             self.register_buffer("mask", checkerboard(shape[1], shape[2], parity))  # 1: conditions
-            last = nn.Conv2d(hidden, 2 * channels, 3, padding=1)
-            self.net = nn.Sequential(nn.Conv2d(channels + context_channels, hidden, 3, padding=1), nn.ReLU(),
-                                     nn.Conv2d(hidden, hidden, 1), nn.ReLU(), last)
+            self.net = ConvConditioner(hidden=hidden).build(channels + context_channels, 2 * channels)
         else:
             d = shape[0]
             first = d // 2
             self.transformed = first if parity == 0 else d - first
             self.parity = parity
-            last = nn.Linear(hidden, 2 * self.transformed)
-            self.net = nn.Sequential(nn.Linear(d - self.transformed + context_channels, hidden), nn.ReLU(),
-                                     nn.Linear(hidden, hidden), nn.ReLU(), last)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+            self.net = MLPConditioner(hidden=[hidden, hidden]).build(
+                d - self.transformed + context_channels, 2 * self.transformed)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.parity == 0:

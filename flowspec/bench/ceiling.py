@@ -1,0 +1,75 @@
+"""The convolution floor of a workload: how fast it could possibly run on torch's conv kernels.
+
+Every convolution a call makes is recorded at the dispatcher (``aten.convolution`` forward and
+``aten.convolution_backward`` with its output mask, so exactly the gradients the step needs).
+Each distinct call is then re-run alone on random tensors, in NCHW and in channels_last layout,
+and the faster layout's best time is kept. The sum over all recorded calls is the **conv floor**:
+the time of the step if everything but its convolutions were free and every convolution ran in
+its best layout. ``batch / floor`` is a ceiling on the throughput of *any* implementation of the
+same architecture that uses torch's convolutions, ours and the baselines' alike.
+
+On glow-bench the convolutions are over 80% of a step, so this ceiling says how much any
+bookkeeping (caching, fewer copies, fusing the elementwise ops) can still win.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from flowspec.report.rates import best_time
+
+aten = torch.ops.aten
+ConvCall = tuple  # (op, tensor shapes, other arguments), hashable
+
+
+def _key(func, args) -> ConvCall:
+    def describe(arg):
+        if isinstance(arg, torch.Tensor):
+            return ("tensor", tuple(arg.shape), arg.dtype)
+        if isinstance(arg, (list, tuple)):
+            return tuple(arg)
+        return arg
+
+    return (func, tuple(describe(a) for a in args))
+
+
+class _RecordConvs(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[ConvCall] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (aten.convolution.default, aten.convolution_backward.default):
+            self.calls[_key(func, args)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def record_convs(fn: Callable[[], object]) -> Counter[ConvCall]:
+    """Every convolution (forward and backward) ``fn()`` runs, with its call count."""
+    with _RecordConvs() as recorder:
+        fn()
+    return recorder.calls
+
+
+def _replay(call: ConvCall, channels_last: bool, repeats: int) -> float:
+    func, described = call
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    args = []
+    for arg in described:
+        if isinstance(arg, tuple) and arg[:1] == ("tensor",):
+            tensor = torch.randn(arg[1], dtype=arg[2])
+            args.append(tensor.contiguous(memory_format=layout) if tensor.dim() == 4 else tensor)
+        else:
+            args.append(list(arg) if isinstance(arg, tuple) else arg)
+    with torch.no_grad():
+        return best_time(lambda: func(*args), repeats)
+
+
+def conv_floor(calls: Counter[ConvCall], repeats: int = 5) -> float:
+    """Seconds the recorded convolutions take, each alone in its faster layout (NCHW or NHWC)."""
+    return sum(count * min(_replay(call, False, repeats), _replay(call, True, repeats))
+               for call, count in calls.items())
