@@ -17,6 +17,10 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.layers.conditioners import ConvConditioner, MLPConditioner, stack_cost
+from flowspec.layers.invconv import InvConvConfig
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +31,11 @@ class UniformDequantization(_Strict):
 
     kind: Literal["uniform"] = "uniform"
     centred: bool = True
+
+    def cost(self, shape: Shape) -> LayerCost:
+        """One training-step pass (it does not run when sampling): a draw and an add per entry,
+        ``2 D`` FLOPs, no parameters."""
+        return LayerCost(flops_forward=2.0 * numel(shape), ops=6)  # rand, add, bin cap; to model space
 
 
 class ContextConfig(_Strict):
@@ -57,6 +66,43 @@ class VariationalDequantization(_Strict):
     hidden: PositiveInt = Field(32, description="width of each coupling's conditioner")
     context: ContextConfig = Field(default_factory=ContextConfig)
     centred: bool = True
+
+    def cost(self, shape: Shape) -> LayerCost:
+        """One training-step pass of :class:`~flowspec.dequant.variational.VariationalDequantizer`
+        on data of ``shape`` (``c`` channels / features, ``HW`` pixels; it does not run when sampling):
+
+        * context ``c(x)``: ``depth`` convs (``kernel``) or linears of width ``hidden``;
+        * per step: actnorm (``2c`` params), LU invconv (2 channels or more: ``2 c^2 + c`` params,
+          ``2 c^2 HW`` FLOPs and ``4 c^3`` per call to build ``W``), and a coupling whose conditioner
+          (``ConvConditioner(hidden=H)`` on ``c + context`` channels to ``2c``; for vectors
+          ``MLPConditioner(hidden=[H, H])`` on the conditioning half + context to twice the other
+          half) costs ``sum(i o k^2 + o)`` params and ``sum(2 i o k^2 HW)`` FLOPs;
+        * about ``12 D`` elementwise FLOPs per step (actnorm, masking, scale, affine map, log-dets).
+        """
+        image, c = len(shape) == 3, shape[0]
+        spatial, n = numel(shape[1:]), numel(shape)
+        ctx = self.context
+        kernel = ctx.kernel if image else 1
+        context = stack_cost([(c if d == 0 else ctx.hidden, ctx.hidden, kernel) for d in range(ctx.depth)], spatial)
+        params, matmul, hidden = context.params, context.matmul_flops, context.outputs
+        call, call_matmul = 0.0, 0.0
+        for k in range(self.steps):
+            params += 2 * c
+            if c >= 2:
+                invconv = InvConvConfig(lu=True).cost(shape)
+                params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
+                call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
+            if image:
+                net = ConvConditioner(hidden=self.hidden).cost(c + ctx.hidden, 2 * c, spatial)
+            else:
+                transformed = c // 2 if k % 2 == 0 else c - c // 2
+                net = MLPConditioner(hidden=[self.hidden, self.hidden]).cost(c - transformed + ctx.hidden,
+                                                                             2 * transformed)
+            params, matmul, hidden = params + net.params, matmul + net.matmul_flops, hidden + net.outputs
+        elementwise = 12.0 * n * self.steps
+        return LayerCost(params=params, flops_forward=matmul + elementwise, matmul_flops_forward=matmul,
+                         activations=hidden + 4 * n * self.steps, call_flops_forward=call,
+                         call_matmul_flops_forward=call_matmul, ops=2 * ctx.depth + 45 * self.steps + 12)
 
 
 Dequantization = Annotated[Union[UniformDequantization, VariationalDequantization], Field(discriminator="kind")]

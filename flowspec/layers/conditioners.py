@@ -6,7 +6,7 @@ starts as the identity (Glow, Kingma & Dhariwal 2018, arXiv:1807.03039, sec. 3.3
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, NamedTuple, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
@@ -23,6 +23,25 @@ class ChannelsLastNet(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+
+
+class NetCost(NamedTuple):
+    """Per example cost of a stack of convs / linears ``(in, out, kernel)`` over ``spatial`` pixels
+    (1 for linears): ``params = sum(i o k^2 + o)``, ``matmul_flops = sum(2 i o k^2 spatial)``
+    (a multiply-add is 2 FLOPs; the bias add is not counted, as torch's FlopCounterMode does not),
+    ``outputs = sum(o spatial)`` the elements the layers output, the last one's included."""
+
+    params: int
+    matmul_flops: float
+    outputs: int
+    layers: int
+
+
+def stack_cost(shapes: list[tuple[int, int, int]], spatial: int = 1) -> NetCost:
+    """The :class:`NetCost` of convs / linears ``(in, out, kernel)``, each keeping ``spatial``."""
+    return NetCost(params=sum(i * o * k * k + o for i, o, k in shapes),
+                   matmul_flops=sum(2.0 * i * o * k * k * spatial for i, o, k in shapes),
+                   outputs=sum(o * spatial for _, o, _ in shapes), layers=len(shapes))
 
 
 class ConvConditioner(BaseModel):
@@ -54,6 +73,10 @@ class ConvConditioner(BaseModel):
         shapes += [(self.hidden, self.hidden, 1)] * (self.depth - 1)
         return shapes + [(self.hidden, out_channels, self.kernel)]
 
+    def cost(self, in_channels: int, out_channels: int, spatial: int) -> NetCost:
+        """Params, conv FLOPs and outputs per example over ``spatial`` pixels (padding keeps H x W)."""
+        return stack_cost(self.convs(in_channels, out_channels), spatial)
+
 
 class MLPConditioner(BaseModel):
     """Linear -> ReLU per hidden size, then a zero-initialised linear output."""
@@ -78,6 +101,10 @@ class MLPConditioner(BaseModel):
     def linears(self, in_features: int, out_features: int) -> list[tuple[int, int]]:
         sizes = [in_features, *self.hidden, out_features]
         return list(zip(sizes[:-1], sizes[1:]))
+
+    def cost(self, in_features: int, out_features: int, spatial: int = 1) -> NetCost:
+        """Params, matmul FLOPs and outputs per example (``spatial`` is 1: a vector)."""
+        return stack_cost([(i, o, 1) for i, o in self.linears(in_features, out_features)], spatial)
 
 
 Conditioner = Annotated[Union[ConvConditioner, MLPConditioner], Field(discriminator="kind")]

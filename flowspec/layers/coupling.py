@@ -84,29 +84,17 @@ class CouplingConfig(LayerConfig):
 
     def cost(self, shape: Shape) -> LayerCost:
         n_in, n_out = self._net_channels(shape)
-        if isinstance(self.conditioner, ConvConditioner):
-            spatial = numel(shape[1:])
-            convs = self.conditioner.convs(n_in, n_out)
-            layers = len(convs)
-            params = sum(i * o * k * k + o for i, o, k in convs)
-            matmul = sum(2.0 * i * o * k * k * spatial for i, o, k in convs)
-            hidden = sum(o * spatial for _, o, _ in convs[:-1])
-        else:
-            linears = self.conditioner.linears(n_in, n_out)
-            layers = len(linears)
-            params = sum(i * o + o for i, o in linears)
-            matmul = sum(2.0 * i * o for i, o in linears)
-            hidden = sum(o for _, o in linears[:-1])
+        net = self.conditioner.cost(n_in, n_out, numel(shape[1:]))
         n = numel(shape)
         elementwise = 4.0 * n
-        return LayerCost(params=params, flops_forward=matmul + elementwise,
-                         flops_inverse=matmul + elementwise, matmul_flops_forward=matmul,
-                         matmul_flops_inverse=matmul,
+        return LayerCost(params=net.params, flops_forward=net.matmul_flops + elementwise,
+                         flops_inverse=net.matmul_flops + elementwise, matmul_flops_forward=net.matmul_flops,
+                         matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=float(n) if self.transform == "affine" else 0.0,
-                         activations=n + hidden + n_out * (n // shape[0]),  # input, ReLU outputs, net output
+                         activations=n + net.outputs,  # input, ReLU outputs, net output
                          # net: a conv / linear per layer and a ReLU between; masking, scale,
                          # affine map, join and log-det sum around it
-                         ops=2 * layers - 1 + (14 if self.mask == "checkerboard" else 11))
+                         ops=2 * net.layers - 1 + (14 if self.mask == "checkerboard" else 11))
 
     def build(self, shape: Shape) -> "Coupling":
         n_in, n_out = self._net_channels(shape)

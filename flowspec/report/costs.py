@@ -1,4 +1,8 @@
-"""The cost report of a flow spec, from its graph alone (no weights are allocated).
+"""The cost report of a flow or VAE spec, from its graph alone (no weights are allocated).
+
+A report is built from :class:`Part` rows: a flow's dequantizer, layers and top prior
+(:func:`flow_parts`), or a VAE's encoder, posterior sample, IAF steps, decoder, likelihood and
+prior (:func:`flowspec.vae.costs.vae_parts`); :func:`parts_report` turns them into figures.
 
 For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` ``c``:
 
@@ -29,19 +33,36 @@ Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from flowspec.graph.build import FlowGraph
 from flowspec.layers.base import LayerCost, numel
-from flowspec.layers.invconv import InvConvConfig
 from flowspec.report.devices import Device
-from flowspec.report.rates import matmul_ops
+from flowspec.report.rates import MatmulOp, matmul_ops
 
 BYTES = 4  # float32
 OPTIMIZER_COPIES = 4  # weights, gradients, Adam's two moments
 BACKWARD_FACTOR = 2.0  # a conv's backward computes input and weight gradients: 2 x its forward FLOPs
 LOGDET_DOMINATES = 0.5  # flag a layer whose log-det term is more than this share of its forward
 DEQUANTIZER = "dequantizer"  # its row's name; it runs in training steps only, not when sampling
+
+
+@dataclass(frozen=True)
+class Part:
+    """One row of a report before it meets a device: a flow layer, or a part of a VAE.
+
+    ``matmuls`` are its conv / linear ops per example (their FLOPs go at the rate measured at
+    their own shapes on ``--device cpu``); ``sampling`` is False for parts a sampling pass does
+    not run (a dequantizer, a VAE's encoder and posterior): their inverse time is 0 and they are
+    left out of the sampling memory."""
+
+    name: str
+    kind: str
+    level: int | None
+    in_shape: tuple
+    out_shape: tuple
+    cost: LayerCost
+    matmuls: tuple[MatmulOp, ...] = ()
+    sampling: bool = True
 
 
 @dataclass
@@ -119,86 +140,22 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
                      flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n, ops=10)
 
 
-#: Cost rules of the dequantizers by ``dequantization.kind``: ``(config, shape) -> LayerCost``
-#: of one training-step pass (it does not run when sampling). A kind without a rule is left out
-#: of the report with a note. Add one with :func:`register_dequantizer_cost`.
-DEQUANTIZER_COSTS: dict[str, Callable[[object, tuple], LayerCost]] = {}
-
-
-def register_dequantizer_cost(kind: str):
-    def decorate(rule):
-        DEQUANTIZER_COSTS[kind] = rule
-        return rule
-    return decorate
-
-
-@register_dequantizer_cost("uniform")
-def _uniform_cost(config, shape) -> LayerCost:
-    """``v = x + u``, ``u ~ U[0,1)``: a draw and an add per entry, no parameters."""
-    return LayerCost(flops_forward=2.0 * numel(shape), ops=6)  # rand, add; to model space
-
-
-def _net_cost(widths: list[tuple[int, int, int]], spatial: int) -> tuple[int, float, int]:
-    """(params, matmul FLOPs, hidden elements) of convs / linears ``(in, out, kernel)``."""
-    params = sum(i * o * k * k + o for i, o, k in widths)
-    flops = sum(2.0 * i * o * k * k * spatial for i, o, k in widths)
-    return params, flops, sum(o * spatial for _, o, _ in widths)
-
-
-@register_dequantizer_cost("variational")
-def _variational_cost(config, shape) -> LayerCost:
-    """Flow++'s dequantizer (:mod:`flowspec.dequant.variational`): a context network, then per step
-    actnorm, LU invconv (2 channels or more) and a coupling whose conditioner also sees the context;
-    all on ``eps`` of the data's shape."""
-    image, c = len(shape) == 3, shape[0]
-    spatial, n = numel(shape[1:]), numel(shape)
-    ctx = config.context
-    kernel = ctx.kernel if image else 1
-    context = [(c if d == 0 else ctx.hidden, ctx.hidden, kernel) for d in range(ctx.depth)]
-    params, matmul, hidden = _net_cost(context, spatial)
-    call, call_matmul = 0.0, 0.0
-    for k in range(config.steps):
-        params += 2 * c
-        if c >= 2:
-            invconv = InvConvConfig(lu=True).cost(shape)
-            params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
-            call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
-        if image:
-            net = [(c + ctx.hidden, config.hidden, 3), (config.hidden, config.hidden, 1), (config.hidden, 2 * c, 3)]
-        else:
-            transformed = c // 2 if k % 2 == 0 else c - c // 2
-            net = [(c - transformed + ctx.hidden, config.hidden, 1), (config.hidden, config.hidden, 1),
-                   (config.hidden, 2 * transformed, 1)]
-        net_params, net_flops, net_hidden = _net_cost(net, spatial)
-        params, matmul, hidden = params + net_params, matmul + net_flops, hidden + net_hidden
-    elementwise = 12.0 * n * config.steps
-    return LayerCost(params=params, flops_forward=matmul + elementwise, matmul_flops_forward=matmul,
-                     activations=hidden + 4 * n * config.steps, call_flops_forward=call,
-                     call_matmul_flops_forward=call_matmul, ops=2 * ctx.depth + 45 * config.steps + 12)
-
-
-def dequantizer_cost(spec) -> LayerCost | None:
-    config = getattr(spec, "dequantization", None)
-    if config is None:
-        return LayerCost()
-    rule = DEQUANTIZER_COSTS.get(config.kind)
-    return rule(config, tuple(spec.input.shape)) if rule else None
+def flow_parts(flow: FlowGraph) -> list[Part]:
+    """The dequantizer (its config's ``cost(shape)``: one training-step pass; it does not run when
+    sampling), every layer (its config's ``cost(in_shape)``), then the top prior."""
+    shape = tuple(flow.input_shape)
+    dequantization = flow.spec.dequantization
+    return [Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
+                 dequantization.cost(shape), sampling=False)] \
+        + [Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape),
+                tuple(matmul_ops(n.config, tuple(n.in_shape)))) for n in flow.layers] \
+        + [Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
+                top_prior_cost(flow))]
 
 
 def layer_costs(flow: FlowGraph) -> list[tuple[str, str, int | None, tuple, tuple, LayerCost]]:
-    """``(name, kind, level, in, out, cost)`` of the dequantizer (when it has a rule), every layer,
-    then the top prior."""
-    out = []
-    dequantizer = dequantizer_cost(flow.spec)
-    if dequantizer is not None:
-        shape = flow.input_shape
-        out.append((DEQUANTIZER, f"dequantizer ({flow.spec.dequantization.kind})", None, shape, shape,
-                    dequantizer))
-    out += [(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape))
-            for n in flow.layers]
-    out.append(("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
-                top_prior_cost(flow)))
-    return out
+    """``(name, kind, level, in, out, cost)`` of the dequantizer, every layer, then the top prior."""
+    return [(p.name, p.kind, p.level, p.in_shape, p.out_shape, p.cost) for p in flow_parts(flow)]
 
 
 def count_params(flow: FlowGraph) -> int:
@@ -207,18 +164,29 @@ def count_params(flow: FlowGraph) -> int:
 
 
 def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
+    """The :class:`CostReport` of a flow's graph (see :func:`parts_report`)."""
+    invertible = bool(getattr(getattr(flow.spec, "memory", None), "invertible_backprop", False))
+    return parts_report(flow.spec.name or "spec", flow_parts(flow), device, batch, dtype,
+                        latents=sum(numel(s) for s in flow.latent_shapes), invertible=invertible)
+
+
+def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int = 64, dtype: str = "float32",
+                 latents: int = 0, invertible: bool = False) -> CostReport:
+    """Figures of ``parts`` at ``batch`` on ``device`` (the module docstring's rules); ``latents``
+    is the number of latent entries a sampling pass draws per example, ``invertible`` that training
+    keeps one part's activations at a time (``memory: {invertible_backprop: true}``)."""
     peak = device.peak(dtype)
-    configs = {node.name: node.config for node in flow.layers}
     rows: list[LayerRow] = []
-    for name, kind, level, in_shape, out_shape, cost in layer_costs(flow):
+    for part in parts:
+        cost, in_shape = part.cost, part.in_shape
         fwd, inv, logdet, mm_fwd, mm_inv = _at_batch(cost, batch)
         moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations))
         memory_time = moved / device.bandwidth
         # conv / matmul FLOPs at the rate achieved at the layer's own shapes when the device
         # measures them (cpu), the rest (and every FLOP on a datasheet profile) at the peak
         shaped, shaped_time, shaped_backward, rate = 0.0, 0.0, 0.0, None
-        if device.shape_rates is not None and name in configs:
-            for op in matmul_ops(configs[name], tuple(in_shape)):
+        if device.shape_rates is not None and part.matmuls:
+            for op in part.matmuls:
                 flops = batch * op.flops()
                 shaped += flops
                 shaped_time += flops / device.shape_rates.rate(op, batch, peak)
@@ -230,23 +198,18 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
         compute_bwd = shaped_backward + BACKWARD_FACTOR * rest
         latency = cost.ops * device.latency
         roof = max(compute_fwd, memory_time)
-        row = LayerRow(name, kind, level, tuple(in_shape), tuple(out_shape), cost.params, fwd, inv,
-                       logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
+        row = LayerRow(part.name, part.kind, part.level, tuple(in_shape), tuple(part.out_shape), cost.params,
+                       fwd, inv, logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
                        BYTES * batch * (numel(in_shape) + cost.activations), moved,
                        time_forward=roof + latency,
-                       time_inverse=0.0 if name == DEQUANTIZER else max(compute_inv, memory_time) + latency,
+                       time_inverse=max(compute_inv, memory_time) + latency if part.sampling else 0.0,
                        bottleneck="latency" if latency > roof else "compute" if compute_fwd >= memory_time else "memory",
                        logdet_share=logdet / (fwd + logdet) if fwd + logdet else 0.0,
                        time_backward=max(compute_bwd, BACKWARD_FACTOR * memory_time)
                        + cost.ops * device.latency_backward, matmul_rate=rate)
         rows.append(row)
     params = sum(r.params for r in rows)
-    latents = sum(numel(s) for s in flow.latent_shapes)
-    invertible = bool(getattr(getattr(flow.spec, "memory", None), "invertible_backprop", False))
     notes = []
-    if dequantizer_cost(flow.spec) is None:
-        notes.append(f"dequantizer {flow.spec.dequantization.kind}: no cost rule (see "
-                     "flowspec.report.costs.register_dequantizer_cost); its parameters and FLOPs are left out")
     if invertible:
         activations = max(r.train_bytes for r in rows) + BYTES * batch * latents
         notes.append("memory: invertible_backprop: training keeps one layer's activations at a "
@@ -263,13 +226,14 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                          + ("; lu: true makes it O(c)" if row.kind == "invconv" else ""))
     time_forward = sum(r.time_forward for r in rows)
     time_backward = sum(r.time_backward for r in rows)
+    sampled = [row for row, part in zip(rows, parts) if part.sampling]
     return CostReport(
-        spec_name=flow.spec.name or "spec", batch=batch, device=device.name, dtype=dtype, rows=rows,
+        spec_name=spec_name, batch=batch, device=device.name, dtype=dtype, rows=rows,
         params=params, flops_forward=sum(r.flops_forward for r in rows),
         flops_inverse=sum(r.flops_inverse for r in rows),
         flops_logdet=sum(r.flops_logdet for r in rows),
         train_activation_bytes=activations, train_bytes=activations + weights,
-        sample_bytes=BYTES * batch * latents + max(r.working_bytes for r in rows if r.name != DEQUANTIZER)
+        sample_bytes=BYTES * batch * latents + max((r.working_bytes for r in sampled), default=0.0)
         + BYTES * params,
         time_forward=time_forward, time_backward=time_backward,
         time_train_step=time_forward + time_backward,
