@@ -1,14 +1,23 @@
 """Benchmark: uniform vs variational (Flow++) dequantization of the same Glow on the 8x8 digits.
 
-    python benchmarks/dequantization.py                  # 1000 Adam steps each at batch 64, one thread (~3-5 min)
+    python benchmarks/dequantization.py                  # 1000 steps each at batch 64, one thread (~3-5 min)
     python benchmarks/dequantization.py --steps 3000 --k 64
 
 Trains ``specs/glow-digits.yaml`` (uniform noise) and ``specs/glow-digits-vardeq.yaml`` (the same
-flow with a 2-step variational dequantizer) with the same budget: same steps, batch, learning
-rate schedule and seed, on the fixed split of :func:`flowspec.data.load_digits` (1497 train / 300
-test). A minimal loop (FlowModel + Adam + linear warm-up + gradient clipping), no EMA. Prints for
-each the test bits/dim (one dequantization draw per image, mean of 5 draws), the importance-
-weighted figure over ``k`` draws, the train loss of the last steps and the wall time.
+flow with a 2-step variational dequantizer) through the project's runner
+(:func:`flowspec.train.runner.train`, the code path of ``flowspec train``) with one and the same
+:class:`~flowspec.train.config.TrainingConfig` for both: the ``training:`` section of
+``specs/glow-digits.yaml`` with the command-line options on top. With the default options that is
+Adam, lr 2e-3 with 100 linear warm-up steps then cosine decay to 0, weight decay 1e-3, gradient
+norm clipped at 50, EMA of the weights with decay 0.999 (evaluation uses the averaged weights),
+batch 64, 1000 steps, seed 0, on the CPU; the runner's data order and noise are seeded per step, so
+both contestants see the same batches. Data: the fixed split of :func:`flowspec.data.load_digits`
+(1497 train / 300 test). The run folders go to a temporary directory, removed at the end.
+
+Prints for each the test bits/dim (one dequantization draw per image, mean of 5 draws,
+:func:`flowspec.train.runner.evaluate_draws`), the importance-weighted figure over ``k`` draws, the
+train loss of the last 100 steps and the wall time of the run (training plus the runner's final
+evaluation, checkpoint and sample grid).
 
 Flow++ (Ho et al. 2019, arXiv:1902.00275, table 2) found variational dequantization better than
 uniform on CIFAR-10 / ImageNet; what this script prints is what we measured, whichever way it goes.
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,49 +38,24 @@ SPECS = {"uniform": ROOT / "specs" / "glow-digits.yaml",
          "variational": ROOT / "specs" / "glow-digits-vardeq.yaml"}
 
 
-def test_figures(model, test: torch.Tensor, k: int, draws: int = 5) -> tuple[float, float]:
-    """(mean one-draw test bits/dim over ``draws`` noise draws, importance-weighted test bits/dim)."""
-    model.eval()
-    with torch.no_grad():
-        one = [float(torch.cat([model.bits_per_dim(part) for part in test.split(300)]).mean())
-               for _ in range(draws)]
-        iw = float(torch.cat([model.bits_per_dim(part, k=k) for part in test.split(50)]).mean())
-    model.train()
-    return sum(one) / len(one), iw
-
-
-def run(kind: str, data, steps: int, batch_size: int, lr: float, warmup: int, seed: int, k: int) -> dict:
+def run(kind: str, data, config, k: int, out: Path) -> dict:
+    """Train the ``kind`` spec with ``config`` in ``out``; evaluate its EMA weights on the test split."""
     import flowspec
+    from flowspec.train.runner import evaluate, evaluate_draws, train
 
-    torch.manual_seed(seed)
     spec = flowspec.load_spec(SPECS[kind])
-    assert spec.dequantization.kind == kind, (kind, spec.dequantization.kind)
-    model = flowspec.compile(spec)
-    train = data.train.float()
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    model.initialize(train[order[:256]])
-    params = sum(p.numel() for p in model.parameters())
-    dequantizer_params = sum(p.numel() for p in model.dequantizer.parameters())
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed + 1)
-    losses = []
+    if spec.dequantization.kind != kind:
+        raise SystemExit(f"{SPECS[kind]}: dequantization is {spec.dequantization.kind!r}, expected {kind!r}")
     tic = time.perf_counter()
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup)
-        index = torch.randint(0, len(train), (batch_size,), generator=generator)
-        loss = model.bits_per_dim(train[index]).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 50.0)
-        optimizer.step()
-        losses.append(loss.item())
+    result = train(spec, data, config, out, progress=False)
     seconds = time.perf_counter() - tic
-    torch.manual_seed(seed + 2)
-    bpd, iw = test_figures(model, data.test.float(), k)
-    tail = losses[-100:]
-    return {"kind": kind, "params": params, "dequantizer_params": dequantizer_params, "bpd": bpd, "iw": iw,
-            "train": sum(tail) / len(tail), "seconds": seconds}
+    model = flowspec.load_model(out / "last.pt")  # the EMA weights, as `flowspec eval` reads them
+    one = evaluate_draws(model, data.test, 5, batch_size=300, seed=config.seed)
+    iw = evaluate(model, data.test, batch_size=50, k=k, seed=config.seed)
+    tail = result.losses[-100:]
+    return {"kind": kind, "params": sum(p.numel() for p in model.parameters()),
+            "dequantizer_params": sum(p.numel() for p in model.dequantizer.parameters()),
+            "bpd": one.mean, "stderr": one.stderr, "iw": iw, "train": sum(tail) / len(tail), "seconds": seconds}
 
 
 def main() -> int:
@@ -84,22 +69,35 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--kinds", default="uniform,variational")
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    unknown = [kind for kind in kinds if kind not in SPECS]
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(unknown)} (known: {', '.join(SPECS)})")
     torch.set_num_threads(args.threads)
 
+    import flowspec
     from flowspec.data import load_digits
+    from flowspec.train.config import TrainingConfig, override
 
     data = load_digits()
-    print(f"digits: train {len(data.train)} / test {len(data.test)} images, 17 levels; {args.steps} Adam steps "
-          f"at batch {args.batch_size}, lr {args.lr:g} (warm-up {args.warmup}), seed {args.seed}, "
-          f"{args.threads} thread(s)", flush=True)
+    base = flowspec.load_spec(SPECS["uniform"]).training or TrainingConfig()
+    config = override(base, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      seed=args.seed, device="cpu", eval_every=args.steps, checkpoint_every=args.steps,
+                      sample_every=args.steps)
+    print(f"digits: train {len(data.train)} / test {len(data.test)} images, 17 levels; {config.steps} steps "
+          f"at batch {config.batch_size} through flowspec.train ({config.optimizer}, lr {config.lr:g}, warm-up "
+          f"{config.warmup}, decay {config.lr_decay}, weight decay {config.weight_decay:g}, clip {config.grad_clip:g}, "
+          f"EMA {config.ema if config.ema is not None else 'off'}), seed {config.seed}, {args.threads} thread(s)",
+          flush=True)
     results = []
-    for kind in args.kinds.split(","):
-        r = run(kind, data, args.steps, args.batch_size, args.lr, args.warmup, args.seed, args.k)
-        results.append(r)
-        print(f"{kind:>11}: test bits/dim {r['bpd']:.4f} (one draw, mean of 5), IW k={args.k} {r['iw']:.4f}; "
-              f"train (last 100 steps) {r['train']:.4f}; {r['params']:,} params "
-              f"({r['dequantizer_params']:,} in the dequantizer); {r['seconds']:.0f} s "
-              f"({r['seconds'] / args.steps * 1000:.0f} ms/step)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="flowspec-dequant-bench-") as folder:
+        for kind in kinds:
+            r = run(kind, data, config, args.k, Path(folder) / kind)
+            results.append(r)
+            print(f"{kind:>11}: test bits/dim {r['bpd']:.4f} (one draw, mean of 5, s.e. {r['stderr']:.4f}), "
+                  f"IW k={args.k} {r['iw']:.4f}; train (last 100 steps) {r['train']:.4f}; {r['params']:,} params "
+                  f"({r['dequantizer_params']:,} in the dequantizer); {r['seconds']:.0f} s "
+                  f"({r['seconds'] / config.steps * 1000:.0f} ms/step)", flush=True)
     if len(results) == 2:
         a, b = results
         diff = b["bpd"] - a["bpd"]

@@ -218,3 +218,27 @@ def test_resume_is_exact_for_other_model_types(name, small_digits, tmp_path):
     rest = train(spec, small_digits, config(steps=6, eval_batches=1), tmp_path / "split", resume=True, progress=False)
     assert part.losses + rest.losses == whole.losses
     assert all(math.isfinite(loss) for loss in whole.losses)
+
+
+def test_evaluate_draws_are_seeded_evaluations(spec, small_digits):
+    """The benchmarks' test figure: one evaluation per seed, their mean, and the IW bound below it."""
+    import statistics
+
+    from flowspec.train.runner import evaluate, evaluate_draws
+
+    torch.manual_seed(0)
+    model = flowspec.compile(spec)
+    model.initialize(small_digits.train[:64])
+    test = small_digits.test[:32]
+    state = torch.get_rng_state()
+    draws = evaluate_draws(model, test, 4, batch_size=16, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert draws.values == tuple(evaluate(model, test, batch_size=16, seed=s) for s in (3, 4, 5, 6))
+    assert len(set(draws.values)) == 4  # each draw takes new dequantization noise
+    assert draws.mean == pytest.approx(statistics.fmean(draws.values))
+    assert draws.stderr == pytest.approx(statistics.stdev(draws.values) / 2)
+    assert evaluate_draws(model, test, 1).stderr == 0.0
+    iw = evaluate_draws(model, test, 2, batch_size=16, k=16)
+    assert iw.mean < draws.mean  # the importance-weighted bound is tighter than the one-draw bound
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        evaluate_draws(model, test, 0)
