@@ -1,22 +1,25 @@
-"""Cost report of a flow spec: params, FLOPs (forward, inverse, log-det), activation memory and a
-roofline time per layer on a device profile, all from the graph. See :mod:`flowspec.report.costs`."""
+"""Cost report of a flow or VAE spec: params, FLOPs (forward, inverse, log-det), activation memory and
+a roofline time per layer (per part of a VAE) on a device profile, all from the graph. See
+:mod:`flowspec.report.costs` and, for VAEs, :mod:`flowspec.vae.costs`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flowspec.report.costs import CostReport, cost_report, count_params, grouped, layer_costs
+from flowspec.report.costs import (CostReport, Part, cost_report, count_params, grouped, layer_costs, parts_report,
+                                   vae_cost_report)
 from flowspec.report.devices import Device, DeviceError, get_device, load_devices, measure_cpu
 from flowspec.report.format import summary_lines, to_json, to_markdown, to_table
 
 
 def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str = "float32",
                 devices_file: str | Path | None = None, measure: bool = False) -> CostReport:
-    """The :class:`CostReport` of a flow spec; ``measure`` also times the compiled model."""
+    """The :class:`CostReport` of a flow or VAE spec; ``measure`` also times the compiled model."""
+    if getattr(spec, "model", "flow") == "vae":
+        return _report_vae(spec, device, batch, dtype, devices_file, measure)
     from flowspec.graph import build_graph
-    from flowspec.vae.config import require_flow
 
-    flow = build_graph(require_flow(spec, "report"))
+    flow = build_graph(spec)
     profile = device if isinstance(device, Device) else get_device(device, devices_file)
     report = cost_report(flow, profile, batch, dtype)
     if measure:
@@ -27,6 +30,20 @@ def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str
     return report
 
 
-__all__ = ["CostReport", "Device", "DeviceError", "cost_report", "count_params", "get_device", "grouped",
-           "layer_costs", "load_devices", "measure_cpu", "report_spec", "summary_lines", "to_json",
-           "to_markdown", "to_table"]
+def _report_vae(spec, device, batch, dtype, devices_file, measure) -> CostReport:
+    from flowspec.vae.graph import build_vae_graph
+
+    graph = build_vae_graph(spec)
+    profile = device if isinstance(device, Device) else get_device(device, devices_file)
+    report = vae_cost_report(graph, profile, batch, dtype)
+    if measure:
+        from flowspec.report.measure import measure_vae
+        from flowspec.vae.model import VAEModel
+
+        measure_vae(report, VAEModel(graph))
+    return report
+
+
+__all__ = ["CostReport", "Device", "DeviceError", "Part", "cost_report", "count_params", "get_device", "grouped",
+           "layer_costs", "load_devices", "measure_cpu", "parts_report", "report_spec", "summary_lines", "to_json",
+           "to_markdown", "to_table", "vae_cost_report"]

@@ -10,7 +10,8 @@ For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` `
   as building ``W`` of an LU invconv); the log-det term is counted apart:
   ``c.flops_logdet`` once per call when ``logdet_per_call`` (plain invconv's ``slogdet``,
   ``2 c^3 / 3``; LU's ``sum(log_s)``, ``c``), else ``N`` times.
-* training activations = ``4 N c.activations`` bytes (float32), summed over layers (or the
+* training activations = ``4 N c.activations`` bytes (float32; plus ``4 part.call_activations``
+  kept once per call, a VAE's masked MADE weights), summed over layers (or the
   largest single layer with ``memory: {invertible_backprop: true}``), plus parameters,
   gradients and the two Adam moments, ``16 * params`` bytes.
 * a sampling pass keeps every latent's noise and one layer's working set at a time:
@@ -53,7 +54,8 @@ class Part:
     ``matmuls`` are its conv / linear ops per example (their FLOPs go at the rate measured at
     their own shapes on ``--device cpu``); ``sampling`` is False for parts a sampling pass does
     not run (a dequantizer, a VAE's encoder and posterior): their inverse time is 0 and they are
-    left out of the sampling memory."""
+    left out of the sampling memory. ``call_activations`` are elements a training step keeps once
+    per call whatever the batch (an IAF step's masked weights ``W * M``)."""
 
     name: str
     kind: str
@@ -63,6 +65,7 @@ class Part:
     cost: LayerCost
     matmuls: tuple[MatmulOp, ...] = ()
     sampling: bool = True
+    call_activations: int = 0
 
 
 @dataclass
@@ -170,6 +173,19 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                         latents=sum(numel(s) for s in flow.latent_shapes), invertible=invertible)
 
 
+def vae_cost_report(graph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
+    """The :class:`CostReport` of a VAE's graph (:class:`~flowspec.vae.graph.VAEGraph`): its parts'
+    rules live in :mod:`flowspec.vae.costs`; "forward" is one ELBO pass, "inverse" a sampling pass."""
+    from flowspec.vae.costs import vae_parts
+
+    report = parts_report(graph.spec.name or "spec", vae_parts(graph), device, batch, dtype,
+                          latents=numel(graph.latent_shape))
+    report.notes.insert(0, "model: vae: forward is one ELBO pass (encoder, one posterior draw, IAF steps, "
+                           "decoder, log p(x|z), log p(z)); inverse is a sampling pass (z ~ N(0, I), "
+                           "decoder, most likely level), which skips the encoder and posterior")
+    return report
+
+
 def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int = 64, dtype: str = "float32",
                  latents: int = 0, invertible: bool = False) -> CostReport:
     """Figures of ``parts`` at ``batch`` on ``device`` (the module docstring's rules); ``latents``
@@ -180,7 +196,7 @@ def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int =
     for part in parts:
         cost, in_shape = part.cost, part.in_shape
         fwd, inv, logdet, mm_fwd, mm_inv = _at_batch(cost, batch)
-        moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations))
+        moved = BYTES * (cost.params + batch * (numel(in_shape) + cost.activations) + part.call_activations)
         memory_time = moved / device.bandwidth
         # conv / matmul FLOPs at the rate achieved at the layer's own shapes when the device
         # measures them (cpu), the rest (and every FLOP on a datasheet profile) at the peak
@@ -199,7 +215,7 @@ def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int =
         latency = cost.ops * device.latency
         roof = max(compute_fwd, memory_time)
         row = LayerRow(part.name, part.kind, part.level, tuple(in_shape), tuple(part.out_shape), cost.params,
-                       fwd, inv, logdet, mm_fwd, mm_inv, BYTES * batch * cost.activations,
+                       fwd, inv, logdet, mm_fwd, mm_inv, BYTES * (batch * cost.activations + part.call_activations),
                        BYTES * batch * (numel(in_shape) + cost.activations), moved,
                        time_forward=roof + latency,
                        time_inverse=max(compute_inv, memory_time) + latency if part.sampling else 0.0,
