@@ -7,8 +7,10 @@
 * ``preprocess: {kind: logit, alpha: a}``: ``y = logit(a + (1 - 2a) v / n)`` (RealNVP, Dinh et al.
   2017, arXiv:1605.08803, sec. 4.1); its log-det enters the bound like the scaling's ``-D log n``.
 
-Only shape-free checks live here; rules that need the input's shape (a 1-feature vector, a conv
-context on vectors) are checked by :func:`flowspec.dequant.graph.dequantizer_nodes`.
+Each config also carries its dequantizer's cost rule, ``cost(shape) -> LayerCost`` (one
+training-step pass), as layer configs do. Only shape-free checks live here; rules that need the
+input's shape (a 1-feature vector, a conv context on vectors) are checked by
+:func:`flowspec.dequant.graph.dequantizer_nodes`.
 """
 
 from __future__ import annotations
