@@ -49,7 +49,7 @@ def report(spec: SpecPath,
            devices: Annotated[Optional[Path], typer.Option(help="YAML file of extra device profiles")] = None,
            measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False,
            detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer) -> None:
-    """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC."""
+    """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts)."""
     result = grouped(report_spec(load_spec(spec), device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
