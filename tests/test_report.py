@@ -231,7 +231,8 @@ def test_cpu_measures_the_rate_at_the_specs_own_shapes():
     graph = flowspec.build_graph(flowspec.load_spec("specs/glow-digits.yaml"))
     coupling = next(n for n in graph.layers if n.kind == "coupling")
     assert matmul_ops(coupling.config, coupling.in_shape) == [
-        MatmulOp(2, 64, 3, (4, 4)), MatmulOp(64, 64, 1, (4, 4)), MatmulOp(64, 4, 3, (4, 4))]
+        MatmulOp(2, 64, 3, (4, 4), True), MatmulOp(64, 64, 1, (4, 4), True),
+        MatmulOp(64, 4, 3, (4, 4), True)]  # timed channels_last, the layout the conditioner runs in
     cpu = measure_cpu(repeats=1)
     report = cost_report(graph, cpu, 8)
     rates = cpu.shape_rates.rates

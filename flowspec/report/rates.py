@@ -37,12 +37,14 @@ def best_time(fn, repeats: int) -> float:
 
 class MatmulOp(NamedTuple):
     """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
-    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features."""
+    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features; a conv with
+    ``channels_last`` is timed in that layout, as the conv conditioners run it."""
 
     cin: int
     cout: int
     kernel: int
     spatial: tuple
+    channels_last: bool = False
 
     def flops(self) -> float:
         """Per example: 2 FLOPs per multiply-add."""
@@ -62,7 +64,8 @@ def matmul_ops(config, in_shape: tuple) -> list[MatmulOp]:
     if isinstance(config, CouplingConfig):
         n_in, n_out = config._net_channels(in_shape)
         if isinstance(config.conditioner, ConvConditioner):
-            return [MatmulOp(i, o, k, spatial) for i, o, k in config.conditioner.convs(n_in, n_out)]
+            return [MatmulOp(i, o, k, spatial, channels_last=True)
+                    for i, o, k in config.conditioner.convs(n_in, n_out)]
         return [MatmulOp(i, o, 1, ()) for i, o in config.conditioner.linears(n_in, n_out)]
     if isinstance(config, SplitConfig) and config.prior == "conditional":
         kept, factored = kept_channels(in_shape[0]), in_shape[0] // 2
@@ -95,8 +98,9 @@ class ShapeRates:
     def _time(self, op: MatmulOp, examples: int) -> tuple[float, float]:
         """(forward without autograd, backward: input, weight and bias gradients) in seconds."""
         if op.spatial:
-            x = torch.randn(examples, op.cin, *op.spatial, requires_grad=True)
-            w = torch.randn(op.cout, op.cin, op.kernel, op.kernel, requires_grad=True)
+            layout = torch.channels_last if op.channels_last else torch.contiguous_format
+            x = torch.randn(examples, op.cin, *op.spatial).contiguous(memory_format=layout).requires_grad_()
+            w = torch.randn(op.cout, op.cin, op.kernel, op.kernel).contiguous(memory_format=layout).requires_grad_()
             fn = lambda: F.conv2d(x, w, b, padding=op.kernel // 2)  # noqa: E731
         else:
             x, w = torch.randn(examples, op.cin, requires_grad=True), torch.randn(op.cout, op.cin, requires_grad=True)
