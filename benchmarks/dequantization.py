@@ -1,6 +1,6 @@
 """Benchmark: uniform vs variational (Flow++) dequantization of the same Glow on the 8x8 digits.
 
-    python benchmarks/dequantization.py                  # 1000 steps each at batch 64, one thread (~3-5 min)
+    python benchmarks/dequantization.py                  # 1000 steps each at batch 64, one thread (~2 min)
     python benchmarks/dequantization.py --steps 3000 --k 64
 
 Trains ``specs/glow-digits.yaml`` (uniform noise) and ``specs/glow-digits-vardeq.yaml`` (the same

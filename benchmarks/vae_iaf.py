@@ -1,6 +1,6 @@
 """Does an IAF posterior tighten a VAE's bound? Digits VAE with 0 and 4 IAF steps, same budget.
 
-    python benchmarks/vae_iaf.py                 # 2 x 5000 steps, about 5 minutes on one core
+    python benchmarks/vae_iaf.py                 # 2 x 5000 steps, about 2-3 minutes on one core
     python benchmarks/vae_iaf.py --steps 300     # quick look
 
 Data: scikit-learn's bundled 8x8 digits (17 levels), a fixed split (seed 0: 1437 train, 360
