@@ -36,7 +36,6 @@ def main() -> int:
     import flowspec
     from flowspec.data import load_data
     from flowspec.train.config import TrainingConfig
-    from flowspec.train.runner import evaluate, train
 
     spec = flowspec.load_spec(args.spec)
     base = spec.training or TrainingConfig()
@@ -46,22 +45,30 @@ def main() -> int:
         overrides["lr"] = args.lr
     config = TrainingConfig(**{**base.model_dump(), **overrides})
     data = load_data("digits", None, tuple(spec.input.shape), spec.input.levels)
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="flowspec-bench-"))
-    print(f"spec {args.spec}: {sum(p.numel() for p in flowspec.compile(spec).parameters()):,} parameters; "
+    with tempfile.TemporaryDirectory(prefix="flowspec-bench-") as scratch:
+        out = Path(args.out) if args.out else Path(scratch)
+        return run(spec, data, config, out, args.threads, args.spec, kept=args.out is not None)
+
+
+def run(spec, data, config, out: Path, threads: int, spec_path: str, kept: bool) -> int:
+    import flowspec
+    from flowspec.train.runner import evaluate_draws, train
+
+    print(f"spec {spec_path}: {sum(p.numel() for p in flowspec.compile(spec).parameters()):,} parameters; "
           f"train {len(data.train)} / test {len(data.test)} images; {config.steps} steps at batch "
           f"{config.batch_size}, lr {config.lr:g} ({config.optimizer}, warm-up {config.warmup}, "
-          f"decay {config.lr_decay}, EMA {config.ema}); {args.threads} thread(s)", flush=True)
+          f"decay {config.lr_decay}, EMA {config.ema}); {threads} thread(s)", flush=True)
     tic = time.perf_counter()
     result = train(spec, data, config, out, progress=False, log=lambda line: print(line, flush=True))
     seconds = time.perf_counter() - tic
     model = flowspec.load_model(out / "last.pt")  # EMA weights
-    repeats = [evaluate(model, data.test, seed=seed) for seed in range(5)]
-    mean = sum(repeats) / len(repeats)
+    draws = evaluate_draws(model, data.test, draws=5)
+    mean, repeats = draws.mean, draws.values
     print(f"train bits/dim (last 100 steps, mean): {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
     print(f"test bits/dim (EMA weights, uniform dequantization, mean of 5 noise draws): {mean:.4f} "
-          f"(min {min(repeats):.4f}, max {max(repeats):.4f})")
+          f"(min {min(repeats):.4f}, max {max(repeats):.4f}, s.e. {draws.stderr:.4f})")
     print(f"best periodic test bits/dim: {result.best_bpd:.4f}; wall time {seconds:.0f} s "
-          f"({seconds / config.steps * 1000:.0f} ms/step); run folder {out}")
+          f"({seconds / config.steps * 1000:.0f} ms/step)" + (f"; run folder {out}" if kept else ""))
     print(f"target <= 2.30: {'met' if mean <= 2.30 else 'NOT met'}")
     return 0
 
