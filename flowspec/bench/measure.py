@@ -158,7 +158,7 @@ class BenchReport:
                                              ("sampling", self.sample, 2.0, self.sample_ceiling)):
             best = max(baselines, key=rates.__getitem__)
             target = factor * rates[best]
-            reachable = "reachable in principle" if target <= ceiling["flowspec"] else \
+            reachable = "below the ceiling" if target <= ceiling["flowspec"] else \
                 "above the ceiling: no implementation on torch's convolutions reaches it here"
             lines.append(f"target      {what} {factor:g}x {best} = {target:.1f} images/s = "
                          f"{target / ceiling['flowspec']:.0%} of flowspec's conv ceiling ({reachable}); "
