@@ -15,32 +15,23 @@ from flowspec.report.format import summary_lines, to_json, to_markdown, to_table
 def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str = "float32",
                 devices_file: str | Path | None = None, measure: bool = False) -> CostReport:
     """The :class:`CostReport` of a flow or VAE spec; ``measure`` also times the compiled model."""
-    if getattr(spec, "model", "flow") == "vae":
-        return _report_vae(spec, device, batch, dtype, devices_file, measure)
-    from flowspec.graph import build_graph
-
-    flow = build_graph(spec)
     profile = device if isinstance(device, Device) else get_device(device, devices_file)
-    report = cost_report(flow, profile, batch, dtype)
-    if measure:
-        from flowspec.compile.model import FlowModel
+    if getattr(spec, "model", "flow") == "vae":
+        from flowspec.report.measure import measure_vae as run_measure
+        from flowspec.vae.graph import build_vae_graph
+        from flowspec.vae.model import VAEModel as Model
+
+        graph = build_vae_graph(spec)
+        report = vae_cost_report(graph, profile, batch, dtype)
+    else:
+        from flowspec.compile.model import FlowModel as Model
+        from flowspec.graph import build_graph
         from flowspec.report.measure import measure as run_measure
 
-        run_measure(report, FlowModel(flow))
-    return report
-
-
-def _report_vae(spec, device, batch, dtype, devices_file, measure) -> CostReport:
-    from flowspec.vae.graph import build_vae_graph
-
-    graph = build_vae_graph(spec)
-    profile = device if isinstance(device, Device) else get_device(device, devices_file)
-    report = vae_cost_report(graph, profile, batch, dtype)
+        graph = build_graph(spec)
+        report = cost_report(graph, profile, batch, dtype)
     if measure:
-        from flowspec.report.measure import measure_vae
-        from flowspec.vae.model import VAEModel
-
-        measure_vae(report, VAEModel(graph))
+        run_measure(report, Model(graph))
     return report
 
 
