@@ -242,3 +242,16 @@ def test_evaluate_draws_are_seeded_evaluations(spec, small_digits):
     assert iw.mean < draws.mean  # the importance-weighted bound is tighter than the one-draw bound
     with pytest.raises(ValueError, match="draws must be >= 1"):
         evaluate_draws(model, test, 0)
+
+
+@pytest.mark.parametrize("bf16,expected", [(True, True), ("auto", False), (False, False)])
+def test_bf16_autocast_on_the_cpu_only_when_asked(spec, small_digits, tmp_path, bf16, expected):
+    model = flowspec.compile(spec)
+    seen = []
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_pre_hook(lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
+    result = train(spec, small_digits, config(steps=3, bf16=bf16), tmp_path / "run", progress=False, model=model)
+    assert len(seen) >= 3 and any(seen) == expected  # the actnorm init and evaluations are not autocast
+    assert all(math.isfinite(loss) for loss in result.losses)
+    # evaluation stays in float32 whatever the training precision
+    assert not torch.is_autocast_enabled("cpu")

@@ -1,7 +1,7 @@
 """Speed and memory figures of a spec's model (``flowspec bench``, ``benchmarks/glow_bench.py``).
 
 * training-step throughput: images/s of one Adam step on ``bits_per_dim`` (forward, backward,
-  update), and the same with invertible backprop;
+  update), and the same with invertible backprop and under CPU bf16 autocast (``training.bf16``);
 * sampling throughput: images/s of ``sample(batch)`` in eval mode (cached invconv weights), and of
   the model folded by :func:`~flowspec.compile.fold.fold_for_inference`;
 * achieved FLOP/s of a training step (FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode``
@@ -183,6 +183,9 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     twin = with_steps(spec, invertible=True).train()
     twin.load_state_dict(model.state_dict())
     contestants["flowspec invertible-backprop"] = training_step(flow_loss(twin), twin.parameters(), data)
+    low = with_steps(spec, invertible=False).train()
+    low.load_state_dict(model.state_dict())
+    contestants["flowspec bf16-autocast"] = training_step(_bf16_autocast(flow_loss(low)), low.parameters(), data)
 
     samplers: dict[str, Callable[[], object]] = {}
     sampler = with_steps(spec).eval()
@@ -238,6 +241,15 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
                 report.activations[label] = saved_activation_bytes(m, x)
                 report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps)
     return report
+
+
+def _bf16_autocast(loss: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``loss`` under CPU bf16 autocast, as the runner's ``training.bf16: true`` runs it."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return loss(x)
+
+    return run
 
 
 def _no_grad(fn: Callable[[], object]) -> Callable[[], object]:

@@ -29,7 +29,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           ema: Annotated[Optional[float], typer.Option(min=0.0, max=0.99999, help="EMA decay")] = None,
           seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
           device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
-          bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on a GPU")] = None,
+          bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast of the training forward pass, on the CPU too (default: on a GPU only)")] = None,
           eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,

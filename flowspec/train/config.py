@@ -8,7 +8,7 @@ use the averaged weights.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,7 +34,13 @@ class TrainingConfig(BaseModel):
         0.999, description="EMA decay of the weights used for eval and sampling (null: off)")
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    bf16: bool = Field(True, description="bf16 autocast on a GPU (ignored on the CPU)")
+    bf16: Union[bool, Literal["auto"]] = Field(
+        "auto", description="bf16 autocast of the training forward pass: auto = on a GPU only; true = "
+                            "on the CPU too (pays where it has native bf16: AVX512-BF16, AMX); false = off")
+
+    def autocast_bf16(self, device_type: str) -> bool:
+        """Whether the training forward pass runs under bf16 autocast on ``device_type``."""
+        return self.bf16 is True or (self.bf16 == "auto" and device_type == "cuda")
     eval_every: Annotated[int, Field(ge=1)] = 500
     checkpoint_every: Annotated[int, Field(ge=1)] = 500
     sample_every: Annotated[int, Field(ge=1)] = 1000

@@ -409,7 +409,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
     metrics = _Metrics(out, env.main)
-    use_bf16 = config.bf16 and device.type == "cuda"
+    use_bf16 = config.autocast_bf16(device.type)
     result = RunResult(out=out, steps=start)
     last_saved = start if resume else None
 
