@@ -32,7 +32,7 @@ class FlowModel(nn.Module):
         self.layers = nn.ModuleList(node.config.build(node.in_shape) for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = TopPrior(flow_graph.output_shape, learned=spec.prior == "learned")
+        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior)
         self.levels = spec.input.levels
         self.centred = getattr(spec.dequantization, "centred", True)
         self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape, self.levels)

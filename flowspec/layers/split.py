@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.distributions import Normal
 
 from flowspec.errors import RuleViolation
@@ -99,21 +100,44 @@ class Split(FlowLayer):
 
 
 class TopPrior(nn.Module):
-    """Prior of the top latent: ``N(0, I)`` (``standard``) or ``N(mu, sigma)`` with ``mu`` and
-    ``log sigma`` learned per entry and zero-initialised (``learned``, Glow's learn-top)."""
+    """Prior of the top latent, by ``kind``:
 
-    def __init__(self, shape: Shape, learned: bool):
+    - ``standard``: ``N(0, I)``; ``log p(z) = -sum_d (z_d^2 + log 2 pi) / 2``.
+    - ``learned``: ``N(mu, sigma)`` with ``mu`` and ``log sigma`` learned per entry and
+      zero-initialised (Glow's learn-top, Kingma & Dhariwal 2018, arXiv:1807.03039).
+    - ``logistic``: the factorised standard logistic of NICE (Dinh, Krueger & Bengio 2014,
+      arXiv:1410.8516, sec. 3.4), ``log p(z) = -sum_d (softplus(z_d) + softplus(-z_d))``, computed
+      with ``softplus`` so it stays finite for large ``|z|``. Mean 0, variance ``pi^2 / 3``.
+
+    Sampling is deterministic in standard normal noise ``eps`` (the contract every prior of
+    :meth:`FlowModel.generate` and the exported sampler share): ``mu + T sigma eps`` for the
+    Gaussians; for the logistic, the inverse CDF ``z = T (log u - log(1 - u))`` at
+    ``u = Phi(eps)``, which is ``U(0, 1)``. Taking ``eps`` through ``Phi`` instead of drawing ``u``
+    here keeps ``generate(eps, T)`` a pure function (exportable, reproducible from the caller's
+    generator, ``eps = 0`` is the median) and needs no clamping of ``u``: ``log u`` and
+    ``log(1 - u)`` are ``log_ndtr(eps)`` and ``log_ndtr(-eps)``, finite for every finite ``eps``.
+    ``T`` scales the standard deviation of every kind.
+    """
+
+    def __init__(self, shape: Shape, kind: str = "learned"):
         super().__init__()
-        self.learned = learned
-        if learned:
+        if kind not in ("learned", "standard", "logistic"):
+            raise ValueError(f"unknown top prior {kind!r}: expected learned, standard or logistic")
+        self.kind = kind
+        self.learned = kind == "learned"
+        if self.learned:
             self.mean = nn.Parameter(torch.zeros(1, *shape))
             self.log_std = nn.Parameter(torch.zeros(1, *shape))
-        else:
+        else:  # zeros: the standard priors' location and log-scale (also the dtype/device reference)
             self.register_buffer("mean", torch.zeros(1, *shape))
             self.register_buffer("log_std", torch.zeros(1, *shape))
 
     def log_prob(self, z: Tensor) -> Tensor:
+        if self.kind == "logistic":
+            return -(F.softplus(z) + F.softplus(-z)).flatten(1).sum(1)
         return Normal(self.mean, self.log_std.exp(), validate_args=False).log_prob(z).flatten(1).sum(1)
 
     def generate(self, eps: Tensor, temperature: float) -> Tensor:
+        if self.kind == "logistic":
+            return temperature * (torch.special.log_ndtr(eps) - torch.special.log_ndtr(-eps))
         return self.mean + temperature * self.log_std.exp() * eps
