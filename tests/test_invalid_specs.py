@@ -289,7 +289,7 @@ layers:
 input: {shape: [4]}
 prior: gaussian
 layers: [scaling]
-""", r"'learned' or 'standard'", ("prior",), 2),
+""", r"'learned', 'standard' or 'logistic'", ("prior",), 2),
     ("layers-not-a-list", """\
 input: {shape: [4]}
 layers: scaling
