@@ -8,7 +8,7 @@ use the averaged weights.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,7 +34,7 @@ class TrainingConfig(BaseModel):
         0.999, description="EMA decay of the weights used for eval and sampling (null: off)")
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    bf16: Union[bool, Literal["auto"]] = Field(
+    bf16: Literal["auto", True, False] = Field(
         "auto", description="bf16 autocast of the training forward pass: auto = on a GPU only; true = "
                             "on the CPU too (pays where it has native bf16: AVX512-BF16, AMX); false = off")
 
