@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import json
 import math
+import statistics
 import random
 import time
 from dataclasses import dataclass, field
@@ -148,9 +149,7 @@ class Draws:
     def stderr(self) -> float:
         """Standard error of :attr:`mean` over the draws (0 for a single draw)."""
         n = len(self.values)
-        if n < 2:
-            return 0.0
-        return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (n - 1) / n)
+        return statistics.stdev(self.values) / math.sqrt(n) if n > 1 else 0.0
 
 
 def evaluate_draws(model: nn.Module, data: Tensor, draws: int, batch_size: int = 256, k: int | None = None,
