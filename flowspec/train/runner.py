@@ -17,8 +17,8 @@ import contextlib
 import inspect
 import json
 import math
-import statistics
 import random
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
