@@ -302,3 +302,20 @@ def test_ceiling_records_every_conv_the_step_runs():
     twice = record_convs(lambda: (net(x).sum() + net(x).sum()).backward())
     assert all(twice[call] == 2 * n for call, n in calls.items())
     assert 0 < conv_floor(calls, repeats=1) < float("inf")
+
+
+def test_bench_on_a_vector_spec_skips_the_conv_ceiling(tmp_path):
+    from typer.testing import CliRunner
+
+    from flowspec.cli import app
+
+    spec = tmp_path / "vector.yaml"
+    spec.write_text("input: {shape: [6], levels: 4}\nprior: logistic\nlayers:\n"
+                    "  - {kind: coupling, transform: additive, conditioner: {kind: mlp, hidden: [8]}}\n"
+                    "  - {kind: coupling, transform: additive, parity: 1, conditioner: {kind: mlp, hidden: [8]}}\n"
+                    "  - {kind: scaling}\n")
+    result = CliRunner().invoke(app, ["bench", str(spec), "--batch", "2", "--repeats", "1",
+                                      "--no-baselines", "--no-memory"])
+    assert result.exit_code == 0, result.output
+    assert "train step  flowspec bf16-autocast" in result.output
+    assert "skipped     ceiling flowspec: no convolutions" in result.output

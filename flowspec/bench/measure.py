@@ -222,9 +222,13 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
         seconds = alternate(samplers, repeats)
     report.sample = {name: batch / s for name, s in seconds.items()}
     for name in ("flowspec", *report.baseline_params):
-        report.train_ceiling[name] = batch / conv_floor(record_convs(contestants[name]))
+        train_floor = conv_floor(record_convs(contestants[name]))
         with torch.no_grad():
-            report.sample_ceiling[name] = batch / conv_floor(record_convs(samplers[name]))
+            sample_floor = conv_floor(record_convs(samplers[name]))
+        if train_floor and sample_floor:
+            report.train_ceiling[name], report.sample_ceiling[name] = batch / train_floor, batch / sample_floor
+        else:
+            report.skipped[f"ceiling {name}"] = "no convolutions to bound it by (a vector spec)"
 
     report.step_flops = count_flops(lambda: flow_loss(model)(data).backward())
     model.zero_grad(set_to_none=True)
