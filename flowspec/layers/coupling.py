@@ -117,7 +117,8 @@ class CouplingConfig(LayerConfig):
 
     def build(self, shape: Shape, context: ContextShape = None) -> "Coupling":
         n_in, n_out, _ = self._net_channels(shape)
-        return Coupling(self, shape, self.conditioner.build(n_in, n_out, context_channels(context)))
+        return Coupling(self, shape, self.conditioner.build_at(n_in, n_out, tuple(shape[1:]),
+                                                            context_channels(context)))
 
 
 def checkerboard(height: int, width: int, parity: int) -> Tensor:

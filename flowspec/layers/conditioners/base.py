@@ -117,6 +117,11 @@ class ConditionerConfig(BaseModel):
     def build(self, in_channels: int, out_channels: int, context: int = 0) -> nn.Module:
         raise NotImplementedError
 
+    def build_at(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> nn.Module:
+        """``build`` for inputs of ``spatial`` size ``(H, W)`` (``()`` for vectors); a kind whose
+        weights depend on the size (a learned position embedding) overrides this."""
+        return self.build(in_channels, out_channels, context)
+
     def cost(self, in_channels: int, out_channels: int, spatial: int, context: int = 0) -> NetCost:
         raise NotImplementedError
 

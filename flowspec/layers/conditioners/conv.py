@@ -1,12 +1,20 @@
 """``conv``: conv(k) -> ReLU -> [conv 1x1 -> ReLU] * (depth - 1) -> conv(k), the last conv
 zero-initialised (Glow, Kingma & Dhariwal 2018, arXiv:1807.03039, sec. 3.3). The context, if any,
-enters as extra input channels of the first conv."""
+enters as extra input channels of the first conv.
+
+Glow's two options (its code's ``f``): ``actnorm`` puts an actnorm after each hidden conv (before
+the ReLU), ``y = (h + b) * exp(log s)`` per channel with data-dependent init (the first training
+batch gives each channel zero mean and unit variance, averaged over ranks under DDP), and drops
+those convs' biases, as Glow does; ``learned_scale`` multiplies the last conv's output by
+``exp(3 logs)``, ``logs`` a zero-initialised per-channel parameter.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 import torch
+import torch.distributed as dist
 from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
@@ -22,6 +30,8 @@ class ConvConditioner(ConditionerConfig):
     kernel: Annotated[int, Field(ge=1, le=7)] = 3
     depth: Annotated[int, Field(ge=1, le=16)] = 2
     zero_init: bool = True
+    actnorm: bool = False
+    learned_scale: bool = False
 
     @field_validator("kernel")
     @classmethod
@@ -33,15 +43,22 @@ class ConvConditioner(ConditionerConfig):
 
     def build(self, in_channels: int, out_channels: int, context: int = 0) -> nn.Module:
         pad = self.kernel // 2
-        # in-place ReLU: a conv's backward needs its input, not its output, so nothing is lost
-        layers: list[nn.Module] = [nn.Conv2d(in_channels + context, self.hidden, self.kernel, padding=pad),
-                                   nn.ReLU(inplace=True)]
+        bias = not self.actnorm
+
+        def hidden(conv: nn.Conv2d) -> list[nn.Module]:
+            # in-place ReLU: a conv's backward needs its input, not its output, so nothing is lost
+            return [conv, *([HiddenActNorm(self.hidden)] if self.actnorm else []), nn.ReLU(inplace=True)]
+
+        layers = hidden(nn.Conv2d(in_channels + context, self.hidden, self.kernel, padding=pad, bias=bias))
         for _ in range(self.depth - 1):
-            layers += [nn.Conv2d(self.hidden, self.hidden, 1), nn.ReLU(inplace=True)]
+            layers += hidden(nn.Conv2d(self.hidden, self.hidden, 1, bias=bias))
         last = nn.Conv2d(self.hidden, out_channels, self.kernel, padding=pad)
         if self.zero_init:
             zero_init(last)
-        return ChannelsLastNet(*layers, last).to(memory_format=torch.channels_last)
+        layers.append(last)
+        if self.learned_scale:
+            layers.append(LearnedScale(out_channels))
+        return ChannelsLastNet(*layers).to(memory_format=torch.channels_last)
 
     def convs(self, in_channels: int, out_channels: int, context: int = 0) -> list[tuple[int, int, int]]:
         """(in, out, kernel) of every conv, for the cost rule."""
@@ -50,8 +67,20 @@ class ConvConditioner(ConditionerConfig):
         return shapes + [(self.hidden, out_channels, self.kernel)]
 
     def cost(self, in_channels: int, out_channels: int, spatial: int, context: int = 0) -> NetCost:
-        """Params, conv FLOPs and outputs per example over ``spatial`` pixels (padding keeps H x W)."""
-        return stack_cost(self.convs(in_channels, out_channels, context), spatial)
+        """Params, conv FLOPs and outputs per example over ``spatial`` pixels (padding keeps H x W);
+        with ``actnorm`` each hidden conv trades its bias for an actnorm (``2 hidden`` params, 2
+        FLOPs and 2 ops per output); ``learned_scale`` adds ``out`` params (an exp and a multiply)."""
+        net = stack_cost(self.convs(in_channels, out_channels, context), spatial)
+        params, elementwise, ops = net.params, 0.0, 0
+        if self.actnorm:
+            params += self.depth * self.hidden
+            elementwise += 2.0 * self.depth * self.hidden * spatial
+            ops += 2 * self.depth
+        if self.learned_scale:
+            params += out_channels
+            elementwise += out_channels * spatial
+            ops += 3
+        return net._replace(params=params, elementwise=elementwise, extra_ops=ops)
 
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
         return [MatmulOp(i, o, k, spatial, channels_last=True)
@@ -59,3 +88,42 @@ class ConvConditioner(ConditionerConfig):
 
     def narrow(self, width: int) -> "ConvConditioner":
         return self.model_copy(update={"hidden": min(self.hidden, width)})
+
+
+class HiddenActNorm(nn.Module):
+    """Glow's actnorm on a hidden layer: ``(h + b) * exp(log s)`` per channel; the first training
+    call sets ``b = -mean``, ``exp(log s) = 1 / std`` from its batch (averaged over ranks)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.initialized):
+            self._initialize(h)
+        return (h + self.bias) * torch.exp(self.log_scale)
+
+    @torch.no_grad()
+    def _initialize(self, h: torch.Tensor) -> None:
+        stats = torch.stack([h.mean(dim=(0, 2, 3)), (h * h).mean(dim=(0, 2, 3))])
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)
+            stats /= dist.get_world_size()
+        mean, mean_sq = stats
+        std = (mean_sq - mean * mean).clamp_min(0).sqrt()
+        self.bias.copy_(-mean.view_as(self.bias))
+        self.log_scale.copy_(-torch.log(std + 1e-6).view_as(self.log_scale))
+        self.initialized.fill_(True)
+
+
+class LearnedScale(nn.Module):
+    """Glow's output scale: ``h * exp(3 logs)`` per channel, ``logs`` zero-initialised."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.logs = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h * torch.exp(3.0 * self.logs)
