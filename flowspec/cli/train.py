@@ -50,7 +50,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
-    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels)
+    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels, parsed.input.bits)
     folder = out or Path("runs") / (parsed.name or spec.stem)
     main = environment().main
     if main:

@@ -224,8 +224,29 @@ def check_fits(data: DataSplit, shape: tuple[int, ...], levels: int) -> None:
                             + (f"; set input.levels: {data.levels}" if data.levels != levels else ""))
 
 
-def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int) -> DataSplit:
-    """Load data set ``kind`` and check it against the spec's input ``shape`` and ``levels``."""
+def reduce_bits(data: DataSplit, bits: int) -> DataSplit:
+    """8-bit data reduced to ``bits`` bits, ``x -> floor(x / 2^(8 - bits))``, ``2^bits`` levels
+    (Glow's 5-bit CelebA-HQ, Kingma & Dhariwal 2018, arXiv:1807.03039, sec. 5)."""
+    if data.levels != 256:
+        raise DataError(f"input.bits reduces 8-bit data (256 levels); data set {data.name!r} has "
+                        f"{data.levels} levels (drop input.bits)")
+    step = float(2 ** (8 - bits))
+    return DataSplit(data.name, torch.floor(data.train / step), torch.floor(data.test / step), levels=2 ** bits)
+
+
+def random_flip(x: Tensor, seed: int) -> Tensor:
+    """Each image of the batch mirrored left-right with probability 1/2 (a draw seeded by
+    ``seed``, so runs repeat); vectors pass unchanged."""
+    if x.dim() != 4:
+        return x
+    flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(seed & ((1 << 63) - 1))) < 0.5
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int,
+              bits: int | None = None) -> DataSplit:
+    """Load data set ``kind`` and check it against the spec's input ``shape`` and ``levels``
+    (``bits``: the spec's ``input.bits``, reducing 8-bit data first)."""
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
     if kind != "digits" and data_dir is None:
@@ -239,6 +260,9 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     elif kind == "folder":
         data = load_folder(data_dir, shape[0] if len(shape) == 3 else 1)
     else:
-        data = load_npz(data_dir, shape, levels)
+        data = load_npz(data_dir, shape, 256 if bits else levels)
+    if bits:
+        check_fits(data, shape, 256)
+        data = reduce_bits(data, bits)
     check_fits(data, shape, levels)
     return data

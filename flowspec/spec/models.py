@@ -59,6 +59,17 @@ class InputSpec(StrictModel):
 
     shape: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)]
     levels: Annotated[int, Field(ge=2, le=65536)] = 256
+    bits: Optional[Annotated[int, Field(ge=1, le=8)]] = Field(
+        None, description="reduce 8-bit data to n bits, x -> floor(x / 2^(8 - n)); levels is then 2^n")
+
+    @model_validator(mode="after")
+    def _levels_of_bits(self):
+        if self.bits is not None:
+            if "levels" in self.model_fields_set and self.levels != 2 ** self.bits:
+                raise ValueError(f"bits: {self.bits} gives {2 ** self.bits} levels, but levels is {self.levels} "
+                                 f"(drop levels, or set it to {2 ** self.bits})")
+            object.__setattr__(self, "levels", 2 ** self.bits)
+        return self
 
     @field_validator("shape")
     @classmethod

@@ -48,6 +48,7 @@ class TrainingConfig(BaseModel):
     temperature: Annotated[float, Field(gt=0)] = 0.7
     eval_batches: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="test batches per periodic evaluation (null: the whole test split)")
+    flip: bool = Field(False, description="mirror each training image left-right with probability 1/2")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):

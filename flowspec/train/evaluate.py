@@ -47,7 +47,8 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str
     info = raw.get("data") or {}
     kind = data or info.get("kind") or "digits"
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
-    dataset = load_data(kind, folder, tuple(model.spec.input.shape), model.spec.input.levels)
+    dataset = load_data(kind, folder, tuple(model.spec.input.shape), model.spec.input.levels,
+                        getattr(model.spec.input, "bits", None))
     bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed)
     iw = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k) if k > 1 and supports_iw(model) else None
     step = raw.get("step")

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data.distributed import DistributedSampler
 
+from flowspec.data.loaders import random_flip
 from flowspec.errors import CheckpointError, DataError, FlowSpecError
 from flowspec.train import ddp
 from flowspec.train.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -433,6 +434,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         task = bar.add_task("", total=total, completed=start) if bar is not None else None
         for step in range(start, total):
             x = batch(step)
+            if config.flip:
+                x = random_flip(x, seed=(config.seed * 1_000_003 + step) * 4096 + env.rank)
             lr = config.lr * config.lr_factor(step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
