@@ -82,3 +82,11 @@ def test_every_new_kind_trains_evaluates_and_samples(tmp_path):
     assert sampled.exit_code == 0, sampled.output
     values = np.load(npy)
     assert values.shape == (3, 1, 8, 8) and values.min() >= 0 and values.max() <= 16
+
+
+def test_a_dequantizer_coupling_conditioner_must_fit_the_input():
+    text = ("input: {shape: [6], levels: 17}\n"
+            "dequantization: {kind: variational, coupling: {conditioner: {kind: gated, hidden: 8, heads: 2}}}\n"
+            "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [8]}}]\n")
+    with pytest.raises(flowspec.FlowSpecError, match=r"dequantization.coupling.conditioner.kind.*gated conditioner needs an image"):
+        flowspec.build_graph(flowspec.loads_spec(text, "bad.yaml"))

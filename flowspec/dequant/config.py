@@ -20,7 +20,8 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from flowspec.layers.base import LayerCost, Shape, numel
-from flowspec.layers.conditioners import ConvConditioner, MLPConditioner, stack_cost
+from flowspec.layers.conditioners import Conditioner, ConvConditioner, MLPConditioner, stack_cost
+from flowspec.layers.transforms import AffineTransform, Transform
 from flowspec.layers.invconv import InvConvConfig
 
 
@@ -59,6 +60,16 @@ class ContextConfig(_Strict):
         return kernel
 
 
+class DequantCoupling(_Strict):
+    """``coupling:`` of the variational dequantizer: the transform and conditioner of every step's
+    coupling in place of the default (affine with the ``exp`` scale clamped at 2, and a conv /
+    MLP of width ``hidden``); Flow++'s is ``{transform: {kind: mixlogistic, components: 32},
+    conditioner: {kind: gated, hidden: 96, blocks: 2}}``. The mask stays the dequantizer's."""
+
+    transform: Transform = Field(default_factory=lambda: AffineTransform(scale="exp", clamp=2.0))
+    conditioner: Optional[Conditioner] = None
+
+
 class VariationalDequantization(_Strict):
     """Flow++'s variational dequantizer: ``u = sigmoid(g(eps; c(x)))`` with ``g`` K conditional
     steps (actnorm -> invconv -> affine coupling whose conditioner sees ``c(x)``)."""
@@ -68,6 +79,8 @@ class VariationalDequantization(_Strict):
     hidden: PositiveInt = Field(32, description="width of each coupling's conditioner")
     context: ContextConfig = Field(default_factory=ContextConfig)
     centred: bool = True
+    coupling: Optional[DequantCoupling] = Field(None, description="each step's transform and conditioner "
+                                                                  "(default: affine and a conv / MLP of width hidden)")
 
     def cost(self, shape: Shape) -> LayerCost:
         """One training-step pass of :class:`~flowspec.dequant.variational.VariationalDequantizer`
@@ -94,6 +107,12 @@ class VariationalDequantization(_Strict):
                 invconv = InvConvConfig(lu=True).cost(shape)
                 params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
                 call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
+            if self.coupling is not None:
+                from flowspec.dequant.variational import context_shape, step_coupling
+                step = step_coupling(shape, self.hidden, k % 2, self.coupling).cost(shape, context_shape(self, shape))
+                params, matmul = params + step.params, matmul + step.matmul_flops_forward
+                hidden += step.activations
+                continue
             if image:
                 net = ConvConditioner(hidden=self.hidden).cost(c + ctx.hidden, 2 * c, spatial)
             else:

@@ -35,6 +35,10 @@ def dequantizer_problems(spec, shape: tuple[int, ...], problem: Callable[..., Pr
     if not image and kind == "conv":
         problems.append(problem(f"a conv context network needs an image input; this input is a vector {shape}",
                                 PATH + ("context", "kind"), "use context: {kind: mlp} or leave kind out"))
+    conditioner = config.coupling.conditioner if config.coupling is not None else None
+    if conditioner is not None and (conditioner.accepts == "image") != image:
+        problems.append(problem(f"a {conditioner.kind} conditioner needs {'an image' if conditioner.accepts == 'image' else 'a vector'}"
+                                f" input; this input is {shape}", PATH + ("coupling", "conditioner", "kind")))
     if image and shape[1] * shape[2] < 2:
         problems.append(problem(f"variational dequantization couples with a checkerboard mask, which needs at "
                                 f"least 2 pixels; this input is {shape}", PATH + ("kind",),

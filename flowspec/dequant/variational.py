@@ -61,16 +61,17 @@ def context_network(config: VariationalDequantization, shape: Shape) -> nn.Modul
     return nn.Sequential(*layers)
 
 
-def step_coupling(shape: Shape, hidden: int, parity: int) -> CouplingConfig:
+def step_coupling(shape: Shape, hidden: int, parity: int, coupling=None) -> CouplingConfig:
     """The coupling of step ``k`` (``parity = k % 2``): affine with the exp scale clamped at
     ``LOG_SCALE_CLAMP``, a checkerboard and a conv conditioner for images, a channel mask and an
-    MLP for vectors; its conditioner also sees the context ``c(x)``."""
-    affine = AffineTransform(scale="exp", clamp=LOG_SCALE_CLAMP)
-    if len(shape) == 3:
-        return CouplingConfig(transform=affine, mask="checkerboard", parity=parity,
-                              conditioner=ConvConditioner(hidden=hidden))
-    return CouplingConfig(transform=affine, mask="channel", parity=parity,
-                          conditioner=MLPConditioner(hidden=[hidden, hidden]))
+    MLP for vectors (or the spec's ``coupling:`` transform and conditioner); its conditioner also
+    sees the context ``c(x)``."""
+    transform = coupling.transform if coupling is not None else AffineTransform(scale="exp", clamp=LOG_SCALE_CLAMP)
+    image = len(shape) == 3
+    conditioner = coupling.conditioner if coupling is not None and coupling.conditioner is not None else (
+        ConvConditioner(hidden=hidden) if image else MLPConditioner(hidden=[hidden, hidden]))
+    return CouplingConfig(transform=transform, mask="checkerboard" if image else "channel", parity=parity,
+                          conditioner=conditioner)
 
 
 class VariationalDequantizer(nn.Module):
@@ -89,7 +90,8 @@ class VariationalDequantizer(nn.Module):
             self.actnorms.append(ActNormConfig(data_init=False).build(self.shape))
             if self.shape[0] >= 2:
                 self.invconvs.append(InvConvConfig(lu=True, seed=k).build(self.shape))
-            self.couplings.append(step_coupling(self.shape, config.hidden, k % 2).build(self.shape, context))
+            self.couplings.append(step_coupling(self.shape, config.hidden, k % 2, config.coupling).build(self.shape,
+                                                                                             context))
 
     def context_of(self, x: Tensor) -> Tensor:
         """``c(x)`` of integer data, fed in as ``x / (n - 1) - 1/2``."""

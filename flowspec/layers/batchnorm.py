@@ -56,7 +56,7 @@ class BatchNormConfig(LayerConfig):
         and scale (~3); inverse ~3 per entry; log-det ``~3C`` per call."""
         n = numel(shape)
         return LayerCost(params=2 * shape[0], flops_forward=7 * n, flops_inverse=3 * n, flops_logdet=3 * shape[0],
-                         logdet_per_call=True, activations=2 * n, ops=14)
+                         logdet_per_call=True, activations=3 * n, ops=14)
 
     def build(self, shape: Shape, context: ContextShape = None) -> "BatchNorm":
         return BatchNorm(shape, self.momentum, self.eps)

@@ -71,16 +71,18 @@ class ConvConditioner(ConditionerConfig):
         with ``actnorm`` each hidden conv trades its bias for an actnorm (``2 hidden`` params, 2
         FLOPs and 2 ops per output); ``learned_scale`` adds ``out`` params (an exp and a multiply)."""
         net = stack_cost(self.convs(in_channels, out_channels, context), spatial)
-        params, elementwise, ops = net.params, 0.0, 0
+        params, elementwise, ops, outputs = net.params, 0.0, 0, net.outputs
         if self.actnorm:
             params += self.depth * self.hidden
             elementwise += 2.0 * self.depth * self.hidden * spatial
             ops += 2 * self.depth
+            outputs += self.depth * self.hidden * spatial
         if self.learned_scale:
             params += out_channels
             elementwise += out_channels * spatial
             ops += 3
-        return net._replace(params=params, elementwise=elementwise, extra_ops=ops)
+            outputs += out_channels * spatial
+        return net._replace(params=params, elementwise=elementwise, extra_ops=ops, outputs=outputs)
 
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
         return [MatmulOp(i, o, k, spatial, channels_last=True)

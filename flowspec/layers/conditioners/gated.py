@@ -76,7 +76,8 @@ class GatedConditioner(ConditionerConfig):
         """Per example over ``T = spatial`` pixels: the convs' ``sum(i o k^2 + o)`` params and
         ``sum(2 i o k^2 T)`` FLOPs; the position embedding (``hidden T``) and two layer norms per
         block (``2 hidden`` each) as params; attention's two matmuls ``4 T^2 hidden`` FLOPs per block
-        (torch's counter sees them) and its ``heads T^2`` scores and weights kept per block; the
+        (torch's counter sees them) and its ``heads T^2`` weights kept per block (with ~``18 hidden T``
+        more kept for the backward pass: concat_elu, gates, layer norms; measured); the
         elementwise rest (concat_elu, gates, layer norms, residuals, softmax) ~``40 hidden T + 5
         heads T^2`` per block."""
         f, t = self.hidden, spatial
@@ -84,7 +85,7 @@ class GatedConditioner(ConditionerConfig):
         attention = 4.0 * t * t * f * self.blocks
         return net._replace(params=net.params + f * t + 4 * f * self.blocks,
                             matmul_flops=net.matmul_flops + attention,
-                            outputs=net.outputs + self.blocks * (2 * self.heads * t * t + 8 * f * t),
+                            outputs=net.outputs + self.blocks * (self.heads * t * t + 18 * f * t),
                             elementwise=self.blocks * (40.0 * f * t + 5.0 * self.heads * t * t) + f * t,
                             extra_ops=30 * self.blocks + 1)
 
