@@ -90,3 +90,40 @@ def test_a_dequantizer_coupling_conditioner_must_fit_the_input():
             "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [8]}}]\n")
     with pytest.raises(flowspec.FlowSpecError, match=r"dequantization.coupling.conditioner.kind.*gated conditioner needs an image"):
         flowspec.build_graph(flowspec.loads_spec(text, "bad.yaml"))
+
+
+BAD_VALUES = [
+    ("transform: {kind: spline, bins: 1}", "bins must be at least 2"),
+    ("transform: {kind: spline, bound: 0}", "bound must be > 0"),
+    ("transform: {kind: mixlogistic, components: 1}", "components must be at least 2"),
+    ("conditioner: {kind: gated, hidden: 10, heads: 4}", "heads .4. must divide hidden .10."),
+    ("conditioner: {kind: gated, dropout: 1.0}", "dropout must be in"),
+]
+
+
+@pytest.mark.parametrize("row, message", BAD_VALUES)
+def test_validate_names_the_line_of_a_bad_value(tmp_path, row, message):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("input: {shape: [2, 4, 4], levels: 17}\nlayers:\n  - {kind: actnorm}\n"
+                    f"  - {{kind: coupling, {row}}}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert __import__("re").search(rf"bad.yaml:4:\d+: layers\[1\]\..*{message}", lines[0]), lines[0]
+
+
+def test_validate_names_the_line_of_a_bad_momentum(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("input: {shape: [2, 4, 4], levels: 17}\nlayers:\n  - {kind: batchnorm, momentum: 1.0}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2 and "bad.yaml:3:" in result.output and "momentum must be in (0, 1)" in result.output
+
+
+@pytest.mark.slow  # torch.export of both directions of two small models: ~1 min on a shared 2-core CPU
+def test_every_new_kind_exports_both_directions(tmp_path):
+    from flowspec.compile.build import build_folder
+
+    result = build_folder(flowspec.loads_spec(TINY_NEW_KINDS), tmp_path / "out", export=True)
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"density.pt2", "sample.pt2"} <= names, (result, names)
