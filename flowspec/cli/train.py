@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.app import app, console, errors, reports_errors
 from flowspec.train.config import TrainingConfig
 
 DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz")]
@@ -38,12 +38,13 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
           progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
-    metrics.jsonl and samples/."""
+    metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
     from flowspec.data import load_data
     from flowspec.spec import load_spec
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
+    from flowspec.train.signals import TrainingInterrupted
 
     parsed = load_spec(spec)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -56,9 +57,14 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
                       f"run folder {folder}", markup=False)
-    result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
-                          data_info={"kind": data, "dir": str(data_dir) if data_dir else None},
-                          log=lambda line: console.print(line, markup=False))
+    try:
+        result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
+                              data_info={"kind": data, "dir": str(data_dir) if data_dir else None},
+                              log=lambda line: console.print(line, markup=False))
+    except TrainingInterrupted as stopped:  # a checkpoint was written; exit as the signal would
+        if main:
+            errors.print(str(stopped), markup=False)
+        raise typer.Exit(stopped.exit_code) from None
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
         console.print(f"step {result.steps}: test bits/dim {test}; wrote {folder / 'last.pt'}", markup=False)
