@@ -92,7 +92,7 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
     try:
         if resume and not (out / "last.pt").is_file():
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
-        with _hold_run_folder(out, env, device, log), StopRequests() as stop:
+        with StopRequests() as stop, _hold_run_folder(out, env, device, log):
             return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
                           device, env, stop)
     finally:
