@@ -212,7 +212,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     last_saved = start if resume else None
 
     def checkpoint_state(step: int) -> dict:
-        return {"spec": spec_data, "spec_file": getattr(getattr(spec, "source", None), "file", None),
+        return {"spec": spec_data, "spec_file": spec.source.file if spec.source is not None else None,
                 "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": {"kind": "warmup+" + config.lr_decay, "step": step},
                 "ema_state_dict": ema.state_dict() if ema is not None else None,
