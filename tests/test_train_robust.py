@@ -231,7 +231,11 @@ def test_a_full_disk_keeps_the_previous_checkpoint_in_one_line(spec_file, tmp_pa
     # a disk that is already too full is refused before anything is written
     monkeypatch.setattr("flowspec.train.checkpoints._free_bytes", lambda folder: 1000)
     code, output = invoke("train", spec_file, "--steps", 4, "--out", out, "--resume", *QUIET)
-    assert code == 2 and "no space left on the device (needs about 1.1 MiB, 1000 B free)" in one_line(output)
+    refused = re.search(r"cannot write (last|best)\.pt in .*: no space left on the device "
+                        r"\(needs about ([\d.]+) KiB, 1000 B free\)", one_line(output))
+    assert code == 2 and refused, output
+    size = (out / f"{refused[1]}.pt").stat().st_size  # the same state one step earlier
+    assert size <= float(refused[2]) * 1024 < 1.5 * size  # the estimate bounds the file, not by much
     assert (out / "last.pt").read_bytes() == before
 
 
@@ -310,9 +314,15 @@ def test_data_outside_the_levels_is_a_value_error_naming_the_range(tiny_glow_yam
         model.bits_per_dim(x.long() if value == value else x)
 
 
-def test_inf_data_through_the_api_is_a_data_error(spec_file, small_digits, tmp_path):
+def test_data_errors_through_the_api_leave_no_run_folder(spec_file, small_digits, tmp_path):
+    spec = flowspec.load_spec(spec_file)
     train_part = small_digits.train.clone()
     train_part[3] = float("-inf")
     with pytest.raises(DataError, match="data set 'digits': train example 3 holds a non-finite value"):
-        train(flowspec.load_spec(spec_file), DataSplit("digits", train_part, small_digits.test, 17),
+        train(spec, DataSplit("digits", train_part, small_digits.test, 17),
               TrainingConfig(steps=2, batch_size=16, device="cpu"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(DataError, match="fewer than one batch of 512"):  # found with the folder locked
+        train(spec, small_digits, TrainingConfig(steps=2, batch_size=512, device="cpu"), tmp_path / "run",
+              progress=False)
+    assert not (tmp_path / "run").exists()

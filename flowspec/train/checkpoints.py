@@ -30,7 +30,7 @@ WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the 
                 errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
                 errno.EROFS: "the file system is read-only"}
 #: headroom over the tensors' bytes: zip records, alignment and the pickled metadata
-PER_TENSOR_OVERHEAD, FIXED_OVERHEAD = 256, 1 << 20
+PER_TENSOR_OVERHEAD, FIXED_OVERHEAD = 256, 64 << 10
 
 
 def rng_state() -> dict:
@@ -56,7 +56,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def bytes_needed(contents) -> int:
-    """An upper estimate of the size of ``contents`` on disk: tensor bytes plus headroom."""
+    """An upper estimate of the size of ``contents`` on disk: the bytes of its tensors' storages
+    (each once) plus headroom for the zip records and the pickled metadata."""
     tensors: list[Tensor] = []
 
     def walk(value) -> None:
@@ -70,7 +71,11 @@ def bytes_needed(contents) -> int:
                 walk(item)
 
     walk(contents)
-    return sum(t.numel() * t.element_size() + PER_TENSOR_OVERHEAD for t in tensors) + FIXED_OVERHEAD
+    storages = {}  # torch.save writes a storage shared by several tensors once
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[(storage.device, storage.data_ptr())] = storage.nbytes()
+    return sum(storages.values()) + PER_TENSOR_OVERHEAD * len(tensors) + FIXED_OVERHEAD
 
 
 def human_bytes(n: float) -> str:
@@ -135,7 +140,10 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     removed = []
     for pattern in (".last.pt.*", ".best.pt.*"):
         for temporary in Path(folder).glob(pattern):
-            if temporary.is_file():
-                temporary.unlink(missing_ok=True)
-                removed.append(temporary)
+            try:
+                if temporary.is_file():
+                    temporary.unlink()
+                    removed.append(temporary)
+            except OSError:  # not ours to remove (permissions): leave it, it blocks nothing
+                continue
     return removed

@@ -92,6 +92,7 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
     try:
         if resume and not (out / "last.pt").is_file():
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
+        _check_inputs(spec, data, config, env)
         with StopRequests() as stop, _hold_run_folder(out, env, device, log):
             return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
                           device, env, stop)
@@ -99,11 +100,24 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
         ddp.teardown()
 
 
+def _check_inputs(spec, data, config: TrainingConfig, env: ddp.DistEnv) -> None:
+    """The data are finite and fit the spec, the batch divides over the processes (before any
+    file is touched)."""
+    from flowspec.data import check_fits
+
+    if config.batch_size % env.world_size:
+        raise FlowSpecError(f"batch size {config.batch_size} does not divide over {env.world_size} processes")
+    for part, tensor in (("train", data.train), ("test", data.test)):
+        check_finite_data(data.name, part, tensor)
+    check_fits(data, tuple(spec.input.shape), spec.input.levels)
+
+
 @contextlib.contextmanager
 def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Callable[[str], None]):
     """Rank 0 takes the folder's lock and removes the temporaries of killed runs; every rank stops
-    together when it cannot."""
-    lock, failure = None, None
+    together when it cannot. A folder this run created and left holding only the lock (the run
+    failed before writing anything) is removed again."""
+    lock, failure, created = None, None, not out.exists()
     if env.main:
         try:
             lock = RunLock(out).acquire()
@@ -121,18 +135,18 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
         yield lock
     finally:
         if lock is not None:
+            empty = created and [p.name for p in out.iterdir()] == [lock.path.name]
+            if empty:  # unlinked while still held, so no other run can be holding that file
+                lock.path.unlink(missing_ok=True)
             lock.release()
+            if empty:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
 
 
 def _train(spec, data, config, out, resume, progress, model, data_info, log, device, env, stop) -> RunResult:
     from flowspec.compile import compile as compile_spec
-    from flowspec.data import check_fits
 
-    if config.batch_size % env.world_size:
-        raise FlowSpecError(f"batch size {config.batch_size} does not divide over {env.world_size} processes")
-    for part, tensor in (("train", data.train), ("test", data.test)):
-        check_finite_data(data.name, part, tensor)
-    check_fits(data, tuple(spec.input.shape), spec.input.levels)
     local_batch = config.batch_size // env.world_size
     n_train = len(data.train)
     sampler = BlockSampler(n_train, config.batch_size, num_replicas=env.world_size, rank=env.rank, seed=config.seed)
