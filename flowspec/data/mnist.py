@@ -96,7 +96,8 @@ def load_mnist(folder: str | Path) -> Dataset:
     files = {"train": find_file(folder, TRAIN_IMAGES), "test": find_file(folder, TEST_IMAGES)}
     train, test = read_idx_images(files["train"]), read_idx_images(files["test"])
     data = Dataset("mnist", examples(train), examples(test), levels=256,
-                   info={"labels_hint": "expected train-labels-idx1-ubyte and t10k-labels-idx1-ubyte beside the images"})
+                   info={"labels_hint": "expected train-labels-idx1-ubyte and t10k-labels-idx1-ubyte "
+                                        "beside the images"})
     label_files = {"labels_train": find_file(folder, TRAIN_LABELS, False),
                    "labels_test": find_file(folder, TEST_LABELS, False)}
     if all(label_files.values()):
