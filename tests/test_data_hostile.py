@@ -276,3 +276,27 @@ def test_csv_that_is_not_text(tmp_path):
 def test_csv_columns_on_other_kinds_are_refused():
     with pytest.raises(DataError, match="columns apply to csv tables only"):
         load_data("digits", None, (1, 8, 8), 17, label_column="kind")
+
+
+class HugeArray:
+    """``numpy.ndarray((10**12,))``: a terabyte asked for by a few bytes of pickle."""
+
+    def __reduce__(self):
+        return np.ndarray, ((10**12,), np.dtype(np.uint8))
+
+
+class HugeReconstruct:
+    def __reduce__(self):
+        return np.zeros(1).__reduce__()[0], (np.ndarray, (10**12,), b"b")
+
+
+@pytest.mark.parametrize("payload, message", [
+    (HugeArray(), "not a CIFAR-10 python batch"),
+    (HugeReconstruct(), "refused _reconstruct(numpy.ndarray, (1000000000000,))"),
+], ids=["ndarray-call", "reconstruct-shape"])
+def test_pickle_cannot_allocate_more_than_the_file_holds(tmp_path, payload, message):
+    write_pickle(tmp_path / "data_batch_1", {b"data": payload, b"labels": []})
+    write_pickle(tmp_path / "test_batch", cifar_batch(GOOD, [0, 1]))
+    with pytest.raises(DataError) as error:
+        load_cifar10(tmp_path)
+    _one_line(error, "data_batch_1: ", message)

@@ -1,9 +1,10 @@
 """A pickle reader that rebuilds plain data only, for files from untrusted mirrors (CIFAR-10 batches).
 
 Unpickling calls whatever global a file names, so a crafted file runs code. :class:`PlainDataUnpickler`
-resolves only the few globals that numpy arrays need (the array reconstructor, ``ndarray``, ``dtype``,
-the scalar constructor, the protocol-5 buffer reader, and ``_codecs.encode`` for latin-1 bytes as
-Python 3 writes them at protocol 2); dicts, lists, tuples, strings, bytes and numbers need no global.
+resolves only the few globals that numpy arrays need (the array reconstructor, ``ndarray`` as its
+argument only, ``dtype``, the scalar constructor, the protocol-5 buffer reader, and ``_codecs.encode``
+for latin-1 bytes as Python 3 writes them at protocol 2); dicts, lists, tuples, strings, bytes and
+numbers need no global. Every array's bytes come from the file, so no array outgrows it.
 Anything else is refused before it is called, with :class:`DataError` naming the file and the global.
 """
 
@@ -31,10 +32,29 @@ def _latin1_bytes(text: str, encoding: str) -> bytes:
     return text.encode("latin1")
 
 
+class _ArrayType:
+    """Stands for ``numpy.ndarray`` in a pickle: an argument of the reconstructor, never called itself
+    (calling ``ndarray(shape)`` would allocate any size the file asks for)."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+ARRAY_TYPE = _ArrayType()
+
+
+def _reconstruct(subtype, shape, dtype):
+    """``numpy.core.multiarray._reconstruct`` as numpy pickles use it: an empty ndarray whose
+    ``__setstate__`` then fills in the shape and the bytes read from the file."""
+    if subtype is not ARRAY_TYPE or tuple(shape) != (0,):
+        raise pickle.UnpicklingError(f"refused _reconstruct({subtype!r}, {shape!r}) (numpy writes (ndarray, (0,)))")
+    return _RECONSTRUCT(np.ndarray, (0,), dtype)
+
+
 def _allowed() -> dict[tuple[str, str], object]:
-    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_bytes}
+    table = {("numpy", "ndarray"): ARRAY_TYPE, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _latin1_bytes}
     for module in _NUMPY_MODULES:
-        table[(module, "_reconstruct")] = _RECONSTRUCT
+        table[(module, "_reconstruct")] = _reconstruct
         table[(module, "scalar")] = _SCALAR
         table[(module, "_frombuffer")] = _FROMBUFFER
     return table
