@@ -62,4 +62,4 @@ def write_png(path: Path, array: np.ndarray) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.astype(np.uint8)).save(path)
+    Image.fromarray(array if array.dtype == np.uint16 else array.astype(np.uint8)).save(path)

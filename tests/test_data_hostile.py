@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
-from data_writers import cifar_batch, write_idx_images, write_mnist, write_pickle
+from data_writers import cifar_batch, write_idx_images, write_mnist, write_pickle, write_png
 from typer.testing import CliRunner
 
 from flowspec.cli import app
@@ -300,3 +300,15 @@ def test_pickle_cannot_allocate_more_than_the_file_holds(tmp_path, payload, mess
     with pytest.raises(DataError) as error:
         load_cifar10(tmp_path)
     _one_line(error, "data_batch_1: ", message)
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: write_png(path, np.full((4, 4), 1000, dtype=np.uint16)), "I;16 image (16/32-bit or float pixels)"),
+    (lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30), "not a readable image"),
+], ids=["16-bit", "truncated-png"])
+def test_image_folder_refuses_images_it_cannot_read_as_8_bit(tmp_path, write, message):
+    write_png(tmp_path / "a.png", np.zeros((4, 4), dtype=np.uint8))
+    write(tmp_path / "b.png")
+    with pytest.raises(DataError) as error:
+        load_data("folder", tmp_path, (1, 4, 4), 256)
+    _one_line(error, f"{tmp_path / 'b.png'}: {message}")

@@ -137,6 +137,12 @@ def labels(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(array, dtype=np.int64))
 
 
+def discrete_levels(arrays: list[np.ndarray], levels: int | None) -> int | None:
+    """``levels`` (default 256) when every value is an integer, else None (continuous data)."""
+    integral = all(a.dtype.kind in "biu" or np.array_equal(a, np.floor(a)) for a in arrays)
+    return (levels or 256) if integral else None
+
+
 def standardized(data: Dataset, context: bool = False) -> Dataset:
     """Continuous data scaled per feature to zero mean and unit std (statistics of the train split).
 

@@ -34,9 +34,14 @@ def read_images(files: list[Path], channels: int) -> np.ndarray:
     for file in files:
         try:
             with Image.open(file) as image:
+                if image.mode.startswith(("I", "F")):
+                    raise DataError(f"{file}: {image.mode} image (16/32-bit or float pixels); image folders "
+                                    f"read 8-bit images, values 0..255")
                 array = np.asarray(image.convert(mode), dtype=np.uint8)
+        except DataError:
+            raise
         except Exception as error:
-            raise DataError(f"{file}: not a readable image ({type(error).__name__})") from None
+            raise DataError(f"{file}: not a readable image ({type(error).__name__}: {error})") from None
         arrays.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
     first = arrays[0].shape[1:]
     for file, array in zip(files, arrays):

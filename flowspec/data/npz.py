@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from flowspec.data.arrays import checked_context, checked_examples, checked_labels
-from flowspec.data.dataset import Dataset, examples, labels, split_indices
+from flowspec.data.dataset import Dataset, discrete_levels, examples, labels, split_indices
 from flowspec.errors import DataError
 
 SPLIT_PAIRS = (("x_train", "x_test"), ("train", "test"))
@@ -79,12 +79,6 @@ def _layout(array: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
     if array.ndim == 4 and len(shape) == 3 and tuple(array.shape[1:]) == (shape[1], shape[2], shape[0]):
         return array.transpose(0, 3, 1, 2)
     return array
-
-
-def discrete_levels(arrays: list[np.ndarray], levels: int | None) -> int | None:
-    """``levels`` (default 256) when every value is an integer, else None (continuous data)."""
-    integral = all(a.dtype.kind in "biu" or np.array_equal(a, np.floor(a)) for a in arrays)
-    return (levels or 256) if integral else None
 
 
 def load_npz(path: str | Path, shape: tuple[int, ...] | None = None, levels: int | None = None) -> Dataset:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flowspec.data.dataset import Dataset, examples, labels, split_indices
-from flowspec.data.npz import discrete_levels
+from flowspec.data.dataset import Dataset, discrete_levels, examples, labels, split_indices
 from flowspec.errors import DataError
 
 
