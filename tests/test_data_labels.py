@@ -230,3 +230,16 @@ def test_take_and_one_hot_keep_rows_aligned():
     onehot = data.labels_as_context()
     assert onehot.context_dim == 10 and torch.equal(onehot.context_train.argmax(1), data.labels_train)
     assert DataSplit is Dataset and DataSplit("x", data.train, data.test, levels=17).labels_train is None
+
+
+def test_check_condition_on_hand_built_datasets():
+    x = torch.zeros(4, 2)
+    data = Dataset("hand", x, x[:2], levels=None, labels_train=torch.tensor([0, 1, 2, 1]),
+                   labels_test=torch.tensor([0]), context_train=torch.zeros(4, 3), context_test=torch.zeros(2, 3))
+    with pytest.raises(DataError, match=r"hand: 1 labels in labels_test for 2 examples"):
+        check_condition(data, classes=3)
+    data.labels_test = torch.tensor([0, 2])
+    check_condition(data, classes=3, context_dim=3)
+    data.context_test = torch.tensor([[0.0, float("nan"), 0.0]] * 2)
+    with pytest.raises(DataError, match=r"hand: NaN or inf values in context_test; contexts must be finite"):
+        check_condition(data, context_dim=3)

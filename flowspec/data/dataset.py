@@ -218,11 +218,12 @@ def check_condition(data: Dataset, classes: int | None = None, context_dim: int 
             raise DataError(f"{data.file('labels_train')}: data set {data.name!r} has no labels; the spec is "
                             f"class-conditional ({FIELD_CLASSES}: {classes})"
                             + _hint(data.info.get("labels_hint")))
-        for part in ("labels_train", "labels_test"):
+        for part, rows in (("labels_train", data.train), ("labels_test", data.test)):
             tensor = getattr(data, part)
-            if len(tensor) != len(getattr(data, part.split("_")[1])):
-                raise DataError(f"{data.file(part)}: {len(tensor)} labels for "
-                                f"{len(getattr(data, part.split('_')[1]))} examples")
+            if len(tensor) != len(rows):
+                raise DataError(f"{data.file(part)}: {len(tensor)} labels in {part} for {len(rows)} examples")
+            if not len(tensor):
+                continue
             low, high = int(tensor.min()), int(tensor.max())
             if low < 0 or high >= classes:
                 value = low if low < 0 else high
@@ -233,8 +234,10 @@ def check_condition(data: Dataset, classes: int | None = None, context_dim: int 
             raise DataError(f"{data.file('context_train')}: data set {data.name!r} has no context vectors; the "
                             f"spec is context-conditional ({FIELD_CONTEXT}: {context_dim})"
                             + _hint(data.info.get("context_hint")))
-        for part in ("context_train", "context_test"):
+        for part, rows in (("context_train", data.train), ("context_test", data.test)):
             tensor = getattr(data, part)
+            if len(tensor) != len(rows):
+                raise DataError(f"{data.file(part)}: {len(tensor)} context rows in {part} for {len(rows)} examples")
             if tensor.ndim != 2 or tensor.shape[1] != context_dim:
                 raise DataError(f"{data.file(part)}: {part} has shape {list(tensor.shape)}, the spec's "
                                 f"{FIELD_CONTEXT} is {context_dim} (expected [N, {context_dim}])")
