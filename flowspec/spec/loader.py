@@ -12,11 +12,10 @@ from pydantic import BaseModel, ValidationError
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import UNIONS
-from flowspec.spec.models import REPEAT_TAG, Spec
+from flowspec.spec.models import REPEAT_TAG, SPEC_MODELS, Spec
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
-from flowspec.vae.config import VAESpec
 
-MODELS = {"flow": Spec, "vae": VAESpec}
+MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
 
 
 def _root_model(data) -> type[BaseModel]:
@@ -151,7 +150,7 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
+def spec_from_data(data, source: SourceMap) -> BaseModel:
     """Validate parsed YAML; raise one :class:`SpecError` with every problem."""
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
