@@ -246,7 +246,7 @@ def test_infinite_data_is_named_as_data_before_any_layer(spec_file, tmp_path, sm
     monkeypatch.setattr("flowspec.data.load_data", lambda *args: poisoned)
     code, output = invoke("train", spec_file, "--steps", 2, "--out", tmp_path / "run", *QUIET)
     line = one_line(output)
-    assert code == 2 and "data set 'digits': train example 17 holds a non-finite value (inf)" in line
+    assert code == 2 and "data set 'digits': 1 NaN or inf values in the train examples (first in row 17)" in line
     assert "layer" not in line
     from flowspec.train.diagnosis import find_nonfinite
 
@@ -318,7 +318,7 @@ def test_data_errors_through_the_api_leave_no_run_folder(spec_file, small_digits
     spec = flowspec.load_spec(spec_file)
     train_part = small_digits.train.clone()
     train_part[3] = float("-inf")
-    with pytest.raises(DataError, match="data set 'digits': train example 3 holds a non-finite value"):
+    with pytest.raises(DataError, match=r"data set 'digits': 64 NaN or inf values in the train examples \(first in row 3\)"):
         train(spec, DataSplit("digits", train_part, small_digits.test, 17),
               TrainingConfig(steps=2, batch_size=16, device="cpu"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()

@@ -75,7 +75,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
 def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
              data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
              data_dir: DataDirOption = None,
-             k: Annotated[int, typer.Option("-k", min=1, help="importance samples (models that support it)")] = 1,
+             k: Annotated[int, typer.Option("-k", min=1, help="importance samples (the importance-weighted bound, flows and VAEs)")] = 1,
              batch_size: Annotated[int, typer.Option(min=1)] = 256,
              seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported."""

@@ -12,23 +12,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from flowspec.errors import DataError, FlowSpecError
+from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
 
 
 class TrainingDiverged(FlowSpecError):
     """The loss or the gradients became NaN/Inf; the message names where and what to change."""
-
-
-def check_finite_data(name: str, part: str, tensor: Tensor) -> None:
-    """Raise :class:`DataError` naming the data set and the first example holding NaN or Inf."""
-    flat = tensor.reshape(len(tensor), -1) if tensor.dim() > 0 else tensor.reshape(1, 1)
-    bad = ~torch.isfinite(flat).all(dim=1)
-    if bool(bad.any()):
-        index = int(bad.nonzero()[0, 0])
-        value = flat[index][~torch.isfinite(flat[index])][0].item()
-        raise DataError(f"data set {name!r}: {part} example {index} holds a non-finite value ({value}); "
-                        f"{int(bad.sum())} of {len(flat)} {part} examples do; the data must be finite levels")
 
 
 def _label(model: nn.Module, qualified: str, detail: str) -> str:
