@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -11,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
-from flowspec.spec.models import REPEAT_TAG, Spec
+from flowspec.spec.expand import check_layer_count
+from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, Spec, plain_name
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
 from flowspec.vae.config import VAESpec
 
@@ -158,9 +160,21 @@ def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
         problems = [_problem(e, data, source) for e in error.errors()]
         raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None
     if spec.name is None:
-        spec = spec.model_copy(update={"name": Path(source.file).stem if source.file != "<spec>" else "spec"})
+        spec = spec.model_copy(update={"name": _name_from_file(source.file)})
     spec._source = source
+    if isinstance(spec, Spec):
+        check_layer_count(spec)
     return spec
+
+
+def _name_from_file(file: str) -> str:
+    """A spec's default name: its file's stem, made a plain name (other characters become ``_``)."""
+    stem = Path(file).stem if file != "<spec>" else "spec"
+    name = re.sub(r"[^\w.-]", "_", stem).lstrip(".").replace("..", "_")[:MAX_NAME_LENGTH]
+    try:
+        return plain_name(name)
+    except ValueError:
+        return "spec"
 
 
 def load_spec(path: str | Path) -> Spec:
