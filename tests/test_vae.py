@@ -12,7 +12,7 @@ import flowspec
 from flowspec.errors import SpecError
 from flowspec.vae import likelihoods
 from flowspec.vae.iaf import IAFStep
-from flowspec.vae.made import MADE
+from flowspec.layers.made import MADE
 from flowspec.vae.model import VAEModel, standard_normal_log_prob
 
 DIGITS_VAE = """\

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 
-from flowspec.layers.split import Split
 from flowspec.report.costs import DEQUANTIZER, CostReport
 from flowspec.report.rates import best_time
 
@@ -35,12 +34,8 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
             rows[DEQUANTIZER].measured_forward = best_time(lambda: model.dequantizer(data), repeats)
         h = model.to_model_space(model.dequantizer(data)[0])[0]
         for name, layer in zip(model.names, model.layers):
-            if isinstance(layer, Split):
-                rows[name].measured_forward = best_time(lambda: layer.log_prob(*layer.split(h)), repeats)
-                h, _ = layer.split(h)
-            else:
-                rows[name].measured_forward = best_time(lambda: layer(h), repeats)
-                h, _ = layer(h)
+            rows[name].measured_forward = best_time(lambda: layer.encode(h), repeats)
+            h = layer.encode(h)[0]
         rows["prior"].measured_forward = best_time(lambda: model.top_prior.log_prob(h), repeats)
 
     return _measure_train_step(report, model, data, repeats)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
+from flowspec.layers.kinds import UNIONS
 from flowspec.spec.expand import check_layer_count
 from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, Spec, plain_name
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
@@ -117,7 +118,10 @@ def _problem(error: dict, data, source: SourceMap) -> Problem:
     elif kind in ("union_tag_invalid", "missing_kind"):
         node = _node(data, path)
         tag = node.get("kind") if isinstance(node, dict) else error.get("ctx", {}).get("tag", node)
-        if tag is None:
+        registry = UNIONS.get(str(path[-1])) if path else None
+        if tag is None and registry is not None:
+            message, hint = f"each {path[-1]} needs a kind", f"known: {', '.join(sorted(registry))}"
+        elif tag is None:
             message, hint = "each layer needs a kind (or repeat:)", "e.g. {kind: coupling}"
         else:
             message = f"unknown kind {tag!r}"
@@ -132,6 +136,9 @@ def _problem(error: dict, data, source: SourceMap) -> Problem:
 def _known_kinds(data, path: tuple, error: dict) -> list[str]:
     """The kinds allowed at ``path``: layer kinds, or those of a nested union (conditioner, ...)."""
     expected = error.get("ctx", {}).get("expected_tags")
+    registry = UNIONS.get(str(path[-1])) if path else None
+    if registry is not None:
+        return sorted(registry)
     if expected:
         return [t.strip(" '") for t in expected.split(",") if t.strip(" '") != REPEAT_TAG]
     return sorted(LAYER_KINDS)
