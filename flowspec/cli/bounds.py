@@ -4,6 +4,7 @@ cannot fit in this machine's memory is refused before a weight is allocated."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -91,3 +92,15 @@ def finite_temperature(value: float, option: str = "--temperature") -> float:
         raise FlowSpecError(f"{option} {value:g}: a temperature is a finite number >= 0 (it scales the "
                             "prior's standard deviation: 1 is the model, 0.7 is usual, 0 the mean)")
     return value
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder`` if it is, or can be made, a writable folder: its nearest existing ancestor is a
+    folder this process may write. Otherwise the :class:`OSError` that writing would raise later
+    (after loading data and compiling), raised now; the CLI prints it as one line."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+    return folder

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import app, console, reports_errors
-from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized
+from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
 
@@ -57,8 +57,8 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
+    folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels)
-    folder = out or named_folder(Path("runs"), parsed.name)
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
