@@ -410,3 +410,13 @@ def test_device_file_nonsense_is_one_located_line(tmp_path, content, located, me
     devices.write_bytes(content)
     line = _one_line(_run("report", _write(tmp_path, OK), "--devices", devices, "--device", "mygpu"))
     assert line.startswith(f"error: {devices}{located}") and message in line, line
+
+
+def test_a_saved_model_with_an_old_style_name_still_loads(model_file):
+    """Models saved before names were checked may hold any name; loading makes it plain."""
+    import torch
+
+    data = torch.load(model_file, weights_only=True)
+    data["spec"]["name"] = "my glow/../v1"
+    torch.save(data, model_file)
+    assert flowspec.load_model(model_file).spec.name == "my_glow___v1"

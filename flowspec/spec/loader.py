@@ -153,8 +153,12 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
-    """Validate parsed YAML; raise one :class:`SpecError` with every problem."""
+def spec_from_data(data, source: SourceMap, stored: bool = False) -> Spec | VAESpec:
+    """Validate parsed YAML; raise one :class:`SpecError` with every problem. ``stored``: the data
+    come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it is
+    made plain instead of refused."""
+    if stored and isinstance(data, dict) and isinstance(data.get("name"), str):
+        data = dict(data, name=plain_name_from(data["name"]))
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
     kind = data.get("model", "flow")
@@ -167,17 +171,17 @@ def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
         problems = [_problem(e, data, source) for e in error.errors()]
         raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None
     if spec.name is None:
-        spec = spec.model_copy(update={"name": _name_from_file(source.file)})
+        spec = spec.model_copy(update={"name": plain_name_from(Path(source.file).stem if source.file != "<spec>" else "spec")})
     spec._source = source
     if isinstance(spec, Spec):
         check_layer_count(spec)
     return spec
 
 
-def _name_from_file(file: str) -> str:
-    """A spec's default name: its file's stem, made a plain name (other characters become ``_``)."""
-    stem = Path(file).stem if file != "<spec>" else "spec"
-    name = re.sub(r"[^\w.-]", "_", stem).lstrip(".").replace("..", "_")[:MAX_NAME_LENGTH]
+def plain_name_from(text: str) -> str:
+    """``text`` made a plain name (:func:`~flowspec.spec.models.plain_name`): other characters become
+    ``_``, leading dots go, ``..`` becomes ``_``; ``spec`` if nothing is left."""
+    name = re.sub(r"[^\w.-]", "_", text).lstrip(".-").replace("..", "_")[:MAX_NAME_LENGTH]
     try:
         return plain_name(name)
     except ValueError:
