@@ -86,6 +86,20 @@ def test_alias_bomb_memory_is_bounded(tmp_path):
     assert peak < 8 * 2 ** 20, binary_size(peak)
 
 
+def test_a_long_flat_list_stops_at_the_node_limit(tmp_path, monkeypatch):
+    """Composition stops at the limit: a flat list costs at most MAX_YAML_NODES nodes' time."""
+    from flowspec.spec import yaml_source
+
+    monkeypatch.setattr(yaml_source, "MAX_YAML_NODES", 1000)
+    path = _write(tmp_path, OK + "x: [" + "1, " * 100_000 + "1]\n")
+    line = _one_line(_run("validate", path))
+    assert line.startswith(f"{path}:3:") and "the YAML has more than 1,000 nodes" in line
+    loader = yaml_source.BoundedLoader(path.read_text())
+    with pytest.raises(yaml_source._TooManyNodes):
+        loader.get_single_node()
+    assert loader.composed == 1001
+
+
 def test_a_recursive_alias_is_one_line(tmp_path):
     line = _one_line(_run("validate", _write(tmp_path, "a: &a [1, *a]\n" + OK)))
     assert "an alias refers to a node that contains it" in line

@@ -58,7 +58,7 @@ def check_layer_count(spec: Spec) -> int:
     else:
         path = _heaviest_repeat(spec.step, ("step",)) or ("steps",)
     message = f"expands to {count:,} layers, more than the limit of {MAX_LAYERS:,}"
-    hint = "a flow that deep would neither fit in memory nor train; lower the repeat or steps"
+    hint = "the limit keeps validating, reporting and building bounded; lower the repeat or steps"
     source = getattr(spec, "source", None)
     raise SpecError(source.problem(message, path, hint) if source else Problem(message, path, hint=hint))
 

@@ -41,6 +41,27 @@ class SourceMap:
         return Problem(message, tuple(path), self.file, line, column, hint)
 
 
+class _TooManyNodes(Exception):
+    def __init__(self, mark):
+        self.mark = mark
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """The safe loader, stopping once it has composed :data:`MAX_YAML_NODES` nodes (an alias
+    counts once here; :func:`expanded_size` counts it as written out), so that a long flat list
+    costs at most that many nodes' time."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.composed = 0
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_YAML_NODES:
+            raise _TooManyNodes(self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -106,7 +127,7 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     """
     source = SourceMap(file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = BoundedLoader(text)
     except yaml.reader.ReaderError as error:  # a control character anywhere in the text
         line = text.count("\n", 0, error.position) + 1
         column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
@@ -126,6 +147,9 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
                                     hint="a spec is small; is this a YAML alias bomb?"))
         source.marks[()] = _mark(node)
         data = _to_python(loader, node, (), source)
+    except _TooManyNodes as error:
+        raise SpecError(Problem(f"the YAML has more than {MAX_YAML_NODES:,} nodes", (), file, error.mark.line + 1,
+                                error.mark.column + 1, hint="a spec is small; is this generated data?")) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
