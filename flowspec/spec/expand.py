@@ -57,7 +57,8 @@ def check_layer_count(spec: Spec) -> int:
         path = _heaviest_repeat(spec.layers, ("layers",)) or ("layers",)
     else:
         path = _heaviest_repeat(spec.step, ("step",)) or ("steps",)
-    message = f"expands to {count:,} layers, more than the limit of {MAX_LAYERS:,}"
+    written = f"{count:,}" if count < 10 ** 18 else f"about {float(count):.3g}" if count < 10 ** 300 else "over 1e300"
+    message = f"expands to {written} layers, more than the limit of {MAX_LAYERS:,}"
     hint = "the limit keeps validating, reporting and building bounded; lower the repeat or steps"
     source = getattr(spec, "source", None)
     raise SpecError(source.problem(message, path, hint) if source else Problem(message, path, hint=hint))
