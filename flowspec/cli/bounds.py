@@ -16,14 +16,14 @@ EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.co
 
 def load_validated(path: Path, verb: str | None = None):
     """``(spec, graph)`` of the spec file at ``path``: loaded, bounded and validated (every
-    :class:`SpecError` carries its located lines). ``verb`` names a verb that needs a flow spec."""
+    :class:`SpecError` carries its located lines). ``verb`` names a verb that needs a layer list (a flow)."""
+    from flowspec.family import require_layer_list
     from flowspec.graph import build_graph
     from flowspec.spec import load_spec
-    from flowspec.vae.config import require_flow
 
     spec = load_spec(path)
     if verb is not None:
-        require_flow(spec, verb)
+        require_layer_list(spec, verb)
     return spec, build_graph(spec)
 
 

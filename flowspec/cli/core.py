@@ -14,10 +14,9 @@ from rich.table import Table
 from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
 from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
 from flowspec.compile.build import build_folder
-from flowspec.compile.check import check_spec
+from flowspec.family import family_of
 from flowspec.spec import explicit_spec
-from flowspec.spec.models import Spec
-from flowspec.vae.config import VAESpec
+from flowspec.spec.models import SPEC_MODELS
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -70,12 +69,15 @@ def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    parsed, _ = load_validated(spec, "check")
-    result = check_spec(parsed, width=width, tolerance=tolerance)
-    console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
+    parsed, _ = load_validated(spec)
+    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
+    console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
     console.print(f"inverse log-det    max|logdet_inv + logdet|   = {result.inverse_logdet_error:.3e}", markup=False)
+    if result.triangular_error is not None:
+        console.print(f"autoregressive     max|dMADE_i/dz_j|, j >= i = {result.triangular_error:.3e} (in the order)",
+                      markup=False)
     if not result.ok:
         console.print(f"FAILED: above tolerance {tolerance:g}", markup=False)
         raise typer.Exit(EXIT_FAILURE)
@@ -84,7 +86,7 @@ def check(spec: SpecPath,
 
 def spec_json_schema() -> dict:
     """One schema for both spec families: a flow spec or a ``model: vae`` spec."""
-    schema = TypeAdapter(Union[Spec, VAESpec]).json_schema()
+    schema = TypeAdapter(Union[tuple(SPEC_MODELS.values())]).json_schema()
     schema["title"] = "flowspec spec"
     return schema
 

@@ -14,11 +14,10 @@ from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import UNIONS
 from flowspec.spec.expand import check_layer_count
-from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, Spec, plain_name
+from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, SPEC_MODELS, Spec, plain_name
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
-from flowspec.vae.config import VAESpec
 
-MODELS = {"flow": Spec, "vae": VAESpec}
+MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
 
 
 def _root_model(data) -> type[BaseModel]:
@@ -153,7 +152,7 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap, stored: bool = False) -> Spec | VAESpec:
+def spec_from_data(data, source: SourceMap, stored: bool = False) -> BaseModel:
     """Validate parsed YAML; raise one :class:`SpecError` with every problem. ``stored``: the data
     come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it is
     made plain instead of refused."""
