@@ -79,10 +79,10 @@ def _parse(name: str, entry, source: Path, where=None) -> Device:
                         backward_latency=None if entry.get("latency_backward") is None
                         else float(entry["latency_backward"]))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise DeviceError(f"{where(())}: device {name}: needs peak_flops (a mapping dtype -> FLOP/s), "
+        raise DeviceError(f"{where(())}: needs peak_flops (a mapping dtype -> FLOP/s), "
                           f"bandwidth (bytes/s) and memory (bytes): {error}") from None
     if not device.peak_flops:
-        raise DeviceError(f"{where(('peak_flops',))}: device {name}: peak_flops lists no dtype")
+        raise DeviceError(f"{where(('peak_flops',))}: lists no dtype")
     _check_ranges(device, where)
     return device
 
@@ -96,7 +96,10 @@ def load_devices(extra: str | Path | None = None) -> dict[str, Device]:
     devices: dict[str, Device] = {}
     for source in [PROFILES] + ([Path(extra)] if extra else []):
         try:
-            data, marks = load_yaml(read_text_file(source, what="device"), str(source))
+            text = read_text_file(source, what="device")
+            if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+                continue  # an empty file (or only comments) adds no device
+            data, marks = load_yaml(text, str(source))
         except SpecError as error:
             raise DeviceError(str(error)) from None
         if not isinstance(data, dict):
