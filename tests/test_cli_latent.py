@@ -155,7 +155,14 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path):
     assert "a direction of spec 'other'" in fails("manipulate", checkpoint, "--index", 0, "--direction", tmp_path / "od.npz")
     assert "not latents" in fails("decode", checkpoint, tmp_path / "od.npz")
     assert "--top-only" in fails("interpolate", checkpoint, 0, 1, "--temperature", 0.7)
+
+
+def test_a_vae_run_encodes_its_posterior_centre(tmp_path):
     vae = tmp_path / "vae.pt"
     flowspec.save_model(flowspec.compile(flowspec.load_spec(Path(__file__).resolve().parent.parent
-                                                           / "specs/vae-iaf-digits.yaml")), vae)
-    assert "works on flow specs" in fails("encode", vae, "--index", 0)
+                                                           / "specs/vae-iaf-digits.yaml")).eval(), vae)
+    assert "[(16,)]" in ok("encode", vae, "--index", "0,1", "-o", tmp_path / "z.npz").stdout
+    assert "max |decode(encode(x)) - x| = " in ok("reconstruct", vae, "--index", 0, "-o", tmp_path / "r.png").stdout
+    ok("interpolate", vae, 0, 1, "--steps", 3, "-o", tmp_path / "i.png")
+    assert Image.open(tmp_path / "i.png").size == grid_size(1, 3)
+    assert "works on flow specs" in fails("decode", vae, tmp_path / "z.npz", "--continuous")

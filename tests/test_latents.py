@@ -208,6 +208,8 @@ def test_fingerprint_survives_save_and_load_but_tells_specs_apart(glow, tmp_path
         glow.decode(latents)
     with pytest.raises(DataError, match="latent shapes"):
         check_latents(glow, Latents([torch.zeros(1, 3)], "glow-digits", spec_fingerprint(glow)))
+    with pytest.raises(DataError, match="interpolate: end latents of spec 'logit-glow'.*the start's spec is 'glow-digits'"):
+        interpolate(glow.encode(integers(glow, 1)), latents)
     with pytest.raises(DataError, match="a direction of spec"):
         manipulate(glow.encode(integers(glow, 1)), attribute_direction(latents, latents), [1.0])
 
@@ -229,7 +231,24 @@ def test_bad_data_and_arguments_are_named(glow):
         interpolate(latents.select(0), latents)
 
 
-def test_a_vae_is_refused_in_one_line():
+def test_a_vae_encodes_its_posterior_centre_and_decodes_its_most_likely_levels():
+    from flowspec.data import load_data
+
+    torch.manual_seed(0)
     vae = flowspec.compile(flowspec.load_spec(Path(__file__).resolve().parent.parent / "specs/vae-iaf-digits.yaml"))
-    with pytest.raises(FlowSpecError, match="works on flow specs; this is a model: vae spec"):
-        encode(vae, torch.zeros(1, 1, 8, 8))
+    x = load_data("digits", None, (1, 8, 8), 17).test[:4]
+    vae.initialize(x)
+    vae.eval()
+    latents = encode(vae, x)
+    assert latents.shapes == [(16,)] and latents.log_density is None
+    assert torch.equal(decode(vae, latents), vae.reconstruct(x))  # the posterior's centre, eps = 0
+    path = decode(vae, interpolate(latents.select([0]), latents.select([1]), steps=3, method="spherical"))
+    assert torch.equal(path[[0, 2]], vae.reconstruct(x[:2]))
+    direction = attribute_direction(latents.select([0, 1]), latents.select([2, 3]))
+    assert torch.equal(decode(vae, manipulate(latents, direction, [0.0])), vae.reconstruct(x))
+    with pytest.raises(FlowSpecError, match="before flooring works on flow specs; this is a model: vae spec"):
+        decode(vae, latents, continuous=True)
+    assert round_trip_error(vae, x, latents)[1] is None
+    glow = perturbed(narrow_spec(flowspec.load_spec(SPECS[0]), 4))
+    with pytest.raises(DataError, match="latents of spec 'vae-iaf-digits'"):
+        decode(glow, latents)

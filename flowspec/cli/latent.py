@@ -24,7 +24,7 @@ from flowspec.errors import DataError, FlowSpecError
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
     help="image files, .npy/.npz arrays, or indices into --split of --data", show_default=False)]
-DataOption = Annotated[Optional[str], typer.Option("--data", help="data set of integer INPUTS and labels [the run's]")]
+DataOption = Annotated[Optional[str], typer.Option("--data", help="data set of integer INPUTS and labels (default: the run's)")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy) of that data set")]
 SplitOption = Annotated[str, typer.Option("--split", help="train | test: the split integer INPUTS index")]
 IndexOption = Annotated[Optional[str], typer.Option("--index", help="indices into the split, e.g. 3,17,42 (or --index 3 17 42)")]
@@ -35,12 +35,10 @@ SeedOption = Annotated[int, typer.Option(help="seed of resampled factored latent
 class _Run:
     """A checkpoint's flow and the data set it was trained on (for integer INPUTS and labels)."""
 
-    def __init__(self, checkpoint: Path, verb: str, data: str | None, data_dir: Path | None, split: str):
+    def __init__(self, checkpoint: Path, data: str | None, data_dir: Path | None, split: str):
         from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
-        from flowspec.compile.latents import require_flow_model
 
         self.model = load_model(checkpoint)
-        require_flow_model(self.model, f"flowspec {verb}")
         info = read_checkpoint(checkpoint, MODEL_FORMAT).get("data") or {}
         self.data = data or info.get("kind") or "digits"
         self.data_dir = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
@@ -124,14 +122,16 @@ def _gather(run: _Run, inputs: list[str] | None, index: str | None):
 
 def _latents_of(run: _Run, token: str, progress: bool):
     """One INPUT as latents: a latents .npz as it is, anything else encoded."""
-    from flowspec.compile.latents import LATENTS_FORMAT, Latents
+    from flowspec.compile.latents import LATENTS_FORMAT, Latents, check_latents
 
     path = Path(token)
     if path.suffix == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as loaded:
             is_latents = "format" in loaded.files and str(loaded["format"]) == LATENTS_FORMAT
         if is_latents:
-            return Latents.load(path)
+            latents = Latents.load(path)
+            check_latents(run.model, latents, str(path))
+            return latents
     return run.encode(_gather(run, [token], None), progress)
 
 
@@ -213,14 +213,18 @@ def encode(checkpoint: Checkpoint, inputs: Inputs = None,
            index: IndexOption = None, progress: ProgressOption = True) -> None:
     """Encode INPUTS at the centre of each bin into every latent (factored ones included) and
     log p; write them to an .npz that `flowspec decode` reads."""
-    run = _Run(checkpoint, "encode", data, data_dir, split)
+    run = _Run(checkpoint, data, data_dir, split)
     x = _gather(run, inputs, index)
     latents = run.encode(x, progress)
     latents.save(output)
+    line = f"wrote {len(latents)} examples' latents {latents.shapes} to {output}"
     density = latents.log_density
-    bits = -density.mean().item() / (math.prod(run.shape) * math.log(2))
-    console.print(f"wrote {len(latents)} examples' latents {latents.shapes} to {output}; log p(v) at the bins' "
-                  f"centres: mean {density.mean().item():.2f} nats ({bits:.3f} bits/dim)", markup=False)
+    if density is not None:
+        bits = -density.mean().item() / (math.prod(run.shape) * math.log(2))
+        line += f"; log p(v) at the bins' centres: mean {density.mean().item():.2f} nats ({bits:.3f} bits/dim)"
+    else:
+        line += " (the posterior's centre)"
+    console.print(line, markup=False)
 
 
 @app.command()
@@ -232,11 +236,12 @@ def decode(checkpoint: Checkpoint,
            temperature: Annotated[Optional[float], typer.Option(min=0.0, help="redraw the factored latents at this temperature (keep the top one)")] = None,
            seed: SeedOption = 0) -> None:
     """Decode LATENTS to data space: integer levels (decode(encode(x)) == x), as a PNG grid and .npy."""
-    from flowspec.compile.latents import Latents
+    from flowspec.compile.latents import Latents, check_latents
     from flowspec.compile.latents import decode as decode_latents
 
-    run = _Run(checkpoint, "decode", None, None, "test")
+    run = _Run(checkpoint, None, None, "test")
     loaded = Latents.load(latents)
+    check_latents(run.model, loaded, str(latents))
     generator = torch.Generator().manual_seed(seed)
     x = decode_latents(run.model, loaded, temperature=temperature, generator=generator)
     cols = math.ceil(math.sqrt(len(x)))
@@ -264,15 +269,16 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
     from flowspec.compile.latents import round_trip_error
     from flowspec.compile.latents import decode as decode_latents
 
-    run = _Run(checkpoint, "reconstruct", data, data_dir, split)
+    run = _Run(checkpoint, data, data_dir, split)
     x = _gather(run, inputs, index)
     latents = run.encode(x, progress)
     data_error, continuous_error = round_trip_error(run.model, x, latents)
     back = decode_latents(run.model, latents).cpu()
     pairs = torch.stack([x, back.to(x.dtype)], dim=1).reshape(2 * len(x), *x.shape[1:])
     path = _write(pairs, run.levels, len(x), 2, output)
-    console.print(f"max |decode(encode(x)) - x| = {data_error:g} levels over {len(x)} examples "
-                  f"(before flooring: {continuous_error:.3g}); wrote {path}", markup=False)
+    before = f" (before flooring: {continuous_error:.3g})" if continuous_error is not None else ""
+    console.print(f"max |decode(encode(x)) - x| = {data_error:g} levels over {len(x)} examples{before}; "
+                  f"wrote {path}", markup=False)
 
 
 @app.command()
@@ -295,7 +301,7 @@ def interpolate(checkpoint: Checkpoint,
 
     if temperature is not None and not top_only:
         raise FlowSpecError("--temperature redraws the factored latents, which only --top-only leaves free")
-    run = _Run(checkpoint, "interpolate", data, data_dir, split)
+    run = _Run(checkpoint, data, data_dir, split)
     start, end = _latents_of(run, a, progress), _latents_of(run, b, progress)
     path_latents = interpolate_latents(start, end, steps, method, top_only)
     x = decode_latents(run.model, path_latents, temperature=temperature,
@@ -328,7 +334,7 @@ def manipulate(checkpoint: Checkpoint, inputs: Inputs = None,
         raise FlowSpecError("give either --direction or --toward/--away, not both")
     if direction is None and (toward is None or away is None):
         raise FlowSpecError("give --toward and --away (classes or example folders), or --direction FILE")
-    run = _Run(checkpoint, "manipulate", data, data_dir, split)
+    run = _Run(checkpoint, data, data_dir, split)
     x = _gather(run, inputs, index)
     if direction is not None:
         chosen = Direction.load(direction)

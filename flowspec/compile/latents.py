@@ -16,6 +16,11 @@ manipulate: ``z' = z + s d`` for each strength ``s`` (``s = 0`` is ``z`` itself)
 
 Every latent is kept, the factored-out ones included: decoding needs all of them, and resampling
 the factored ones (what Glow's sampler does) breaks exact reconstruction.
+
+A VAE (``model: vae``) has one latent and no exact inverse: encode takes the posterior's centre
+``z_K`` at ``eps = 0`` (``z_0 = mu(x)``, then the IAF steps), decode the most likely levels of
+``p(x|z)``; ``decode(encode(x))`` is then :meth:`VAEModel.reconstruct`, not ``x``, and
+``log_density`` is not recorded.
 """
 
 from __future__ import annotations
@@ -43,8 +48,19 @@ def spec_fingerprint(model) -> str:
     """16 hex digits of the SHA-256 of the model's flow (input, prior, layers, preprocessing) and
     its latent shapes: latents decode only with a model whose fingerprint matches."""
     spec = {key: value for key, value in model.spec.model_dump(mode="json").items() if key not in _NOT_IDENTITY}
-    identity = {"spec": spec, "latent_shapes": [list(shape) for shape in model.latent_shapes]}
+    identity = {"spec": spec, "latent_shapes": [list(shape) for shape in latent_shapes(model)]}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_flow(model) -> bool:
+    from flowspec.compile.model import FlowModel
+
+    return isinstance(model, FlowModel)
+
+
+def latent_shapes(model) -> list[tuple[int, ...]]:
+    """A flow's latent shapes (factored ones, top last); a VAE's one ``(latent,)``."""
+    return [tuple(shape) for shape in model.latent_shapes] if is_flow(model) else [(model.latent,)]
 
 
 def _spec_name(model) -> str:
@@ -86,7 +102,7 @@ class Latents:
         """Concatenate batches of latents of one flow."""
         first = parts[0]
         for part in parts[1:]:
-            _same_flow(first, part, "latents")
+            _same_flow(first, part, "latents", against="the first part's spec")
         densities = [part.log_density for part in parts]
         return replace(first, zs=[torch.cat(group) for group in zip(*(part.zs for part in parts))],
                        log_density=None if any(d is None for d in densities) else torch.cat(densities))
@@ -180,10 +196,10 @@ def _numbered(arrays: dict, prefix: str, path) -> list[np.ndarray]:
 
 
 # -- checks -----------------------------------------------------------------------------------
-def _same_flow(reference, other, what: str, where: str = "") -> None:
+def _same_flow(reference, other, what: str, where: str = "", against: str = "this model's spec") -> None:
     if other.fingerprint != reference.fingerprint:
-        raise DataError(f"{where or what}: {what} of spec {other.spec_name!r} (fingerprint {other.fingerprint}), "
-                        f"this model's spec is {reference.spec_name!r} (fingerprint {reference.fingerprint})")
+        raise DataError(f"{where + ': ' if where else ''}{what} of spec {other.spec_name!r} (fingerprint "
+                        f"{other.fingerprint}), {against} is {reference.spec_name!r} (fingerprint {reference.fingerprint})")
 
 
 def check_latents(model, latents: Latents | Direction, where: str = "") -> None:
@@ -194,9 +210,9 @@ def check_latents(model, latents: Latents | Direction, where: str = "") -> None:
     _same_flow(reference, latents, what, where)
     tensors = latents.vs if isinstance(latents, Direction) else latents.zs
     found = [tuple(t.shape[1:]) for t in tensors]
-    expected = [tuple(shape) for shape in model.latent_shapes]
+    expected = latent_shapes(model)
     if found != expected:
-        raise DataError(f"{where or what}: latent shapes {found}, this model's are {expected}")
+        raise DataError(f"{where + ': ' if where else ''}{what} with latent shapes {found}, this model's are {expected}")
 
 
 def check_data(model, x: Tensor, where: str = "inputs") -> None:
@@ -212,13 +228,11 @@ def check_data(model, x: Tensor, where: str = "inputs") -> None:
                         f"(integers 0..{model.levels - 1})")
 
 
-def require_flow_model(model, verb: str = "encode") -> None:
-    """A :class:`FlowSpecError` unless ``model`` is a flow (a VAE has no exact latents to decode)."""
-    from flowspec.compile.model import FlowModel
-
-    if not isinstance(model, FlowModel):
+def require_flow_model(model, what: str) -> None:
+    """A :class:`FlowSpecError` unless ``model`` is a flow (``what`` names the flow-only option)."""
+    if not is_flow(model):
         kind = getattr(getattr(model, "spec", None), "model", type(model).__name__)
-        raise FlowSpecError(f"`{verb}` works on flow specs; this is a model: {kind} spec")
+        raise FlowSpecError(f"{what} works on flow specs; this is a model: {kind} spec")
 
 
 def _reference(model) -> Tensor:
@@ -244,23 +258,24 @@ class _EvalMode:
 def encode(model, x: Tensor, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> Latents:
     """Every latent of integer-valued data ``x`` ``(N, *input_shape)``, encoded at the centre
     ``x + 1/2`` of each bin, with ``log p(v)`` there; ``progress(k)`` is called after each chunk
-    of ``k`` examples."""
-    require_flow_model(model, "encode")
+    of ``k`` examples. A VAE's latent is its posterior's centre (``log_density`` is ``None``)."""
     check_data(model, x)
     reference = _reference(model)
     chunks: list[list[Tensor]] = []
     densities = []
     with _EvalMode(model):
         for start in range(0, x.shape[0], batch_size):
-            v = x[start:start + batch_size].to(device=reference.device, dtype=reference.dtype) + 0.5
-            y, scale_logdet = model.to_model_space(v)
-            zs, _ = model(y)
-            chunks.append(zs)
-            densities.append(model.log_prob(y) + scale_logdet)
+            chunk = x[start:start + batch_size].to(device=reference.device, dtype=reference.dtype)
+            if is_flow(model):
+                y, scale_logdet = model.to_model_space(chunk + 0.5)
+                chunks.append(model(y)[0])
+                densities.append(model.log_prob(y) + scale_logdet)
+            else:  # z_K at eps = 0: the posterior's centre
+                chunks.append([model(chunk, eps=chunk.new_zeros(chunk.shape[0], model.latent))[0]])
             if progress is not None:
-                progress(v.shape[0])
+                progress(chunk.shape[0])
     zs = [torch.cat(group) for group in zip(*chunks)]
-    return Latents(zs, _spec_name(model), spec_fingerprint(model), torch.cat(densities))
+    return Latents(zs, _spec_name(model), spec_fingerprint(model), torch.cat(densities) if densities else None)
 
 
 @torch.no_grad()
@@ -268,11 +283,18 @@ def decode(model, latents: Latents, *, continuous: bool = False, temperature: fl
            generator: torch.Generator | None = None) -> Tensor:
     """Data space of ``latents``: integer levels ``0..n-1`` (floats), or with ``continuous`` the
     point ``v in [0, n)`` before flooring. ``temperature`` (a number) keeps the top latent and
-    draws every factored one afresh from its conditional prior at that temperature."""
-    require_flow_model(model, "decode")
+    draws every factored one afresh from its conditional prior at that temperature (a flow
+    without splits, and a VAE, have none). A VAE decodes to the most likely levels of ``p(x|z)``."""
     check_latents(model, latents)
     reference = _reference(model)
     zs = [z.to(device=reference.device, dtype=reference.dtype) for z in latents.zs]
+    if not is_flow(model):
+        if continuous:
+            require_flow_model(model, "the continuous value before flooring")
+        from flowspec.vae import likelihoods
+
+        with _EvalMode(model):
+            return likelihoods.mode(model.likelihood, model.decoder(zs[0]), model.levels)
     with _EvalMode(model):
         y = model.inverse(zs)[0] if temperature is None else _resample_factored(model, zs[-1], temperature, generator)
     if continuous:
@@ -296,13 +318,15 @@ def _resample_factored(model, top: Tensor, temperature: float, generator: torch.
     return x
 
 
-def round_trip_error(model, x: Tensor, latents: Latents | None = None) -> tuple[float, float]:
+def round_trip_error(model, x: Tensor, latents: Latents | None = None) -> tuple[float, float | None]:
     """``(max|decode(encode(x)) - x|, max|v' - (x + 1/2)|)``: the data-space error (0 for an exact
-    flow) and the continuous one before flooring."""
+    flow) and the continuous one before flooring (``None`` for a VAE)."""
     latents = latents if latents is not None else encode(model, x)
     back = decode(model, latents).cpu()
-    continuous = decode(model, latents, continuous=True).cpu()
     x = x.to(back.dtype)
+    if not is_flow(model):
+        return (back - x).abs().max().item(), None
+    continuous = decode(model, latents, continuous=True).cpu()
     return (back - x).abs().max().item(), (continuous - (x + 0.5)).abs().max().item()
 
 
@@ -316,7 +340,7 @@ def interpolate(a: Latents, b: Latents, steps: int = 8, method: str = "linear", 
         raise FlowSpecError(f"unknown interpolation {method!r}: linear or spherical")
     if steps < 2:
         raise FlowSpecError(f"interpolation needs at least 2 steps (the two ends), got {steps}")
-    _same_flow(a, b, "latents", "interpolate")
+    _same_flow(a, b, "end latents", "interpolate", against="the start's spec")
     if len(a) != len(b):
         raise FlowSpecError(f"interpolate: {len(a)} start latents and {len(b)} end latents; give as many of each")
     moving = [len(a.zs) - 1] if top_only else list(range(len(a.zs)))
@@ -351,7 +375,7 @@ def _slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 
 def attribute_direction(toward: Latents, away: Latents, toward_name: str = "", away_name: str = "") -> Direction:
     """``mean(toward) - mean(away)`` latent by latent (Glow's attribute vectors)."""
-    _same_flow(toward, away, "latents", "attribute direction")
+    _same_flow(toward, away, "away latents", "attribute direction", against="the toward group's spec")
     if len(toward) == 0 or len(away) == 0:
         raise FlowSpecError("an attribute direction needs at least one example in each group")
     vs = [(zt.double().mean(0, keepdim=True) - za.double().mean(0, keepdim=True)).to(zt.dtype)
@@ -365,7 +389,7 @@ def manipulate(latents: Latents, direction: Direction, strengths: Iterable[float
     strengths = [float(s) for s in strengths]
     if not strengths:
         raise FlowSpecError("manipulate needs at least one strength")
-    _same_flow(latents, direction, "a direction", "manipulate")
+    _same_flow(latents, direction, "a direction", "manipulate", against="the latents' spec")
     zs = []
     for z, v in zip(latents.zs, direction.vs):
         v = v.to(device=z.device, dtype=z.dtype)
