@@ -148,7 +148,7 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path):
                                           "--strengths", "1,x")
     other = saved(OTHER, tmp_path / "other.pt")
     ok("encode", other, "--index", 0, "-o", tmp_path / "other.npz")
-    line = fails("decode", checkpoint, tmp_path / "other.npz")
+    line = fails("decode", checkpoint, tmp_path / "other.npz", "-o", tmp_path / "d.png")
     assert "latents of spec 'other'" in line and "this model's spec is 'tiny-digits'" in line
     ok("manipulate", other, "--index", 0, "--toward", 8, "--away", 3, "--save-direction", tmp_path / "od.npz",
        "-o", tmp_path / "o.png")
@@ -165,4 +165,5 @@ def test_a_vae_run_encodes_its_posterior_centre(tmp_path):
     assert "max |decode(encode(x)) - x| = " in ok("reconstruct", vae, "--index", 0, "-o", tmp_path / "r.png").stdout
     ok("interpolate", vae, 0, 1, "--steps", 3, "-o", tmp_path / "i.png")
     assert Image.open(tmp_path / "i.png").size == grid_size(1, 3)
-    assert "works on flow specs" in fails("decode", vae, tmp_path / "z.npz", "--continuous")
+    assert "works on flow specs" in fails("decode", vae, tmp_path / "z.npz", "--continuous", "-o", tmp_path / "d.png")
+    assert not (tmp_path / "d.png").exists()

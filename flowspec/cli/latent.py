@@ -244,14 +244,16 @@ def decode(checkpoint: Checkpoint,
     check_latents(run.model, loaded, str(latents))
     generator = torch.Generator().manual_seed(seed)
     x = decode_latents(run.model, loaded, temperature=temperature, generator=generator)
+    v = None
+    if continuous:  # before anything is written: a VAE refuses it
+        v = decode_latents(run.model, loaded, continuous=True, temperature=temperature,
+                           generator=torch.Generator().manual_seed(seed))
     cols = math.ceil(math.sqrt(len(x)))
     written = [_write(x, run.levels, math.ceil(len(x) / cols), cols, output)]
     if output.suffix == ".png":
         np.save(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
         written.append(output.with_suffix(".npy"))
-    if continuous:
-        v = decode_latents(run.model, loaded, continuous=True, temperature=temperature,
-                           generator=torch.Generator().manual_seed(seed))
+    if v is not None:
         path = output.with_suffix(".continuous.npy")
         np.save(path, v.cpu().numpy())
         written.append(path)
