@@ -201,6 +201,10 @@ def test_latents_and_directions_survive_their_files(glow, tmp_path):
 def test_fingerprint_survives_save_and_load_but_tells_specs_apart(glow, tmp_path):
     flowspec.save_model(glow, tmp_path / "m.pt")
     assert spec_fingerprint(flowspec.load_model(tmp_path / "m.pt")) == spec_fingerprint(glow)
+    renamed = flowspec.compile(flowspec.loads_spec(LOGIT.replace("name: logit-glow", "name: copy")))
+    assert spec_fingerprint(renamed) == spec_fingerprint(flowspec.compile(flowspec.loads_spec(LOGIT)))
+    vardeq = LOGIT + "dequantization: {kind: variational, steps: 1, hidden: 4, context: {hidden: 4, depth: 1}}\n"
+    assert spec_fingerprint(flowspec.compile(flowspec.loads_spec(vardeq))) != spec_fingerprint(renamed)
     other = perturbed(flowspec.loads_spec(LOGIT.replace("levels: 256", "levels: 17")))
     assert spec_fingerprint(other) != spec_fingerprint(glow)
     latents = other.encode(integers(other, 1))
