@@ -163,24 +163,9 @@ def _strengths(text: str) -> list[float]:
     return values
 
 
-def digits_labels(split: str, images: torch.Tensor) -> np.ndarray:
-    """Class labels 0..9 of the digits split the loader returns (its seeded order, re-derived here
-    and checked image by image against what the loader gave)."""
-    from sklearn.datasets import load_digits
-
-    from flowspec.data.loaders import SPLIT_SEED
-
-    bunch = load_digits()
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(bunch.target))
-    part = order[300:] if split == "train" else order[:300]
-    if not torch.equal(torch.from_numpy(bunch.images[part][:, None].astype(np.float32)), images):
-        raise DataError("the digits labels do not line up with the loader's split")
-    return np.asarray(bunch.target[part])
-
-
 def _group(run: _Run, value: str, flag: str, progress: bool):
-    """``--toward`` / ``--away``: a class of the labelled training split, or a file / folder of
-    that group's examples; returns its latents."""
+    """``--toward`` / ``--away``: a class (name or index) of the data set's labelled training
+    split, or a file / folder of that group's examples; returns its latents."""
     from flowspec.data.images import IMAGE_SUFFIXES, read_examples
 
     path = Path(value)
@@ -191,17 +176,23 @@ def _group(run: _Run, value: str, flag: str, progress: bool):
         return run.encode(read_examples(files, run.shape, run.levels), progress, what=flag.lstrip("-"))
     if path.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".npz"}:
         return run.encode(read_examples([path], run.shape, run.levels), progress, what=flag.lstrip("-"))
-    if run.data != "digits":
-        raise FlowSpecError(f"{flag} {value}: labels are known for --data digits only; give a folder or .npy of "
+    dataset = run.dataset()
+    if not dataset.has_labels:
+        raise FlowSpecError(f"{flag} {value}: data set {dataset.name!r} has no labels; give a folder or .npy of "
                             f"the group's examples instead")
-    train = run.dataset().train
-    labels = digits_labels("train", train)
-    known = sorted(set(labels.tolist()))
-    if value.strip() not in {str(k) for k in known}:
-        raise FlowSpecError(f"{flag} {value!r}: unknown class; digits has classes "
-                            f"{', '.join(map(str, known))} (or give a folder / .npy of examples)")
-    chosen = labels == int(value)
-    return run.encode(train[torch.from_numpy(chosen)], progress, what=f"class {value}")
+    names = list(dataset.classes or (str(k) for k in range(dataset.num_classes)))
+    if value in names:
+        label = names.index(value)
+    elif value.isdigit() and int(value) < len(names):
+        label = int(value)
+    else:
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise FlowSpecError(f"{flag} {value!r}: unknown class; {dataset.name} has classes {shown} "
+                            f"(or give a folder / .npy of examples)")
+    chosen = dataset.labels_train == label
+    if not bool(chosen.any()):
+        raise FlowSpecError(f"{flag} {value!r}: no training example of this class in {dataset.name}")
+    return run.encode(dataset.train[chosen], progress, what=f"class {names[label]}")
 
 
 # -- verbs ------------------------------------------------------------------------------------

@@ -17,10 +17,9 @@ manipulate: ``z' = z + s d`` for each strength ``s`` (``s = 0`` is ``z`` itself)
 Every latent is kept, the factored-out ones included: decoding needs all of them, and resampling
 the factored ones (what Glow's sampler does) breaks exact reconstruction.
 
-A VAE (``model: vae``) has one latent and no exact inverse: encode takes the posterior's centre
-``z_K`` at ``eps = 0`` (``z_0 = mu(x)``, then the IAF steps), decode the most likely levels of
-``p(x|z)``; ``decode(encode(x))`` is then :meth:`VAEModel.reconstruct`, not ``x``, and
-``log_density`` is not recorded.
+Each model family says how its data and latents map through a :class:`LatentCodec` on its
+:class:`~flowspec.family.Family` record; :data:`FLOW_CODEC` is the flow's (above), the VAE's
+(posterior centre, most likely levels) lives in :mod:`flowspec.vae.latents`.
 """
 
 from __future__ import annotations
@@ -54,15 +53,41 @@ def spec_fingerprint(model) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def is_flow(model) -> bool:
-    from flowspec.compile.model import FlowModel
+@dataclass(frozen=True)
+class LatentCodec:
+    """How a model family maps data to latents and back; the latent tools look it up from the
+    spec's ``model:`` (``Family.latents``) and never branch on the family.
 
-    return isinstance(model, FlowModel)
+    - ``shapes(model)``: the latent shapes, top last;
+    - ``encode(model, x)``: integer data -> ``(zs, log_density or None)`` (one chunk, no grad);
+    - ``decode(model, zs, temperature, generator)``: latents -> the model-space point (flows) or
+      the data (families without one); ``temperature`` redraws the factored latents, if any;
+    - ``to_data(model, y)``: that point -> integer levels;
+    - ``to_continuous(model, y)``: that point -> ``v`` before flooring, or ``None`` when the
+      family has no such value.
+    """
+
+    shapes: Callable
+    encode: Callable
+    decode: Callable
+    to_data: Callable
+    to_continuous: Callable | None = None
+
+
+def codec(model) -> LatentCodec:
+    """The :class:`LatentCodec` of ``model``'s family, or a one-line :class:`FlowSpecError`."""
+    from flowspec.family import family_of
+
+    family = family_of(model.spec)
+    found = getattr(family, "latents", None)
+    if found is None:
+        raise FlowSpecError(f"latents: a model: {family.name} spec has no latent codec")
+    return found
 
 
 def latent_shapes(model) -> list[tuple[int, ...]]:
-    """A flow's latent shapes (factored ones, top last); a VAE's one ``(latent,)``."""
-    return [tuple(shape) for shape in model.latent_shapes] if is_flow(model) else [(model.latent,)]
+    """The latent shapes of ``model`` (a flow's factored ones in order, the top one last)."""
+    return [tuple(shape) for shape in codec(model).shapes(model)]
 
 
 def _spec_name(model) -> str:
@@ -230,13 +255,6 @@ def check_data(model, x: Tensor, where: str = "inputs") -> None:
                         f"(integers 0..{model.levels - 1})")
 
 
-def require_flow_model(model, what: str) -> None:
-    """A :class:`FlowSpecError` unless ``model`` is a flow (``what`` names the flow-only option)."""
-    if not is_flow(model):
-        kind = getattr(getattr(model, "spec", None), "model", type(model).__name__)
-        raise FlowSpecError(f"{what} works on flow specs; this is a model: {kind} spec")
-
-
 def _reference(model) -> Tensor:
     return next(model.parameters(), torch.zeros(()))
 
@@ -258,9 +276,10 @@ class _EvalMode:
 # -- encode / decode --------------------------------------------------------------------------
 @torch.no_grad()
 def encode(model, x: Tensor, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> Latents:
-    """Every latent of integer-valued data ``x`` ``(N, *input_shape)``, encoded at the centre
-    ``x + 1/2`` of each bin, with ``log p(v)`` there; ``progress(k)`` is called after each chunk
-    of ``k`` examples. A VAE's latent is its posterior's centre (``log_density`` is ``None``)."""
+    """Every latent of integer-valued data ``x`` ``(N, *input_shape)`` (a flow's at the centre
+    ``x + 1/2`` of each bin, with ``log p(v)`` there); ``progress(k)`` is called after each chunk
+    of ``k`` examples."""
+    family = codec(model)
     check_data(model, x)
     reference = _reference(model)
     chunks: list[list[Tensor]] = []
@@ -268,16 +287,14 @@ def encode(model, x: Tensor, batch_size: int = 256, progress: Callable[[int], No
     with _EvalMode(model):
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start:start + batch_size].to(device=reference.device, dtype=reference.dtype)
-            if is_flow(model):
-                y, scale_logdet = model.to_model_space(chunk + 0.5)
-                chunks.append(model(y)[0])
-                densities.append(model.log_prob(y) + scale_logdet)
-            else:  # z_K at eps = 0: the posterior's centre
-                chunks.append([model(chunk, eps=chunk.new_zeros(chunk.shape[0], model.latent))[0]])
+            zs, density = family.encode(model, chunk)
+            chunks.append(zs)
+            densities.append(density)
             if progress is not None:
                 progress(chunk.shape[0])
     zs = [torch.cat(group) for group in zip(*chunks)]
-    return Latents(zs, _spec_name(model), spec_fingerprint(model), torch.cat(densities) if densities else None)
+    known = all(d is not None for d in densities)
+    return Latents(zs, _spec_name(model), spec_fingerprint(model), torch.cat(densities) if known else None)
 
 
 @torch.no_grad()
@@ -286,50 +303,57 @@ def decode(model, latents: Latents, *, continuous: bool = False, temperature: fl
     """Data space of ``latents``: integer levels ``0..n-1`` (floats), or with ``continuous`` the
     point ``v in [0, n)`` before flooring. ``temperature`` (a number) keeps the top latent and
     draws every factored one afresh from its conditional prior at that temperature (a flow
-    without splits, and a VAE, have none). A VAE decodes to the most likely levels of ``p(x|z)``."""
+    without splits, and a VAE, have none)."""
+    family = codec(model)
+    if continuous and family.to_continuous is None:
+        raise FlowSpecError(f"the continuous value before flooring works on flow specs; this is a "
+                            f"model: {getattr(model.spec, 'model', '?')} spec")
     check_latents(model, latents)
     reference = _reference(model)
     zs = [z.to(device=reference.device, dtype=reference.dtype) for z in latents.zs]
-    if not is_flow(model):
-        if continuous:
-            require_flow_model(model, "the continuous value before flooring")
-        from flowspec.vae import likelihoods
-
-        with _EvalMode(model):
-            return likelihoods.mode(model.likelihood, model.decoder(zs[0]), model.levels)
     with _EvalMode(model):
-        y = model.inverse(zs)[0] if temperature is None else _resample_factored(model, zs[-1], temperature, generator)
-    if continuous:
-        return model.model_space.inverse(y)
-    return model.to_data_space(y)
-
-
-def _resample_factored(model, top: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """The inverse pass of :meth:`FlowModel.generate` from a given top latent: each split's
-    factored half is ``mu + T sigma eps`` under its prior given the part above it."""
-    from flowspec.layers.split import Split
-
-    x = top
-    for layer in reversed(model.layers):
-        if isinstance(layer, Split):
-            shape = (x.shape[0], layer.factored) + tuple(x.shape[2:])
-            eps = torch.randn(shape, generator=generator, dtype=x.dtype).to(x.device)
-            x = layer.join(x, layer.generate(x, eps, temperature))
-        else:
-            x, _ = layer.inverse(x)
-    return x
+        y = family.decode(model, zs, temperature, generator)
+        return family.to_continuous(model, y) if continuous else family.to_data(model, y)
 
 
 def round_trip_error(model, x: Tensor, latents: Latents | None = None) -> tuple[float, float | None]:
     """``(max|decode(encode(x)) - x|, max|v' - (x + 1/2)|)``: the data-space error (0 for an exact
-    flow) and the continuous one before flooring (``None`` for a VAE)."""
+    flow) and the continuous one before flooring (``None`` for a family without one: a VAE)."""
     latents = latents if latents is not None else encode(model, x)
     back = decode(model, latents).cpu()
     x = x.to(back.dtype)
-    if not is_flow(model):
+    if codec(model).to_continuous is None:
         return (back - x).abs().max().item(), None
     continuous = decode(model, latents, continuous=True).cpu()
     return (back - x).abs().max().item(), (continuous - (x + 0.5)).abs().max().item()
+
+
+# -- the flow family's codec -------------------------------------------------------------------
+def _flow_encode(model, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """``x + 1/2 -> y -> (z_1 .. z_L)`` and ``log p(v) = log p(y) + log|dy/dv|``."""
+    y, scale_logdet = model.to_model_space(x + 0.5)
+    return model(y)[0], model.log_prob(y) + scale_logdet
+
+
+def _flow_decode(model, zs: list[Tensor], temperature: float | None, generator: torch.Generator | None) -> Tensor:
+    """The model-space point of ``zs``: the inverse, or with ``temperature`` :meth:`FlowModel.generate`
+    from the given top latent, each node that factors out a latent drawing it as
+    ``mu + T sigma eps`` from its prior given the part above it."""
+    if temperature is None:
+        return model.inverse(zs)[0]
+    top = zs[-1]
+    eps = [torch.randn((top.shape[0], *shape), generator=generator, dtype=top.dtype).to(top.device)
+           for shape in model.latent_shapes[:-1]]
+    x = top
+    for layer in reversed(model.layers):
+        x = layer.generate(x, eps.pop() if layer.factors_out else None, temperature)
+    return x
+
+
+#: the flow family's :class:`LatentCodec` (registered on its ``Family`` record)
+FLOW_CODEC = LatentCodec(shapes=lambda model: model.latent_shapes, encode=_flow_encode, decode=_flow_decode,
+                         to_data=lambda model, y: model.to_data_space(y),
+                         to_continuous=lambda model, y: model.model_space.inverse(y))
 
 
 # -- interpolation and manipulation -----------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowspec.data.arrays import checked_examples
 from flowspec.errors import DataError
 
 ARRAY_SUFFIXES = {".npy", ".npz"}
@@ -77,8 +78,10 @@ def read_array(path: Path, shape: tuple[int, ...]) -> Tensor:
                 raise DataError(f"{path}: holds {loaded['format']}, not examples (decode it instead)")
             if len(keys) != 1:
                 raise DataError(f"{path}: arrays {keys}; give a .npz with one array of examples")
-            loaded = loaded[keys[0]]
-    array = np.asarray(loaded)
+            name, loaded = keys[0], loaded[keys[0]]
+    else:
+        name = "the array"
+    array = checked_examples(np.asarray(loaded), str(path), name)
     shape = tuple(shape)
     if tuple(array.shape) == shape:
         array = array[None]
@@ -89,8 +92,6 @@ def read_array(path: Path, shape: tuple[int, ...]) -> Tensor:
     if tuple(array.shape[1:]) != shape:
         raise DataError(f"{path}: array of shape {list(array.shape)}, expected (N, {', '.join(map(str, shape))}) "
                         f"for the spec's input.shape {list(shape)}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise DataError(f"{path}: array of {array.dtype}, expected numbers")
     return torch.from_numpy(np.array(array, dtype=np.float32))
 
 
