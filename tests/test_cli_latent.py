@@ -167,3 +167,31 @@ def test_a_vae_run_encodes_its_posterior_centre(tmp_path):
     assert Image.open(tmp_path / "i.png").size == grid_size(1, 3)
     assert "works on flow specs" in fails("decode", vae, tmp_path / "z.npz", "--continuous", "-o", tmp_path / "d.png")
     assert not (tmp_path / "d.png").exists()
+
+
+VECTOR = """\
+name: tiny-vectors
+input: {shape: [64], levels: 17}
+prior: logistic
+layers:
+  - {kind: coupling, transform: additive, parity: 0, conditioner: {kind: mlp, hidden: [8]}}
+  - {kind: coupling, transform: additive, parity: 1, conditioner: {kind: mlp, hidden: [8]}}
+  - scaling
+"""
+
+
+def test_a_vector_flow_reads_and_writes_square_images(tmp_path):
+    torch.manual_seed(0)
+    model = flowspec.compile(flowspec.loads_spec(VECTOR))
+    flowspec.save_model(model.eval(), tmp_path / "vectors.pt")
+    levels = np.arange(64).reshape(8, 8) % 17
+    Image.fromarray((levels * 255 / 16).round().astype(np.uint8)).save(tmp_path / "square.png")
+    ok("encode", tmp_path / "vectors.pt", tmp_path / "square.png", "-o", tmp_path / "z.npz")
+    ok("decode", tmp_path / "vectors.pt", tmp_path / "z.npz", "-o", tmp_path / "back.png")
+    assert np.array_equal(np.load(tmp_path / "back.npy"), levels.reshape(1, 64))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "back.png"))[1:33:4, 1:33:4],
+                          np.asarray(Image.open(tmp_path / "square.png")))  # the 4x upscaled cell
+    np.save(tmp_path / "nan.npy", np.full((2, 64), np.nan))
+    assert "NaN or inf" in fails("encode", tmp_path / "vectors.pt", tmp_path / "nan.npy")
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 63)))
+    assert "expected (N, 64)" in fails("encode", tmp_path / "vectors.pt", tmp_path / "wrong.npy")
