@@ -134,6 +134,11 @@ def test_manipulate_toward_8_away_from_3_and_reuse_the_direction(checkpoint, tmp
     test = load_data("digits", None, (1, 8, 8), 17).test.numpy().astype(np.int64)
     assert again.shape == (1, 3, 1, 8, 8) and np.array_equal(again[0, 1], test[0])  # strength 0
     assert not np.array_equal(again[0, 0], again[0, 2])
+    ok("encode", checkpoint, "--index", "0,1", "-o", tmp_path / "z.npz")  # latents as INPUTS, then --index
+    ok("manipulate", checkpoint, tmp_path / "z.npz", "--index", 2, "--direction", tmp_path / "d.npz",
+       "--strengths", "0,1", "-o", tmp_path / "mixed.npy")
+    mixed = np.load(tmp_path / "mixed.npy")
+    assert mixed.shape == (3, 2, 1, 8, 8) and np.array_equal(mixed[:, 0], test[:3])
 
 
 def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path):

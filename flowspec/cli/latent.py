@@ -24,6 +24,9 @@ from flowspec.errors import DataError, FlowSpecError
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
     help="image files, .npy/.npz arrays, or indices into --split of --data", show_default=False)]
+LatentInputs = Annotated[Optional[list[str]], typer.Argument(
+    help="image files, .npy/.npz arrays, latents .npz from `flowspec encode`, or indices into --split of --data",
+    show_default=False)]
 DataOption = Annotated[Optional[str], typer.Option("--data", help="data set of integer INPUTS and labels (default: the run's)")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy) of that data set")]
 SplitOption = Annotated[str, typer.Option("--split", help="train | test: the split integer INPUTS index")]
@@ -120,19 +123,40 @@ def _gather(run: _Run, inputs: list[str] | None, index: str | None):
     return torch.cat(parts)
 
 
-def _latents_of(run: _Run, token: str, progress: bool):
-    """One INPUT as latents: a latents .npz as it is, anything else encoded."""
-    from flowspec.compile.latents import LATENTS_FORMAT, Latents, check_latents
+def _is_latents_file(token: str) -> bool:
+    from flowspec.compile.latents import LATENTS_FORMAT
 
     path = Path(token)
-    if path.suffix == ".npz" and path.is_file():
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
         with np.load(path, allow_pickle=False) as loaded:
-            is_latents = "format" in loaded.files and str(loaded["format"]) == LATENTS_FORMAT
-        if is_latents:
-            latents = Latents.load(path)
-            check_latents(run.model, latents, str(path))
-            return latents
+            return "format" in loaded.files and str(loaded["format"]) == LATENTS_FORMAT
+    except Exception:  # not a readable .npz: reading it as examples says so in one line
+        return False
+
+
+def _latents_of(run: _Run, token: str, progress: bool):
+    """One INPUT as latents: a latents .npz (from `flowspec encode`) as it is, anything else encoded."""
+    from flowspec.compile.latents import Latents, check_latents
+
+    if _is_latents_file(token):
+        latents = Latents.load(token)
+        check_latents(run.model, latents, token)
+        return latents
     return run.encode(_gather(run, [token], None), progress)
+
+
+def _inputs_as_latents(run: _Run, inputs: list[str] | None, index: str | None, progress: bool):
+    """INPUTS in order (latents .npz as they are, the rest encoded), then --index."""
+    from flowspec.compile.latents import Latents
+
+    parts = [_latents_of(run, token, progress) for token in inputs or []]
+    if index:
+        parts.append(run.encode(_gather(run, [], index), progress))
+    if not parts:
+        raise DataError("no inputs: give image files, a .npy/.npz, latents .npz, or --index into the data set")
+    return Latents.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> Path:
@@ -307,7 +331,7 @@ def interpolate(checkpoint: Checkpoint,
 
 @app.command()
 @reports_errors
-def manipulate(checkpoint: Checkpoint, inputs: Inputs = None,
+def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
                toward: Annotated[Optional[str], typer.Option(help="class label (digits), or a folder / .npy of examples with the attribute")] = None,
                away: Annotated[Optional[str], typer.Option(help="class label, or a folder / .npy of examples without it")] = None,
                strengths: Annotated[str, typer.Option(help="multiples of the direction, comma-separated")] = "-1,-0.5,0,0.5,1",
@@ -328,7 +352,7 @@ def manipulate(checkpoint: Checkpoint, inputs: Inputs = None,
     if direction is None and (toward is None or away is None):
         raise FlowSpecError("give --toward and --away (classes or example folders), or --direction FILE")
     run = _Run(checkpoint, data, data_dir, split)
-    x = _gather(run, inputs, index)
+    latents = _inputs_as_latents(run, inputs, index, progress)
     if direction is not None:
         chosen = Direction.load(direction)
         check_latents(run.model, chosen, str(direction))
@@ -337,9 +361,9 @@ def manipulate(checkpoint: Checkpoint, inputs: Inputs = None,
                                      toward, away)
     if save_direction is not None:
         chosen.save(save_direction)
-    moved = move(run.encode(x, progress), chosen, values)
-    path = _write(decode_latents(run.model, moved), run.levels, len(x), len(values), output)
+    moved = move(latents, chosen, values)
+    path = _write(decode_latents(run.model, moved), run.levels, len(latents), len(values), output)
     groups = f"toward {chosen.toward!r} ({chosen.counts[0]}) away from {chosen.away!r} ({chosen.counts[1]}), "
     console.print(f"direction {groups}norm {chosen.norm():.3g}"
                   + (f", saved to {save_direction}" if save_direction is not None else "")
-                  + f"; {len(x)} x {len(values)} grid; wrote {path}", markup=False)
+                  + f"; {len(latents)} x {len(values)} grid; wrote {path}", markup=False)
