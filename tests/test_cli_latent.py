@@ -200,3 +200,21 @@ def test_a_vector_flow_reads_and_writes_square_images(tmp_path):
     assert "NaN or inf" in fails("encode", tmp_path / "vectors.pt", tmp_path / "nan.npy")
     np.save(tmp_path / "wrong.npy", np.zeros((2, 63)))
     assert "expected (N, 64)" in fails("encode", tmp_path / "vectors.pt", tmp_path / "wrong.npy")
+
+
+def test_manipulate_takes_class_names_of_a_labelled_folder(checkpoint, tmp_path):
+    generator = np.random.default_rng(0)
+    for split, count in (("train", 6), ("test", 2)):
+        for name, column in (("cat", 1), ("dog", 6)):
+            folder = tmp_path / "shapes" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = generator.integers(0, 4, (8, 8))
+                pixels[:, column] = 16  # each class: a bright column in its own place
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    data = ("--data", "folder", "--data-dir", tmp_path / "shapes")
+    out = ok("manipulate", checkpoint, *data, "--index", 0, "--toward", "dog", "--away", "cat",
+             "--strengths", "0,1", "-o", tmp_path / "m.npy").stdout
+    assert "toward 'dog' (6) away from 'cat' (6)" in out
+    assert "unknown class; folder" in fails("manipulate", checkpoint, *data, "--index", 0, "--toward", "cow",
+                                             "--away", "cat")
