@@ -12,10 +12,10 @@ from pydantic import TypeAdapter
 from rich.table import Table
 
 from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
+from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
 from flowspec.compile.build import build_folder
-from flowspec.graph import build_graph
-from flowspec.spec import explicit_spec, load_spec
-from flowspec.family import family_of, require_layer_list
+from flowspec.family import family_of
+from flowspec.spec import explicit_spec
 from flowspec.spec.models import SPEC_MODELS
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -25,7 +25,7 @@ SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_defa
 @reports_errors
 def validate(spec: SpecPath) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
-    graph = build_graph(load_spec(spec))
+    _, graph = load_validated(spec)
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 
@@ -34,8 +34,7 @@ def validate(spec: SpecPath) -> None:
 @reports_errors
 def expand(spec: SpecPath) -> None:
     """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed = require_layer_list(load_spec(spec), "expand")
-    build_graph(parsed)
+    parsed, _ = load_validated(spec, "expand")
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
 
@@ -44,9 +43,11 @@ def expand(spec: SpecPath) -> None:
 def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
-    """Validate and compile SPEC; print the build table and write the output folder."""
-    parsed = require_layer_list(load_spec(spec), "build")
-    folder = out or Path("build") / parsed.name
+    """Validate and compile SPEC; print the build table and write the output folder. A model whose
+    parameters (and one small pass) cannot fit in this machine's memory is refused first."""
+    parsed, graph = load_validated(spec, "build")
+    refuse_oversized(graph)
+    folder = out or named_folder(Path("build"), parsed.name)
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
     for column in ("#", "layer", "kind", "input", "output", "params"):
@@ -68,7 +69,7 @@ def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    parsed = load_spec(spec)
+    parsed, _ = load_validated(spec)
     result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
     console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
@@ -91,6 +92,7 @@ def spec_json_schema() -> dict:
 
 
 @app.command()
+@reports_errors
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
     """Write the JSON Schema of the spec format, flows and VAEs (for YAML editors)."""
     text = json.dumps(spec_json_schema(), indent=2)
