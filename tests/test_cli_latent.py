@@ -160,6 +160,15 @@ def test_bad_input_is_one_line_and_exit_2(checkpoint, tmp_path):
     assert "a direction of spec 'other'" in fails("manipulate", checkpoint, "--index", 0, "--direction", tmp_path / "od.npz")
     assert "not latents" in fails("decode", checkpoint, tmp_path / "od.npz")
     assert "--top-only" in fails("interpolate", checkpoint, 0, 1, "--temperature", 0.7)
+    assert "a temperature is a finite number" in fails("interpolate", checkpoint, 0, 1, "--top-only",
+                                                       "--temperature", "inf")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for verb in (["encode", checkpoint, "--index", 0], ["reconstruct", checkpoint, "--index", 0],
+                 ["interpolate", checkpoint, 0, 1], ["decode", checkpoint, tmp_path / "other.npz"],
+                 ["manipulate", checkpoint, "--index", 0, "--toward", 8, "--away", 3]):
+        line = fails(*verb, "-o", blocker / "out.png")
+        assert str(blocker) in line and "is a file, not a folder" in line, line
 
 
 def test_a_vae_run_encodes_its_posterior_centre(tmp_path):

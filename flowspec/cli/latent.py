@@ -19,6 +19,7 @@ import torch
 import typer
 
 from flowspec.cli.app import app, console, errors, reports_errors
+from flowspec.cli.bounds import finite_temperature, writable_folder
 from flowspec.errors import DataError, FlowSpecError
 
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
@@ -228,6 +229,7 @@ def encode(checkpoint: Checkpoint, inputs: Inputs = None,
            index: IndexOption = None, progress: ProgressOption = True) -> None:
     """Encode INPUTS at the centre of each bin into every latent (factored ones included) and
     log p; write them to an .npz that `flowspec decode` reads."""
+    writable_folder(output.parent)
     run = _Run(checkpoint, data, data_dir, split)
     x = _gather(run, inputs, index)
     latents = run.encode(x, progress)
@@ -254,6 +256,9 @@ def decode(checkpoint: Checkpoint,
     from flowspec.compile.latents import Latents, check_latents
     from flowspec.compile.latents import decode as decode_latents
 
+    writable_folder(output.parent)
+    if temperature is not None:
+        finite_temperature(temperature)
     run = _Run(checkpoint, None, None, "test")
     loaded = Latents.load(latents)
     check_latents(run.model, loaded, str(latents))
@@ -286,6 +291,7 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
     from flowspec.compile.latents import round_trip_error
     from flowspec.compile.latents import decode as decode_latents
 
+    writable_folder(output.parent)
     run = _Run(checkpoint, data, data_dir, split)
     x = _gather(run, inputs, index)
     latents = run.encode(x, progress)
@@ -318,6 +324,9 @@ def interpolate(checkpoint: Checkpoint,
 
     if temperature is not None and not top_only:
         raise FlowSpecError("--temperature redraws the factored latents, which only --top-only leaves free")
+    if temperature is not None:
+        finite_temperature(temperature)
+    writable_folder(output.parent)
     run = _Run(checkpoint, data, data_dir, split)
     start, end = _latents_of(run, a, progress), _latents_of(run, b, progress)
     path_latents = interpolate_latents(start, end, steps, method, top_only)
@@ -351,6 +360,9 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
         raise FlowSpecError("give either --direction or --toward/--away, not both")
     if direction is None and (toward is None or away is None):
         raise FlowSpecError("give --toward and --away (classes or example folders), or --direction FILE")
+    for path in (output, save_direction):
+        if path is not None:
+            writable_folder(path.parent)
     run = _Run(checkpoint, data, data_dir, split)
     latents = _inputs_as_latents(run, inputs, index, progress)
     if direction is not None:
