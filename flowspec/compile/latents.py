@@ -372,7 +372,7 @@ def interpolate(a: Latents, b: Latents, steps: int = 8, method: str = "linear", 
     moving = [len(a.zs) - 1] if top_only else list(range(len(a.zs)))
     flat_a = torch.cat([a.zs[i].flatten(1) for i in moving], dim=1)
     flat_b = torch.cat([b.zs[i].flatten(1) for i in moving], dim=1)
-    t = torch.linspace(0, 1, steps, dtype=flat_a.dtype)
+    t = torch.linspace(0, 1, steps, dtype=flat_a.dtype, device=flat_a.device)
     if method == "linear":
         path = (1 - t)[None, :, None] * flat_a[:, None] + t[None, :, None] * flat_b[:, None]
     else:
