@@ -2,8 +2,8 @@
 
 A :class:`Family` bundles a family's pipeline (its spec model registers with
 :func:`flowspec.spec.models.register_spec_model`): graph, compiled model, cost
-report, measurement and ``flowspec check``. Callers (the CLI, report, compile, the runner) look a
-family up from the spec and never branch on ``model:``. This module is a leaf of the import graph;
+report, measurement, ``flowspec check``, ``expand`` and ``build``. Callers (the CLI, report,
+compile, the runner) look a family up from the spec and never branch on ``model:``. This module is a leaf of the import graph;
 the families register themselves from :mod:`flowspec.families`, which the package imports.
 The compiled models share one interface: ``bits_per_dim(x, k=1)``, ``elbo(x)``,
 ``sample(n, temperature, generator)``, ``to_data_space(y)``, ``initialize(x)``.
@@ -27,6 +27,8 @@ class Family:
     cost_report: Callable[..., Any]  # (graph, device, batch, dtype) -> CostReport
     measure: Callable[..., Any]  # (report, model) -> report with measured times
     check: Callable[..., Any]  # (spec, width=, tolerance=) -> CheckResult
+    explicit_spec: Callable[[Any], dict]  # spec -> every compact form and default written out (expand)
+    build_folder: Callable[..., Any]  # (spec, folder, export=) -> BuildResult (build)
     #: the verbs that work on an explicit layer list (expand's rows, build's layer table)
     has_layer_list: bool = True
     #: how data and latents map (encode, decode, interpolate, manipulate): a LatentCodec, or None

@@ -67,12 +67,14 @@ def binary_size(count: float) -> str:
 
 
 def refuse_oversized(graph, available: int | None = None) -> None:
-    """A :class:`SpecError` when the flow's float32 parameters plus one pass at
+    """A :class:`SpecError` when the model's float32 parameters plus one pass at
     :data:`EXPORT_BATCH` (the cost report's sampling memory, from the cost rules: nothing is
     allocated) exceed ``available`` bytes (default: :func:`available_memory`)."""
-    from flowspec.report import cost_report, load_devices
+    from flowspec.family import family_of
+    from flowspec.report import load_devices
 
-    report = cost_report(graph, load_devices()["a100"], EXPORT_BATCH)  # memory does not depend on the device
+    # memory does not depend on the device
+    report = family_of(graph.spec).cost_report(graph, load_devices()["a100"], EXPORT_BATCH)
     available = available_memory() if available is None else available
     if report.sample_bytes <= available:
         return

@@ -13,9 +13,7 @@ from rich.table import Table
 
 from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
 from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
-from flowspec.compile.build import build_folder
 from flowspec.family import family_of
-from flowspec.spec import explicit_spec
 from flowspec.spec.models import SPEC_MODELS
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -33,9 +31,10 @@ def validate(spec: SpecPath) -> None:
 @app.command()
 @reports_errors
 def expand(spec: SpecPath) -> None:
-    """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed, _ = load_validated(spec, "expand")
-    print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
+    """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row
+    (a VAE spec: every default written out)."""
+    parsed, _ = load_validated(spec)
+    print(yaml.safe_dump(family_of(parsed).explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
 
 @app.command()
@@ -45,10 +44,10 @@ def build(spec: SpecPath,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
     """Validate and compile SPEC; print the build table and write the output folder. A model whose
     parameters (and one small pass) cannot fit in this machine's memory is refused first."""
-    parsed, graph = load_validated(spec, "build")
+    parsed, graph = load_validated(spec)
     refuse_oversized(graph)
     folder = out or named_folder(Path("build"), parsed.name)
-    result = build_folder(parsed, folder, export=export)
+    result = family_of(parsed).build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
     for column in ("#", "layer", "kind", "input", "output", "params"):
         table.add_column(column, justify="right" if column in ("#", "params") else "left")

@@ -15,6 +15,7 @@ import yaml
 
 from flowspec.compile.export import export_programs, save_model
 from flowspec.compile.model import FlowModel
+from flowspec.family import family_of
 from flowspec.graph.build import FlowGraph, build_graph
 from flowspec.spec.expand import explicit_spec
 from flowspec.spec.models import Spec
@@ -53,13 +54,13 @@ def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
     return rows
 
 
-def _write_diagram_and_report(result: BuildResult, folder: Path) -> None:
+def write_diagram_and_report(result: BuildResult, folder: Path) -> None:
     """``diagram.svg`` (skipped with a note when Graphviz's ``dot`` is missing) and ``report.md``
-    (cost report on an A100 profile at the spec's training batch, else 64)."""
+    (the family's cost report on an A100 profile at the spec's training batch, else 64)."""
     import shutil
 
     from flowspec.render import render
-    from flowspec.report import cost_report, load_devices, to_markdown
+    from flowspec.report import load_devices, to_markdown
 
     if shutil.which("dot"):
         result.files["diagram"] = render(result.graph, folder / "diagram.svg", "step")
@@ -67,7 +68,7 @@ def _write_diagram_and_report(result: BuildResult, folder: Path) -> None:
         result.notes.append("skipped diagram.svg: Graphviz `dot` is not installed (apt-get install graphviz)")
     training = getattr(result.graph.spec, "training", None)
     batch = getattr(training, "batch_size", None) or 64
-    report = cost_report(result.graph, load_devices()["a100"], batch)
+    report = family_of(result.graph.spec).cost_report(result.graph, load_devices()["a100"], batch)
     (folder / "report.md").write_text(to_markdown(report))
     result.files["cost report"] = folder / "report.md"
 
@@ -83,7 +84,7 @@ def build_folder(spec: Spec, folder: str | Path, export: bool = True) -> BuildRe
     result.files["expanded spec"] = expanded
     save_model(model, folder / "model.pt")
     result.files["model"] = folder / "model.pt"
-    _write_diagram_and_report(result, folder)
+    write_diagram_and_report(result, folder)
     if export:
         for direction, path in export_programs(model, folder).items():
             result.files[f"{direction} program"] = path

@@ -1,5 +1,6 @@
 """The ``flow`` family: a normalizing flow of layer kinds (Glow, RealNVP, NICE, Flow++, ...)."""
 
+from flowspec.compile.build import build_folder
 from flowspec.compile.check import check_spec
 from flowspec.compile.latents import FLOW_CODEC
 from flowspec.compile.model import FlowModel
@@ -7,7 +8,9 @@ from flowspec.family import Family, register_family
 from flowspec.graph.build import build_flow_graph
 from flowspec.report.costs import cost_report
 from flowspec.report.measure import measure
+from flowspec.spec.expand import explicit_spec
 
 FLOW = register_family(Family(name="flow", build_graph=build_flow_graph, compile=FlowModel,
                               cost_report=cost_report, measure=measure, check=check_spec,
+                              explicit_spec=explicit_spec, build_folder=build_folder,
                               latents=FLOW_CODEC))
