@@ -2,7 +2,7 @@
 
 A :class:`Family` bundles a family's pipeline (its spec model registers with
 :func:`flowspec.spec.models.register_spec_model`): graph, compiled model, cost
-report, measurement, ``flowspec check``, ``expand`` and ``build``. Callers (the CLI, report,
+report, measurement, ``flowspec check``, ``expand``, ``build`` and ``bench``. Callers (the CLI, report,
 compile, the runner) look a family up from the spec and never branch on ``model:``. This module is a leaf of the import graph;
 the families register themselves from :mod:`flowspec.families`, which the package imports.
 The compiled models share one interface: ``bits_per_dim(x, k=1)``, ``elbo(x)``,
@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from flowspec.errors import Problem, SpecError
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,7 @@ class Family:
     check: Callable[..., Any]  # (spec, width=, tolerance=) -> CheckResult
     explicit_spec: Callable[[Any], dict]  # spec -> every compact form and default written out (expand)
     build_folder: Callable[..., Any]  # (spec, folder, export=) -> BuildResult (build)
-    #: the verbs that work on an explicit layer list (expand's rows, build's layer table)
-    has_layer_list: bool = True
+    bench: Callable[..., Any]  # (spec_path, spec, batch=, repeats=, baselines=, memory=) -> BenchReport
     #: how data and latents map (encode, decode, interpolate, manipulate): a LatentCodec, or None
     latents: Any = None
 
@@ -46,14 +44,3 @@ def register_family(family: Family) -> Family:
 def family_of(spec) -> Family:
     """The family of a parsed spec (its ``model:``)."""
     return FAMILIES[getattr(spec, "model", "flow")]
-
-
-def require_layer_list(spec, verb: str):
-    """``spec`` itself if its family has an explicit layer list; else a located :class:`SpecError`
-    at ``model:`` naming the verbs that do work on it."""
-    if family_of(spec).has_layer_list:
-        return spec
-    message = f"`flowspec {verb}` works on a flow's layer list; this is a model: {spec.model} spec"
-    hint = "validate, check, render, report, train, eval and sample work on it"
-    source = spec.source
-    raise SpecError(source.problem(message, ("model",), hint) if source else Problem(message, ("model",), hint=hint))

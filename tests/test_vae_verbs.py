@@ -150,3 +150,17 @@ def test_build_verb_prints_the_parts_table_for_a_vae_spec(tmp_path):
         assert f" {part} " in result.output, part
     assert f"{total:,}" in result.output
     assert "wrote model:" in result.output and "Traceback" not in result.output
+
+
+def test_bench_verb_times_a_vae_spec(tmp_path):
+    path = tmp_path / "vector.yaml"
+    path.write_text(VECTOR_VAE)
+    result = CliRunner().invoke(app, ["bench", str(path), "--batch", "2", "--repeats", "1", "--no-baselines"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    model = flowspec.compile(flowspec.loads_spec(VECTOR_VAE))
+    assert f"{sum(p.numel() for p in model.parameters()):,} parameters" in result.output
+    for line in ("train step  flowspec ", "sampling    flowspec ", "of the measured conv peak",
+                 "memory      saved activations standard", "skipped     ceiling flowspec: no convolutions"):
+        assert line in result.output, line
+    assert "baselines" not in result.output  # --no-baselines: not even a skipped line

@@ -185,7 +185,7 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     contestants["flowspec invertible-backprop"] = training_step(flow_loss(twin), twin.parameters(), data)
     low = with_steps(spec, invertible=False).train()
     low.load_state_dict(model.state_dict())
-    contestants["flowspec bf16-autocast"] = training_step(_bf16_autocast(flow_loss(low)), low.parameters(), data)
+    contestants["flowspec bf16-autocast"] = training_step(bf16_autocast(flow_loss(low)), low.parameters(), data)
 
     samplers: dict[str, Callable[[], object]] = {}
     sampler = with_steps(spec).eval()
@@ -247,7 +247,7 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     return report
 
 
-def _bf16_autocast(loss: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+def bf16_autocast(loss: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``loss`` under CPU bf16 autocast, as the runner's ``training.bf16: true`` runs it."""
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -24,8 +24,9 @@ import torch
 from torch import Tensor, nn
 
 
-def saved_activation_bytes(model: nn.Module, x: Tensor) -> int:
-    """Bytes of distinct non-parameter tensors saved for backward by ``-model.log_prob(x).mean()``."""
+def saved_activation_bytes(model: nn.Module, x: Tensor, loss=None) -> int:
+    """Bytes of distinct non-parameter tensors saved for backward by ``loss(x)`` (default
+    ``-model.log_prob(x).mean()``, a flow's)."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     parameters |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     storages: dict[int, int] = {}
@@ -40,8 +41,8 @@ def saved_activation_bytes(model: nn.Module, x: Tensor) -> int:
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = -model.log_prob(x).mean()
-        del loss
+            value = loss(x) if loss is not None else -model.log_prob(x).mean()
+        del value
     finally:
         model.train(was_training)
     return sum(storages.values())

@@ -22,11 +22,12 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           memory: Annotated[bool, typer.Option(help="also measure activation memory and peak RSS at K=8 and K=32")] = True) -> None:
     """Time a training step and sampling of SPEC's model, count its FLOPs against the machine's
     measured conv peak, measure its memory with and without invertible backprop, and compare
-    with other libraries' Glow of the same shape."""
-    from flowspec.bench.measure import bench as run_bench
+    with other libraries' Glow of the same shape (a VAE spec: the figures that apply to a VAE)."""
+    from flowspec.family import family_of
 
     torch.set_num_threads(threads)
-    parsed, _ = load_validated(spec, "bench")
-    report = run_bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines, memory=memory)
+    parsed, _ = load_validated(spec)
+    report = family_of(parsed).bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines,
+                                     memory=memory)
     for line in report.lines():
         console.print(line, markup=False, highlight=False)

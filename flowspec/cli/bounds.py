@@ -14,16 +14,13 @@ from flowspec.errors import FlowSpecError, Problem, SpecError
 EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
 
 
-def load_validated(path: Path, verb: str | None = None):
+def load_validated(path: Path):
     """``(spec, graph)`` of the spec file at ``path``: loaded, bounded and validated (every
-    :class:`SpecError` carries its located lines). ``verb`` names a verb that needs a layer list (a flow)."""
-    from flowspec.family import require_layer_list
+    :class:`SpecError` carries its located lines)."""
     from flowspec.graph import build_graph
     from flowspec.spec import load_spec
 
     spec = load_spec(path)
-    if verb is not None:
-        require_layer_list(spec, verb)
     return spec, build_graph(spec)
 
 

@@ -1,5 +1,6 @@
 """The ``flow`` family: a normalizing flow of layer kinds (Glow, RealNVP, NICE, Flow++, ...)."""
 
+from flowspec.bench.measure import bench
 from flowspec.compile.build import build_folder
 from flowspec.compile.check import check_spec
 from flowspec.compile.latents import FLOW_CODEC
@@ -12,5 +13,5 @@ from flowspec.spec.expand import explicit_spec
 
 FLOW = register_family(Family(name="flow", build_graph=build_flow_graph, compile=FlowModel,
                               cost_report=cost_report, measure=measure, check=check_spec,
-                              explicit_spec=explicit_spec, build_folder=build_folder,
+                              explicit_spec=explicit_spec, build_folder=build_folder, bench=bench,
                               latents=FLOW_CODEC))

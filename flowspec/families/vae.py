@@ -1,6 +1,7 @@
 """The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016)."""
 
 from flowspec.family import Family, register_family
+from flowspec.vae.bench import bench_vae
 from flowspec.vae.build import build_vae_folder, explicit_vae_spec
 from flowspec.vae.check import check_vae
 from flowspec.vae.costs import vae_cost_report
@@ -11,5 +12,5 @@ from flowspec.vae.model import VAEModel
 
 VAE = register_family(Family(name="vae", build_graph=build_vae_graph, compile=VAEModel, cost_report=vae_cost_report,
                              measure=measure_vae, check=check_vae, explicit_spec=explicit_vae_spec,
-                             build_folder=build_vae_folder, has_layer_list=False,
+                             build_folder=build_vae_folder, bench=bench_vae,
                              latents=VAE_CODEC))
