@@ -164,3 +164,12 @@ def test_bench_verb_times_a_vae_spec(tmp_path):
                  "memory      saved activations standard", "skipped     ceiling flowspec: no convolutions"):
         assert line in result.output, line
     assert "baselines" not in result.output  # --no-baselines: not even a skipped line
+
+
+def test_build_refuses_a_vae_too_large_for_memory_before_allocating(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(VECTOR_VAE.replace("decoder: {hidden: 10}", "decoder: {hidden: 600000, depth: 4}"))
+    result = CliRunner().invoke(app, ["build", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "huge.yaml:1:1: <root>: needs 3.93 TiB of parameters" in result.output  # from the VAE's cost rules
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
