@@ -11,7 +11,7 @@ import yaml
 from pydantic import TypeAdapter
 from rich.table import Table
 
-from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
+from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
 from flowspec.compile.build import build_folder
 from flowspec.compile.check import check_spec
 from flowspec.graph import build_graph
@@ -24,18 +24,19 @@ SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_defa
 
 @app.command()
 @reports_errors
-def validate(spec: SpecPath) -> None:
+def validate(spec: SpecPath, overrides: SetOption = None) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
-    graph = build_graph(load_spec(spec))
+    graph = build_graph(load_spec(spec, overrides))
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 
 
 @app.command()
 @reports_errors
-def expand(spec: SpecPath) -> None:
-    """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed = require_flow(load_spec(spec), "expand")
+def expand(spec: SpecPath, overrides: SetOption = None) -> None:
+    """Print SPEC (with any --set applied) with its compact forms (levels/steps/step, repeat)
+    written out, one layer a row."""
+    parsed = require_flow(load_spec(spec, overrides), "expand")
     build_graph(parsed)
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
@@ -44,9 +45,10 @@ def expand(spec: SpecPath) -> None:
 @reports_errors
 def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
-          export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
+          export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True,
+          overrides: SetOption = None) -> None:
     """Validate and compile SPEC; print the build table and write the output folder."""
-    parsed = require_flow(load_spec(spec), "build")
+    parsed = require_flow(load_spec(spec, overrides), "build")
     folder = out or Path("build") / parsed.name
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
@@ -67,9 +69,10 @@ def build(spec: SpecPath,
 @reports_errors
 def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
-          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
+          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
+          overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    result = check_spec(require_flow(load_spec(spec), "check"), width=width, tolerance=tolerance)
+    result = check_spec(require_flow(load_spec(spec, overrides), "check"), width=width, tolerance=tolerance)
     console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.graph import build_graph
 from flowspec.render import render as render_diagram
 from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table
@@ -33,9 +33,10 @@ class Format(str, Enum):
 @reports_errors
 def render(spec: SpecPath,
            out: Annotated[Path, typer.Option("--out", "-o", help="output file: .svg, .png, .pdf or .dot")] = Path("flow.svg"),
-           detail: Annotated[Detail, typer.Option(help="one node per layer, per step or per level")] = Detail.layer) -> None:
+           detail: Annotated[Detail, typer.Option(help="one node per layer, per step or per level")] = Detail.layer,
+           overrides: SetOption = None) -> None:
     """Draw SPEC's graph with Graphviz (format from the output's suffix)."""
-    path = render_diagram(build_graph(load_spec(spec)), out, detail.value)
+    path = render_diagram(build_graph(load_spec(spec, overrides)), out, detail.value)
     console.print(f"wrote {path}", markup=False)
 
 
@@ -48,9 +49,10 @@ def report(spec: SpecPath,
            dtype: Annotated[str, typer.Option(help="dtype whose peak FLOP/s the roofline uses")] = "float32",
            devices: Annotated[Optional[Path], typer.Option(help="YAML file of extra device profiles")] = None,
            measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False,
-           detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer) -> None:
+           detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer,
+           overrides: SetOption = None) -> None:
     """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts)."""
-    result = grouped(report_spec(load_spec(spec), device, batch, dtype, devices, measure), detail.value)
+    result = grouped(report_spec(load_spec(spec, overrides), device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
     elif format is Format.markdown:

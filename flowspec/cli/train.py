@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.train.config import TrainingConfig
 
 DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz")]
@@ -36,7 +36,8 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           temperature: Annotated[Optional[float], typer.Option(min=0.0, help="sampling temperature")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
-          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
+          overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/."""
     from flowspec.data import load_data
@@ -45,7 +46,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
 
-    parsed = load_spec(spec)
+    parsed = load_spec(spec, overrides)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,

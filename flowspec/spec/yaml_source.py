@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from flowspec.errors import Problem, SpecError
+from flowspec.spec.overrides import Override, overridden_by
 
 
 @dataclass
 class SourceMap:
-    """Maps a field path (tuple of keys and indices) to its 1-based (line, column)."""
+    """Maps a field path (tuple of keys and indices) to its 1-based (line, column).
+
+    Fields written by ``--set`` overrides are located at the override instead of the file.
+    """
 
     file: str
     marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    overrides: list[Override] = field(default_factory=list)
 
     def locate(self, path: tuple) -> tuple[int | None, int | None]:
         """Position of ``path``, or of its longest prefix that exists in the file."""
@@ -27,15 +33,28 @@ class SourceMap:
     def problem(self, message: str, path: tuple = (), hint: str | None = None,
                 at: tuple | None = None) -> Problem:
         """A :class:`Problem` for ``path``; ``at`` overrides the path used for the position."""
+        override = overridden_by(self.overrides, tuple(path if at is None else at))
+        if override is not None:
+            return Problem(message, tuple(path), override.source, None, None, hint)
         line, column = self.locate(path if at is None else at)
         return Problem(message, tuple(path), self.file, line, column, hint)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """The safe loader, reading ``1e-3`` and ``1.5e3`` as numbers as YAML 1.2 (and editors) do;
+    YAML 1.1 wants a dot and a signed exponent (``1.0e-3``) and gives the string '1e-3', which
+    strict validation would reject."""
+
+
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                                 list("-+.0123456789"))
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, source: SourceMap):
+def _to_python(loader: SpecLoader, node: yaml.Node, path: tuple, source: SourceMap):
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result: dict = {}
@@ -66,7 +85,7 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     """
     source = SourceMap(file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = SpecLoader(text)
     except yaml.reader.ReaderError as error:  # a control character anywhere in the text
         line = text.count("\n", 0, error.position) + 1
         column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
