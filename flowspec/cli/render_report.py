@@ -11,7 +11,7 @@ import typer
 from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.graph import build_graph
 from flowspec.render import render as render_diagram
-from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table
+from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table, to_text
 from flowspec.spec import load_spec
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -51,12 +51,15 @@ def report(spec: SpecPath,
            measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False,
            detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer,
            overrides: SetOption = None) -> None:
-    """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts)."""
+    """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts).
+    Into a pipe or a file, the table is plain text with every cell in full."""
     result = grouped(report_spec(load_spec(spec, overrides), device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
     elif format is Format.markdown:
         print(to_markdown(result), end="")
+    elif not console.is_terminal:
+        print(to_text(result), end="")
     else:
         console.print(to_table(result))
         for line in summary_lines(result):

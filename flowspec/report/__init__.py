@@ -9,7 +9,7 @@ from pathlib import Path
 from flowspec.report.costs import (CostReport, Part, cost_report, count_params, grouped, layer_costs, parts_report,
                                    vae_cost_report)
 from flowspec.report.devices import Device, DeviceError, get_device, load_devices, measure_cpu
-from flowspec.report.format import summary_lines, to_json, to_markdown, to_table
+from flowspec.report.format import summary_lines, to_json, to_markdown, to_table, to_text
 
 
 def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str = "float32",
@@ -37,4 +37,4 @@ def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str
 
 __all__ = ["CostReport", "Device", "DeviceError", "Part", "cost_report", "count_params", "get_device", "grouped",
            "layer_costs", "load_devices", "measure_cpu", "parts_report", "report_spec", "summary_lines", "to_json",
-           "to_markdown", "to_table", "vae_cost_report"]
+           "to_markdown", "to_table", "to_text", "vae_cost_report"]
