@@ -23,6 +23,14 @@ class Detail(str, Enum):
     level = "level"
 
 
+class DiagramDetail(str, Enum):
+    auto = "auto"
+    paper = "paper"
+    layer = "layer"
+    step = "step"
+    level = "level"
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
@@ -33,7 +41,9 @@ class Format(str, Enum):
 @reports_errors
 def render(spec: SpecPath,
            out: Annotated[Path, typer.Option("--out", "-o", help="output file: .svg, .png, .pdf or .dot")] = Path("flow.svg"),
-           detail: Annotated[Detail, typer.Option(help="one node per layer, per step or per level")] = Detail.layer,
+           detail: Annotated[DiagramDetail, typer.Option(
+               help="paper: each repeated block once in a '× K' box; layer, step, level: one node per "
+                    "layer, step or level; auto: paper when layer would draw more than 40 nodes")] = DiagramDetail.auto,
            overrides: SetOption = None) -> None:
     """Draw SPEC's graph with Graphviz (format from the output's suffix)."""
     path = render_diagram(build_graph(load_spec(spec, overrides)), out, detail.value)
