@@ -198,4 +198,4 @@ def test_docs_list_the_rules_only_validate_checks():
     section = spec_md.split("### What only `flowspec validate` checks", 1)
     assert len(section) == 2, "docs/spec.md needs the section '### What only `flowspec validate` checks'"
     for needle in ("8.0", "shape", "duplicate", "checkerboard", "conditioner", "levels"):
-        assert needle in section[1].split("\n## ", 1)[0], needle
+        assert needle in section[1].split("\n## ", 1)[0].lower(), needle

@@ -1,4 +1,7 @@
-"""``build``, ``validate``, ``expand``, ``check``, ``schema``: the core compiler's verbs."""
+"""``build``, ``validate``, ``expand``, ``check``, ``schema``: the core compiler's verbs.
+
+What only some verbs need (compiling, checking, the schema generator) is imported inside them, so
+that ``validate`` and ``expand`` start fast: they are meant for editors and pre-commit hooks."""
 
 from __future__ import annotations
 
@@ -7,14 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 import yaml
-from rich.table import Table
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
-from flowspec.compile.build import build_folder
-from flowspec.compile.check import check_spec
 from flowspec.graph import build_graph
 from flowspec.spec import explicit_spec, load_spec
-from flowspec.spec.schema import schema_text, spec_json_schema  # noqa: F401  (spec_json_schema: the API it had here)
 from flowspec.vae.config import require_flow
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -46,6 +45,10 @@ def build(spec: SpecPath,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True,
           overrides: SetOption = None) -> None:
     """Validate and compile SPEC; print the build table and write the output folder."""
+    from rich.table import Table
+
+    from flowspec.compile.build import build_folder
+
     parsed = require_flow(load_spec(spec, overrides), "build")
     folder = out or Path("build") / parsed.name
     result = build_folder(parsed, folder, export=export)
@@ -70,6 +73,8 @@ def check(spec: SpecPath,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
+    from flowspec.compile.check import check_spec
+
     result = check_spec(require_flow(load_spec(spec, overrides), "check"), width=width, tolerance=tolerance)
     console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
@@ -81,10 +86,19 @@ def check(spec: SpecPath,
     console.print(f"ok (tolerance {tolerance:g})", markup=False)
 
 
+def spec_json_schema() -> dict:
+    """The JSON Schema of the spec format (see :func:`flowspec.spec.schema.spec_json_schema`)."""
+    from flowspec.spec.schema import spec_json_schema as generate
+
+    return generate()
+
+
 @app.command()
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
     """Write the JSON Schema (Draft 2020-12) of the spec format, flows and VAEs (for YAML editors:
     a spec's first line ``# yaml-language-server: $schema=PATH`` names it)."""
+    from flowspec.spec.schema import schema_text
+
     text = schema_text()
     if out:
         out.write_text(text)

@@ -10,8 +10,6 @@ import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.graph import build_graph
-from flowspec.render import render as render_diagram
-from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table, to_text
 from flowspec.spec import load_spec
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
@@ -46,6 +44,8 @@ def render(spec: SpecPath,
                     "layer, step or level; auto: paper when layer would draw more than 40 nodes")] = DiagramDetail.auto,
            overrides: SetOption = None) -> None:
     """Draw SPEC's graph with Graphviz (format from the output's suffix)."""
+    from flowspec.render import render as render_diagram
+
     path = render_diagram(build_graph(load_spec(spec, overrides)), out, detail.value)
     console.print(f"wrote {path}", markup=False)
 
@@ -63,6 +63,8 @@ def report(spec: SpecPath,
            overrides: SetOption = None) -> None:
     """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts).
     Into a pipe or a file, the table is plain text with every cell in full."""
+    from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table, to_text
+
     result = grouped(report_spec(load_spec(spec, overrides), device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
