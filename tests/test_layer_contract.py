@@ -1,8 +1,13 @@
 """One contract test over every registered layer kind and every example config of it (float64).
 
 For each config: round trip, log-det against ``slogdet`` of the autograd Jacobian, inverse
-log-det = -forward, inferred shape = real shape, cost rule's parameter count = real one, gradients reach every parameter, and a state
-dict saved with ``torch.save`` loads (``weights_only=True``) into a fresh module with equal outputs.
+log-det = -forward, inferred shape = real shape, cost rule's parameter count = real one, gradients
+reach every parameter, a state dict saved with ``torch.save`` loads (``weights_only=True``) into a
+fresh module with equal outputs, and invertible backprop's gradients equal standard autograd's.
+
+Couplings are enumerated from the registries: every transform kind (and each value of its options)
+x every mask x every conditioner kind, with and without a context, so a newly registered kind is
+covered at once. A kind without hand-written examples is tested at its defaults.
 ``split`` factors out a latent instead of mapping x -> y, so it has its own contract below.
 """
 
@@ -14,10 +19,14 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+import typing
+
+from flowspec.compile.invertible_backprop import invertible_run
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
-from flowspec.layers.conditioners import ConvConditioner, MLPConditioner
-from flowspec.layers.coupling import CouplingConfig
+from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLPConditioner
+from flowspec.layers.coupling import MASKS, CouplingConfig
+from flowspec.layers.transforms import TRANSFORM_KINDS
 from flowspec.layers.invconv import InvConvConfig
 from flowspec.layers.permute import PermuteConfig
 from flowspec.layers.scaling import ScalingConfig
@@ -33,19 +42,43 @@ CONV = ConvConditioner(hidden=8, kernel=3, depth=2)
 MLP = MLPConditioner(hidden=[8, 8])
 
 
+CONTEXT = (3,)  # a context vector the couplings' conditioners see
+
+
+def option_variants(config_type) -> list:
+    """The default config of a kind and one config per other value of each Literal / bool option."""
+    out = [config_type()]
+    for field_name, info in config_type.model_fields.items():
+        if field_name in ("kind", "name"):
+            continue
+        if typing.get_origin(info.annotation) is typing.Literal:
+            values = typing.get_args(info.annotation)
+        elif info.annotation is bool:
+            values = (True, False)
+        else:
+            continue
+        out += [config_type(**{field_name: v}) for v in values if v != info.get_default(call_default_factory=True)]
+    return out
+
+
 def _coupling_examples():
+    """transforms (each option value) x masks x conditioners (narrowed), on the shapes each accepts;
+    every other case also with a context."""
     out = []
-    for transform in ("additive", "affine"):
-        for scale in (("sigmoid", "exp") if transform == "affine" else ("sigmoid",)):
-            for parity in (0, 1):
-                for mask in ("channel", "checkerboard"):
-                    config = CouplingConfig(transform=transform, mask=mask, parity=parity,
-                                            scale=scale, clamp=1.5, conditioner=CONV)
-                    out.append((config, IMAGE))
-                    if mask == "channel":
-                        out.append((config, ODD_IMAGE))
-                        out.append((config.model_copy(update={"conditioner": MLP}), VECTOR))
-                        out.append((config.model_copy(update={"conditioner": MLP}), ODD_VECTOR))
+    conditioners = [c.narrow(8) for kind in CONDITIONER_KINDS.values() for c in option_variants(kind)]
+    for transform in (t for kind in TRANSFORM_KINDS.values() for t in option_variants(kind)):
+        for conditioner in conditioners:
+            image = conditioner.accepts == "image"
+            for mask in MASKS:
+                if mask == "checkerboard" and not image:
+                    continue
+                for parity in (0, 1):
+                    config = CouplingConfig(transform=transform, mask=mask, parity=parity, conditioner=conditioner)
+                    shapes = [IMAGE, ODD_IMAGE] if image else [VECTOR, ODD_VECTOR]
+                    if mask == "checkerboard":
+                        shapes = [IMAGE]
+                    for shape in shapes:
+                        out.append((config, shape, CONTEXT if len(out) % 2 else None))
     return out
 
 
@@ -64,67 +97,70 @@ EXAMPLES: dict[str, list[tuple]] = {
 }
 
 
-def _id(config, shape) -> str:
-    options = config.model_dump(exclude={"kind", "name"}, exclude_defaults=False)
+def _id(config, shape, context=None) -> str:
+    options = config.model_dump(exclude={"kind", "name"}, exclude_none=True)
     parts = []
     for key, value in options.items():
         if isinstance(value, dict):
-            value = value.get("kind")
+            value = ".".join(f"{v}" for k, v in value.items() if k in ("kind", "scale"))
         parts.append(f"{key}={value}")
-    return f"{config.kind}[{','.join(parts)}]-{'x'.join(map(str, shape))}"
+    suffix = "-context" if context else ""
+    return f"{config.kind}[{','.join(parts)}]-{'x'.join(map(str, shape))}{suffix}"
 
 
-CASES = [pytest.param(config, shape, id=_id(config, shape))
-         for kind, examples in EXAMPLES.items() for config, shape in examples
-         if not LAYER_KINDS[kind].factors_out]
-SPLIT_CASES = [pytest.param(config, shape, id=_id(config, shape))
-               for kind, examples in EXAMPLES.items() for config, shape in examples
-               if LAYER_KINDS[kind].factors_out]
+def _cases(split: bool) -> list:
+    """Every example, and every registered kind without examples at its defaults."""
+    examples = [row if len(row) == 3 else (*row, None) for rows in EXAMPLES.values() for row in rows]
+    for kind, config_type in LAYER_KINDS.items():
+        if kind not in EXAMPLES:
+            config = config_type()
+            accepts = config.accepts
+            examples += [(config, shape, None) for shape in (IMAGE, VECTOR)
+                         if accepts == "any" or (accepts == "image") == (len(shape) == 3)]
+    return [pytest.param(config, shape, context, id=_id(config, shape, context))
+            for config, shape, context in examples if config.factors_out == split]
 
 
-def test_every_registered_kind_has_examples():
-    missing = sorted(set(LAYER_KINDS) - set(EXAMPLES))
-    assert not missing, f"add example configs to EXAMPLES for the new layer kind(s) {missing}"
-    for kind, examples in EXAMPLES.items():
-        assert kind in LAYER_KINDS, f"{kind} is not registered"
-        assert all(config.kind == kind for config, _ in examples)
+CASES = _cases(split=False)
+SPLIT_CASES = [pytest.param(*case.values[:2], id=case.id) for case in _cases(split=True)]
 
 
-def _make(config, shape, seed=0):
+def _make(config, shape, seed=0, context=None):
     torch.manual_seed(seed)
-    layer = config.build(shape).double()
-    with torch.no_grad():
-        for parameter in layer.parameters():  # move off identity / zero inits
+    layer = config.build(shape, context).double()
+    with torch.no_grad():  # move off identity / zero inits
+        for parameter in layer.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     return layer.eval()
 
 
-def _reloaded(layer, config, shape):
+def _reloaded(layer, config, shape, context=None):
     """A freshly built module of ``config`` given ``layer``'s state dict through torch.save/load."""
     buffer = io.BytesIO()
     torch.save(layer.state_dict(), buffer)
     buffer.seek(0)
-    fresh = config.build(shape).double()
+    fresh = config.build(shape, context).double()
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     return fresh
 
 
-@pytest.mark.parametrize("config, shape", CASES)
-def test_layer_contract(config, shape, tmp_path):
+@pytest.mark.parametrize("config, shape, context", CASES)
+def test_layer_contract(config, shape, context):
     torch.manual_seed(1)
-    layer = _make(config, shape)
+    layer = _make(config, shape, context=context)
     x = torch.randn(3, *shape, dtype=torch.float64)
+    c = torch.randn(3, *context, dtype=torch.float64) if context else None
 
     # inferred shape == real shape
     config.check_input(shape)
-    y, logdet = layer(x)
+    y, logdet = layer(x, c)
     assert tuple(y.shape[1:]) == tuple(config.output_shape(shape))
     assert logdet.shape == (3,)
     # the pure cost rule counts the parameters the module really has
-    assert config.cost(shape).params == sum(p.numel() for p in layer.parameters())
+    assert config.cost(shape, context).params == sum(p.numel() for p in layer.parameters())
 
     # round trip, inverse log-det = -forward
-    x_back, inverse_logdet = layer.inverse(y)
+    x_back, inverse_logdet = layer.inverse(y, c)
     torch.testing.assert_close(x_back, x, rtol=1e-10, atol=1e-10,
                                msg=lambda m: f"round trip failed\nx={x}\ny={y}\nx2={x_back}\n{m}")
     torch.testing.assert_close(inverse_logdet, -logdet, rtol=1e-10, atol=1e-10)
@@ -132,36 +168,54 @@ def test_layer_contract(config, shape, tmp_path):
     # log-det == log|det J| of the autograd Jacobian, per example
     for i in range(x.shape[0]):
         def flat(v):
-            return layer(v.view(1, *shape))[0].flatten()
+            return layer(v.view(1, *shape), None if c is None else c[i:i + 1])[0].flatten()
         jacobian = torch.autograd.functional.jacobian(flat, x[i].flatten())
         sign, reference = torch.linalg.slogdet(jacobian)
         assert sign != 0
         torch.testing.assert_close(logdet[i], reference, rtol=1e-8, atol=1e-8)
 
+    # the context reaches the output
+    if c is not None:
+        y_other, _ = layer(x, c + 1.0)
+        assert not torch.allclose(y_other, y), "the context does not change the output"
+
     # gradients reach every parameter
     layer.zero_grad()
     x_grad = x.clone().requires_grad_(True)
-    y, logdet = layer(x_grad)
+    c_grad = None if c is None else c.clone().requires_grad_(True)
+    y, logdet = layer(x_grad, c_grad)
     ((y ** 2).sum() + logdet.sum()).backward()
     assert x_grad.grad is not None and x_grad.grad.abs().sum() > 0
     for name, parameter in layer.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    standard = [x_grad.grad] + ([] if c is None else [c_grad.grad]) + [p.grad.clone() for p in layer.parameters()]
+
+    # invertible backprop's gradients equal standard autograd's
+    layer.zero_grad()
+    x_inv = x.clone().requires_grad_(True)
+    c_inv = None if c is None else c.clone().requires_grad_(True)
+    y, logdet = invertible_run([layer], x_inv, c_inv)
+    ((y ** 2).sum() + logdet.sum()).backward()
+    recomputed = [x_inv.grad] + ([] if c is None else [c_inv.grad]) + [p.grad for p in layer.parameters()]
+    for a, b in zip(recomputed, standard):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
     # state dict round trip into a freshly built module
-    fresh = _reloaded(layer, config, shape)
+    fresh = _reloaded(layer, config, shape, context)
     fresh.eval()
     with torch.no_grad():
-        y1, l1 = layer(x)
-        y2, l2 = fresh(x)
+        y1, l1 = layer(x, c)
+        y2, l2 = fresh(x, c)
     torch.testing.assert_close(y2, y1, rtol=0, atol=0)
     torch.testing.assert_close(l2, l1, rtol=0, atol=0)
 
 
 def test_examples_cover_every_option():
-    """Every Literal/bool option of every kind's config takes each of its values in EXAMPLES."""
-    import typing
-
+    """Every Literal/bool option of every kind's config takes each of its values in EXAMPLES, and
+    the couplings cover every registered transform, mask and conditioner."""
     for kind, examples in EXAMPLES.items():
+        if kind not in LAYER_KINDS:
+            continue
         config_type = LAYER_KINDS[kind]
         for field_name, info in config_type.model_fields.items():
             if field_name in ("kind", "name"):
@@ -173,10 +227,19 @@ def test_examples_cover_every_option():
                 values = {True, False}
             else:
                 continue
-            seen = {getattr(config, field_name) for config, _ in examples}
+            seen = {getattr(config, field_name) for config, *_ in examples}
             assert values <= seen, f"{kind}.{field_name}: no example with {values - seen}"
-    conditioners = {(type(c.conditioner), len(shape)) for c, shape in EXAMPLES["coupling"]}
-    assert conditioners == {(ConvConditioner, 3), (MLPConditioner, 1)}
+    couplings = [config for config, *_ in EXAMPLES["coupling"]]
+    assert {c.transform.kind for c in couplings} == set(TRANSFORM_KINDS)
+    assert {c.conditioner.kind for c in couplings} == set(CONDITIONER_KINDS)
+    assert {c.mask for c in couplings} == set(MASKS)
+
+
+def test_row_shorthand_folds_into_the_affine_transform():
+    config = CouplingConfig(scale="exp", clamp=1.5)
+    assert (config.transform.scale, config.transform.clamp) == ("exp", 1.5)
+    with pytest.raises(ValueError, match="apply to transform: affine"):
+        CouplingConfig(transform="additive", scale="exp")
 
 
 @pytest.mark.parametrize("config, shape", SPLIT_CASES)
@@ -212,13 +275,21 @@ def test_split_contract(config, shape):
 
     # sampling at temperature 0 gives the prior mean; gradients reach the prior net
     eps = torch.randn_like(factored)
-    torch.testing.assert_close(layer.generate(kept, eps, 0.0), mean)
+    torch.testing.assert_close(layer.generate(kept, eps, 0.0), layer.join(kept, mean))
     layer.zero_grad()
     factored_grad = factored.clone().requires_grad_(True)
     layer.log_prob(kept, factored_grad).sum().backward()
     torch.testing.assert_close(factored_grad.grad, -(factored - mean) / std ** 2)
     for name, parameter in layer.named_parameters():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+    # as a node: encode gives (kept, 0, (factored, log p)), decode joins it back
+    y, logdet, out = layer.encode(x)
+    torch.testing.assert_close(y, kept, rtol=0, atol=0)
+    assert torch.equal(logdet, torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(out.latent, factored, rtol=0, atol=0)
+    torch.testing.assert_close(out.log_prob, layer.log_prob(kept, factored))
+    torch.testing.assert_close(layer.decode(y, out.latent)[0], x, rtol=0, atol=0)
 
     # state dict round trip; forward/inverse are not a split's interface
     fresh = _reloaded(layer, config, shape)

@@ -12,9 +12,9 @@ import typer
 import yaml
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
+from flowspec.family import family_of, require_layer_list
 from flowspec.graph import build_graph
 from flowspec.spec import explicit_spec, load_spec
-from flowspec.vae.config import require_flow
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -33,7 +33,7 @@ def validate(spec: SpecPath, overrides: SetOption = None) -> None:
 def expand(spec: SpecPath, overrides: SetOption = None) -> None:
     """Print SPEC (with any --set applied) with its compact forms (levels/steps/step, repeat)
     written out, one layer a row."""
-    parsed = require_flow(load_spec(spec, overrides), "expand")
+    parsed = require_layer_list(load_spec(spec, overrides), "expand")
     build_graph(parsed)
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
@@ -49,7 +49,7 @@ def build(spec: SpecPath,
 
     from flowspec.compile.build import build_folder
 
-    parsed = require_flow(load_spec(spec, overrides), "build")
+    parsed = require_layer_list(load_spec(spec, overrides), "build")
     folder = out or Path("build") / parsed.name
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
@@ -73,13 +73,15 @@ def check(spec: SpecPath,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    from flowspec.compile.check import check_spec
-
-    result = check_spec(require_flow(load_spec(spec, overrides), "check"), width=width, tolerance=tolerance)
-    console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
+    parsed = load_spec(spec, overrides)
+    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
+    console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
     console.print(f"inverse log-det    max|logdet_inv + logdet|   = {result.inverse_logdet_error:.3e}", markup=False)
+    if result.triangular_error is not None:
+        console.print(f"autoregressive     max|dMADE_i/dz_j|, j >= i = {result.triangular_error:.3e} (in the order)",
+                      markup=False)
     if not result.ok:
         console.print(f"FAILED: above tolerance {tolerance:g}", markup=False)
         raise typer.Exit(EXIT_FAILURE)

@@ -10,7 +10,7 @@ import typer
 from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.train.config import TrainingConfig
 
-DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz")]
+DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
 
 

@@ -14,7 +14,6 @@ import torch
 
 from flowspec.errors import ShapeError
 from flowspec.graph.build import build_graph
-from flowspec.layers.conditioners import ConvConditioner, MLPConditioner
 from flowspec.spec.expand import expand
 from flowspec.spec.models import Spec
 
@@ -26,26 +25,19 @@ class CheckResult:
     logdet_error: float
     inverse_logdet_error: float
     tolerance: float
+    #: largest Jacobian entry that an autoregressive map must not have (on or above its diagonal)
+    triangular_error: float | None = None
+    checked: str = "flow"
 
     @property
     def ok(self) -> bool:
-        return max(self.roundtrip_error, self.logdet_error, self.inverse_logdet_error) <= self.tolerance
-
-
-def _narrow_layer(config, width: int):
-    conditioner = getattr(config, "conditioner", None)
-    if isinstance(conditioner, ConvConditioner):
-        return config.model_copy(update={"conditioner": conditioner.model_copy(
-            update={"hidden": min(conditioner.hidden, width)})})
-    if isinstance(conditioner, MLPConditioner):
-        return config.model_copy(update={"conditioner": conditioner.model_copy(
-            update={"hidden": [min(h, width) for h in conditioner.hidden]})})
-    return config
+        errors = (self.roundtrip_error, self.logdet_error, self.inverse_logdet_error, self.triangular_error or 0.0)
+        return max(errors) <= self.tolerance
 
 
 def narrow_spec(spec: Spec, width: int = 8) -> Spec:
     """Same layers, conditioner widths at most ``width``, the smallest image the layers accept."""
-    layers = [_narrow_layer(layer.config, width).model_copy(update={"name": layer.name})
+    layers = [layer.config.narrow(width).model_copy(update={"name": layer.name})
               for layer in expand(spec)]
     shape = list(spec.input.shape)
     candidates = [shape]

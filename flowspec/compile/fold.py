@@ -51,10 +51,10 @@ class FoldedConv(FlowLayer):
             return F.conv2d(x, weight.view(*weight.shape, 1, 1), bias)
         return F.linear(x, weight, bias)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._affine(x, self.weight, self.bias), per_example(self.log_abs_det, x)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         shift = self.bias.view(1, -1, *([1] * (y.dim() - 2)))
         return self._affine(y - shift, self.inverse_weight, None), per_example(-self.log_abs_det, y)
 

@@ -3,16 +3,17 @@ arXiv:1707.04585; i-RevNet, Jacobsen et al. 2018, arXiv:1802.07088).
 
 For a run ``y = f_n o ... o f_1 (x)`` with ``logdet = sum_i ld_i(x_{i-1})``, standard backprop keeps
 every intermediate activation (``x_i`` and everything each ``f_i`` saves). Here the forward pass
-keeps only the run's output ``y``; the backward pass walks the run in reverse and, for each layer,
+keeps only the run's output ``y``; the backward pass walks the run in reverse and asks each layer
+to recompute its input (:meth:`~flowspec.layers.base.FlowLayer.recompute`: by default invert, then
+re-run with autograd on; a kind may share work, as a channel-mask coupling shares its conditioner
+pass), then takes the vector-Jacobian product with ``(dL/dx_i, dL/dlogdet)``:
 
-    x_{i-1} = f_i^{-1}(x_i)                              (recompute the input by inverting)
-    (x_{i-1} -> f_i(x_{i-1}), ld_i(x_{i-1}))             (re-run one layer with autograd on)
-    dL/dx_{i-1}, dL/dtheta_i = vjp with (dL/dx_i, dL/dlogdet)
+    x_{i-1} = f_i^{-1}(x_i);   dL/dx_{i-1}, dL/dtheta_i, dL/dcontext += vjp
 
-(a channel-mask coupling shares one conditioner pass between the two, since ``x_b = y_b``),
 so at most one layer's activations live at a time: activation memory is flat in the number of
 steps K, for about one extra forward and one inverse per layer. Gradients equal standard
-backprop's up to the round-off of the inversions (float32: ~1e-6 relative per layer).
+backprop's up to the round-off of the inversions (float32: ~1e-6 relative per layer). A context
+(the condition every layer sees) gets the sum of its gradients over the run.
 
 Actnorm's data-dependent init mutates parameters in the forward pass; a run that still has an
 uninitialised actnorm is therefore executed with standard autograd (see :func:`run_layers`).
@@ -23,84 +24,52 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-
 from torch import Tensor, nn
-
-from flowspec.layers.actnorm import ActNorm
-from flowspec.layers.coupling import Coupling
 
 
 class _InvertibleRun(torch.autograd.Function):
-    """``(x, *params) -> (y, logdet)`` keeping only ``y`` for the backward pass."""
+    """``(x, context, *params) -> (y, logdet)`` keeping only ``y`` (and the context) for backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, layers: Sequence[nn.Module], n_params: int, *params: Tensor):
+    def forward(ctx, x: Tensor, context: Tensor | None, layers: Sequence[nn.Module], *params: Tensor):
         with torch.no_grad():
             logdet = x.new_zeros(x.shape[0])
             for layer in layers:
-                x, step = layer(x)
+                x, step = layer(x, context)
                 logdet = logdet + step
         ctx.layers = layers
-        ctx.save_for_backward(x)
+        ctx.has_context = context is not None
+        ctx.save_for_backward(x, *(() if context is None else (context,)))
         return x, logdet
 
     @staticmethod
     def backward(ctx, grad_y: Tensor, grad_logdet: Tensor):
-        (y,) = ctx.saved_tensors
+        y, *saved_context = ctx.saved_tensors
         layers = ctx.layers
-        params = [p for p in _parameters(layers)]
+        params = _parameters(layers)
         grads: dict[int, Tensor] = {}
+        context = saved_context[0].detach().requires_grad_(ctx.needs_input_grad[1]) if saved_context else None
+        grad_context = None
         if grad_y is None:
             grad_y = torch.zeros_like(y)
         if grad_logdet is None:
             grad_logdet = y.new_zeros(y.shape[0])
         for layer in reversed(layers):
-            inputs, out, step, join = _recompute(layer, y)
+            inputs, out, step, join = layer.recompute(y, context)
             own = [p for p in layer.parameters() if p.requires_grad]
+            sources = [*inputs, *own] + ([context] if context is not None and context.requires_grad else [])
             pairs = [(t, g) for t, g in ((out, grad_y), (step, grad_logdet)) if t.requires_grad]
-            found = torch.autograd.grad([t for t, _ in pairs], [*inputs, *own], [g for _, g in pairs],
-                                        allow_unused=True)
-            found_inputs = [torch.zeros_like(t) if g is None else g
-                            for t, g in zip(inputs, found[:len(inputs)])]
+            found = torch.autograd.grad([t for t, _ in pairs], sources, [g for _, g in pairs], allow_unused=True)
+            found_inputs = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found[:len(inputs)])]
             grad_y = join(*found_inputs)
-            for p, g in zip(own, found[len(inputs):]):
+            for p, g in zip(own, found[len(inputs):len(inputs) + len(own)]):
                 if g is not None:
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
+            if len(sources) > len(inputs) + len(own) and found[-1] is not None:
+                grad_context = found[-1] if grad_context is None else grad_context + found[-1]
             y = join(*(t.detach() for t in inputs))
         grad_params = [grads.get(id(p)) for p in params]
-        return (grad_y if ctx.needs_input_grad[0] else None, None, None, *grad_params)
-
-
-def _recompute(layer: nn.Module, y: Tensor):
-    """Invert ``layer`` at ``y`` and re-run it with autograd on.
-
-    Returns ``(inputs, out, logdet, join)``: ``inputs`` are leaf tensors (requiring grad) that
-    ``join`` assembles into the layer's input ``x = f^{-1}(y)``, and ``(out, logdet) = f(x)``
-    recorded by autograd. A channel-mask coupling shares one conditioner pass between the two
-    directions (``x_b = y_b``, so ``NN(x_b)`` is the same network evaluation); every other
-    layer inverts, then runs forward.
-    """
-    if isinstance(layer, Coupling) and not layer.checkerboard:
-        y_a, y_b = layer._split(y)
-        with torch.enable_grad():
-            x_b = y_b.detach().requires_grad_(True)
-            shift, log_s = layer._params(x_b)
-        with torch.no_grad():
-            x_a = y_a - shift if log_s is None else (y_a - shift) * torch.exp(-log_s)
-        with torch.enable_grad():
-            x_a = x_a.detach().requires_grad_(True)
-            if log_s is None:
-                out_a, logdet = x_a + shift, x_a.new_zeros(x_a.shape[0])
-            else:
-                out_a, logdet = x_a * torch.exp(log_s) + shift, layer._sum(log_s)
-            out = layer._join(out_a, x_b)
-        return (x_a, x_b), out, logdet, layer._join
-    with torch.no_grad():
-        x, _ = layer.inverse(y)
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        out, logdet = layer(x)
-    return (x,), out, logdet, lambda t: t
+        return (grad_y if ctx.needs_input_grad[0] else None, grad_context, None, *grad_params)
 
 
 def _parameters(layers) -> list[Tensor]:
@@ -111,25 +80,24 @@ def _parameters(layers) -> list[Tensor]:
     return list(seen.values())
 
 
-def invertible_run(layers: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
+def invertible_run(layers: Sequence[nn.Module], x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(y, logdet)`` of the layers in order, with invertible backprop (activations recomputed)."""
-    params = _parameters(layers)
-    return _InvertibleRun.apply(x, layers, len(params), *params)
+    return _InvertibleRun.apply(x, context, layers, *_parameters(layers))
 
 
 def needs_plain_run(layers: Sequence[nn.Module]) -> bool:
-    """True while an actnorm of the run still waits for its data-dependent init in training."""
-    return any(isinstance(m, ActNorm) and m.training and not bool(m.initialized)
-               for layer in layers for m in layer.modules())
+    """True while a layer of the run still waits for a data-dependent init in training."""
+    return any(m.training and not bool(getattr(m, "initialized", True)) for layer in layers for m in layer.modules())
 
 
-def run_layers(layers: Sequence[nn.Module], x: Tensor, invertible: bool) -> tuple[Tensor, Tensor]:
+def run_layers(layers: Sequence[nn.Module], x: Tensor, invertible: bool,
+               context: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Run invertible layers data -> latent, with invertible backprop when ``invertible`` and
     a gradient is being recorded; otherwise plainly."""
     if invertible and torch.is_grad_enabled() and not needs_plain_run(layers):
-        return invertible_run(layers, x)
+        return invertible_run(layers, x, context)
     logdet = x.new_zeros(x.shape[0])
     for layer in layers:
-        x, step = layer(x)
+        x, step = layer(x, context)
         logdet = logdet + step
     return x, logdet

@@ -18,9 +18,8 @@ from torch import Tensor, nn
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
-from flowspec.layers.actnorm import ActNorm
 from flowspec.layers.base import numel
-from flowspec.layers.split import Split, TopPrior
+from flowspec.layers.split import TopPrior
 
 
 class FlowModel(nn.Module):
@@ -44,77 +43,60 @@ class FlowModel(nn.Module):
         #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
         self.invertible_backprop = bool(memory and memory.invertible_backprop)
 
-    # -- the flow -----------------------------------------------------------------------------
-    def _encode(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        if self.invertible_backprop and torch.is_grad_enabled():
-            return self._encode_invertible(x)
-        zs: list[Tensor] = []
-        logdet = x.new_zeros(x.shape[0])
-        log_pz = x.new_zeros(x.shape[0])
-        for layer in self.layers:
-            if isinstance(layer, Split):
-                x, factored = layer.split(x)
-                log_pz = log_pz + layer.log_prob(x, factored)
-                zs.append(factored)
-            else:
-                x, step_logdet = layer(x)
-                logdet = logdet + step_logdet
-        zs.append(x)
-        return zs, logdet, log_pz + self.top_prior.log_prob(x)
-
-    def _encode_invertible(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        """:meth:`_encode` with each run of layers between splits under invertible backprop."""
+    # -- the flow: layers are graph nodes (encode / decode / generate); a node may factor out a latent
+    def _encode(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor, Tensor]:
+        """``(zs, logdet, log p(zs))``; with ``invertible_backprop`` each run of layers between
+        factoring nodes recomputes its activations by inversion in backward."""
         zs: list[Tensor] = []
         logdet = x.new_zeros(x.shape[0])
         log_pz = x.new_zeros(x.shape[0])
         run: list[nn.Module] = []
-        for layer in [*self.layers, None]:
-            if layer is not None and not isinstance(layer, Split):
+        invertible = self.invertible_backprop and torch.is_grad_enabled()
+        for layer in self.layers:
+            if invertible and not layer.factors_out:
                 run.append(layer)
                 continue
             if run:
-                x, run_logdet = run_layers(run, x, invertible=True)
+                x, run_logdet = run_layers(run, x, invertible=True, context=context)
                 logdet, run = logdet + run_logdet, []
-            if layer is not None:
-                x, factored = layer.split(x)
-                log_pz = log_pz + layer.log_prob(x, factored)
-                zs.append(factored)
+            x, step_logdet, factored = layer.encode(x, context)
+            logdet = logdet + step_logdet
+            if factored is not None:
+                zs.append(factored.latent)
+                log_pz = log_pz + factored.log_prob
+        if run:
+            x, run_logdet = run_layers(run, x, invertible=True, context=context)
+            logdet = logdet + run_logdet
         zs.append(x)
         return zs, logdet, log_pz + self.top_prior.log_prob(x)
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """``x -> (zs, logdet)``: latents (factored ones in order, top last) and ``log|det dz/dx|``."""
-        zs, logdet, _ = self._encode(x)
+        zs, logdet, _ = self._encode(x, context)
         return zs, logdet
 
-    def inverse(self, zs: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def inverse(self, zs: list[Tensor], context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``zs -> (x, logdet)`` with ``logdet = log|det dx/dz| = -forward's``."""
         factored = list(zs[:-1])
         x = zs[-1]
         logdet = x.new_zeros(x.shape[0])
         for layer in reversed(self.layers):
-            if isinstance(layer, Split):
-                x = layer.join(x, factored.pop())
-            else:
-                x, step_logdet = layer.inverse(x)
-                logdet = logdet + step_logdet
+            x, step_logdet = layer.decode(x, factored.pop() if layer.factors_out else None, context)
+            logdet = logdet + step_logdet
         return x, logdet
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """``log p(x)`` of continuous ``x`` (in model space), shape ``(batch,)``."""
-        _, logdet, log_pz = self._encode(x)
+        _, logdet, log_pz = self._encode(x, context)
         return log_pz + logdet
 
-    def generate(self, eps: list[Tensor], temperature: float = 1.0) -> Tensor:
+    def generate(self, eps: list[Tensor], temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
         """Sampling direction, deterministic in the noise: ``eps`` are standard normal draws of the
         latents' shapes; every prior's standard deviation is scaled by ``temperature``."""
         factored = list(eps[:-1])
         x = self.top_prior.generate(eps[-1], temperature)
         for layer in reversed(self.layers):
-            if isinstance(layer, Split):
-                x = layer.join(x, layer.generate(x, factored.pop(), temperature))
-            else:
-                x, _ = layer.inverse(x)
+            x = layer.generate(x, factored.pop() if layer.factors_out else None, temperature, context)
         return x
 
     @torch.no_grad()
@@ -179,4 +161,4 @@ class FlowModel(nn.Module):
 
     @property
     def initialized(self) -> bool:
-        return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))
+        return all(bool(getattr(m, "initialized", True)) for m in self.modules() if m is not self)

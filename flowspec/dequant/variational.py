@@ -2,7 +2,8 @@
 
 ``u = h(eps; x) = sigmoid(g_K o ... o g_1(eps; c(x)))``, ``eps ~ N(0, I)``, where ``c(x)`` is a
 context network over the integer data and each step ``g_k`` is actnorm -> invertible 1x1 conv
-(LU; skipped for a single channel) -> affine coupling whose conditioner sees ``(eps_b, c(x))``:
+(LU; skipped for a single channel) -> affine coupling whose conditioner sees ``(eps_b, c(x))``
+(an ordinary coupling layer given ``c(x)`` as its context):
 
 coupling:  ``(t, r) = NN(eps_b, c(x))``,  ``log s = c_s tanh(r / c_s)``,
            ``eps_a' = s * eps_a + t``,  ``eps_b' = eps_b``,  log-det ``sum(log s)``
@@ -27,21 +28,12 @@ from flowspec.dequant.config import VariationalDequantization
 from flowspec.dequant.uniform import in_bin
 from flowspec.layers.actnorm import ActNormConfig
 from flowspec.layers.conditioners import ChannelsLastNet, ConvConditioner, MLPConditioner
-from flowspec.layers.coupling import checkerboard
+from flowspec.layers.coupling import CouplingConfig
+from flowspec.layers.transforms import AffineTransform
 from flowspec.layers.invconv import InvConvConfig
 
 Shape = tuple[int, ...]
 LOG_SCALE_CLAMP = 2.0
-
-
-def context_kind(config: VariationalDequantization, shape: Shape) -> str:
-    """``conv`` for images, ``mlp`` for vectors, unless the spec says otherwise."""
-    return config.context.kind or ("conv" if len(shape) == 3 else "mlp")
-
-
-def context_shape(config: VariationalDequantization, shape: Shape) -> Shape:
-    """Shape of ``c(x)``: ``(hidden, H, W)`` for images, ``(hidden,)`` for vectors."""
-    return (config.context.hidden, *shape[1:]) if len(shape) == 3 else (config.context.hidden,)
 
 
 def context_network(config: VariationalDequantization, shape: Shape) -> nn.Module:
@@ -59,42 +51,16 @@ def context_network(config: VariationalDequantization, shape: Shape) -> nn.Modul
     return nn.Sequential(*layers)
 
 
-class ConditionalCoupling(nn.Module):
-    """Affine coupling of ``eps`` whose conditioner also sees the context ``c(x)`` (see module doc)."""
-
-    def __init__(self, shape: Shape, context_channels: int, hidden: int, parity: int):
-        super().__init__()
-        self.image = len(shape) == 3
-        if self.image:
-            channels = shape[0]
-            self.register_buffer("mask", checkerboard(shape[1], shape[2], parity))  # 1: conditions
-            self.net = ConvConditioner(hidden=hidden).build(channels + context_channels, 2 * channels)
-        else:
-            d = shape[0]
-            first = d // 2
-            self.transformed = first if parity == 0 else d - first
-            self.parity = parity
-            self.net = MLPConditioner(hidden=[hidden, hidden]).build(
-                d - self.transformed + context_channels, 2 * self.transformed)
-
-    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.parity == 0:
-            return x[:, : self.transformed], x[:, self.transformed:]
-        return x[:, x.shape[1] - self.transformed:], x[:, : x.shape[1] - self.transformed]
-
-    def _join(self, a: Tensor, b: Tensor) -> Tensor:
-        return torch.cat((a, b) if self.parity == 0 else (b, a), dim=1)
-
-    def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        if self.image:
-            shift, raw = self.net(torch.cat([x * self.mask, context], dim=1)).chunk(2, dim=1)
-            free = 1 - self.mask
-            log_s = LOG_SCALE_CLAMP * torch.tanh(raw / LOG_SCALE_CLAMP) * free
-            return x * torch.exp(log_s) + shift * free, log_s.flatten(1).sum(1)
-        x_a, x_b = self._split(x)
-        shift, raw = self.net(torch.cat([x_b, context], dim=1)).chunk(2, dim=1)
-        log_s = LOG_SCALE_CLAMP * torch.tanh(raw / LOG_SCALE_CLAMP)
-        return self._join(x_a * torch.exp(log_s) + shift, x_b), log_s.sum(1)
+def step_coupling(shape: Shape, hidden: int, parity: int) -> CouplingConfig:
+    """The coupling of step ``k`` (``parity = k % 2``): affine with the exp scale clamped at
+    ``LOG_SCALE_CLAMP``, a checkerboard and a conv conditioner for images, a channel mask and an
+    MLP for vectors; its conditioner also sees the context ``c(x)``."""
+    affine = AffineTransform(scale="exp", clamp=LOG_SCALE_CLAMP)
+    if len(shape) == 3:
+        return CouplingConfig(transform=affine, mask="checkerboard", parity=parity,
+                              conditioner=ConvConditioner(hidden=hidden))
+    return CouplingConfig(transform=affine, mask="channel", parity=parity,
+                          conditioner=MLPConditioner(hidden=[hidden, hidden]))
 
 
 class VariationalDequantizer(nn.Module):
@@ -105,7 +71,7 @@ class VariationalDequantizer(nn.Module):
         self.shape = tuple(shape)
         self.levels = levels
         self.context = context_network(config, self.shape)
-        context_channels = config.context.hidden
+        context = config.context_shape(self.shape)
         self.actnorms = nn.ModuleList()
         self.invconvs = nn.ModuleList()
         self.couplings = nn.ModuleList()
@@ -113,7 +79,7 @@ class VariationalDequantizer(nn.Module):
             self.actnorms.append(ActNormConfig(data_init=False).build(self.shape))
             if self.shape[0] >= 2:
                 self.invconvs.append(InvConvConfig(lu=True, seed=k).build(self.shape))
-            self.couplings.append(ConditionalCoupling(self.shape, context_channels, config.hidden, k % 2))
+            self.couplings.append(step_coupling(self.shape, config.hidden, k % 2).build(self.shape, context))
 
     def context_of(self, x: Tensor) -> Tensor:
         """``c(x)`` of integer data, fed in as ``x / (n - 1) - 1/2``."""

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, channel_view, numel, per_example, register
+from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, channel_view, numel, per_example, register
 
 
 @register
@@ -25,13 +25,13 @@ class ActNormConfig(LayerConfig):
     kind: Literal["actnorm"] = "actnorm"
     data_init: bool = True
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         n = numel(shape)
         return LayerCost(params=2 * shape[0], flops_forward=2 * n, flops_inverse=2 * n,
                          flops_logdet=shape[0], logdet_per_call=True, activations=n,
                          ops=7)  # add, exp, mul; sum, scale, expand; log-det add
 
-    def build(self, shape: Shape) -> "ActNorm":
+    def build(self, shape: Shape, context: ContextShape = None) -> "ActNorm":
         return ActNorm(shape, self.data_init)
 
 
@@ -60,10 +60,10 @@ class ActNorm(FlowLayer):
     def logdet(self, x: Tensor) -> Tensor:
         return per_example(self.spatial * self.log_scale.sum(), x)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.training and not bool(self.initialized):
             self.initialize(x)
         return (x + self.bias) * torch.exp(self.log_scale), self.logdet(x)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return y * torch.exp(-self.log_scale) - self.bias, -self.logdet(y)

@@ -7,14 +7,19 @@ A layer kind is a pydantic model with ``kind: Literal["name"]`` registered with
   dimension or invertibility rule is broken;
 * ``cost(shape)`` -- parameters, FLOPs of forward / inverse / log-det and stored activations;
 
-and ``build(shape)`` returns its :class:`FlowLayer` module. Shapes exclude the batch dimension.
+and ``build(shape, context)`` returns its :class:`FlowLayer` module. Shapes exclude the batch
+dimension; ``context`` is the shape of the condition every layer may see (``(E,)`` for a vector
+broadcast over pixels, ``(E, H, W)`` for a feature map), or ``None``.
+
+Kinds are discovered: every module of this package (and of ``transforms/`` and ``conditioners/``)
+is imported by the package, so a new kind is one new file.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +28,7 @@ from torch import Tensor, nn
 from flowspec.errors import RuleViolation
 
 Shape = tuple[int, ...]
+ContextShape = tuple[int, ...] | None
 
 LAYER_KINDS: dict[str, type["LayerConfig"]] = {}
 
@@ -84,26 +90,97 @@ class LayerConfig(BaseModel):
         if self.accepts == "vector" and len(shape) != 1:
             raise RuleViolation(f"{self.kind} needs a vector input (D,), got {shape}")
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost()
 
-    def build(self, shape: Shape) -> "FlowLayer":
+    def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list["MatmulOp"]:
+        """The conv / linear calls one forward call runs per example (the report times them at
+        these shapes); none for elementwise kinds."""
+        return []
+
+    def narrow(self, width: int) -> "LayerConfig":
+        """A copy whose networks are at most ``width`` wide (``flowspec check``'s narrow model)."""
+        return self
+
+    def build(self, shape: Shape, context: ContextShape = None) -> "FlowLayer":
         raise NotImplementedError
+
+
+class MatmulOp(NamedTuple):
+    """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
+    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features; a conv with
+    ``channels_last`` is timed in that layout, as the conv conditioners run it."""
+
+    cin: int
+    cout: int
+    kernel: int
+    spatial: tuple
+    channels_last: bool = False
+
+    def flops(self) -> float:
+        """Per example: 2 FLOPs per multiply-add."""
+        return 2.0 * self.cin * self.cout * self.kernel ** 2 * max(1, math.prod(self.spatial))
+
+
+class Factored(NamedTuple):
+    """A latent a node factors out, with its log-density under the node's prior."""
+
+    latent: Tensor
+    log_prob: Tensor
 
 
 class FlowLayer(nn.Module):
-    """An invertible map. ``forward(x) -> (y, logdet)``, ``inverse(y) -> (x, logdet_inverse)``.
+    """An invertible map. ``forward(x, context=None) -> (y, logdet)``, ``inverse(y, context=None)
+    -> (x, logdet_inverse)``.
 
     Forward is data -> latent; ``logdet = log|det dy/dx|`` has shape ``(batch,)`` and the
     inverse returns ``-logdet`` of the forward at the same point. Laws: ``inverse(forward(x)[0])[0]
-    == x``.
+    == x``. ``context`` is the condition (or ``None``); kinds that do not use it ignore it.
+
+    The model walks layers as graph nodes through :meth:`encode` / :meth:`decode` /
+    :meth:`generate`; a node that factors out a latent (``factors_out``) overrides them, every
+    other node is its forward / inverse.
     """
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
+    #: True for nodes with two outputs: the kept part and a latent with its own prior (split).
+    factors_out: ClassVar[bool] = False
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    def encode(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Factored | None]:
+        """Data -> latent as a node: ``(y, logdet, factored latent or None)``."""
+        y, logdet = self(x, context)
+        return y, logdet, None
+
+    def decode(self, y: Tensor, latent: Tensor | None, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Latent -> data as a node, given the latent it factored out (if it does)."""
+        return self.inverse(y, context)
+
+    def generate(self, y: Tensor, eps: Tensor | None, temperature: float,
+                 context: Tensor | None = None) -> Tensor:
+        """Sampling direction: like :meth:`decode`, drawing a factored latent from its prior with
+        standard normal noise ``eps`` at ``temperature``."""
+        return self.inverse(y, context)[0]
+
+    def recompute(self, y: Tensor, context: Tensor | None = None):
+        """Invertible backprop's step: recompute the input from the output ``y`` and re-run the
+        layer with autograd on. Returns ``(inputs, out, logdet, join)``: leaf tensors that
+        ``join`` assembles into the input ``x = f^{-1}(y)``, and ``(out, logdet) = f(x)`` recorded.
+        The default inverts, then runs forward; a kind may share work between the two."""
+        with torch.no_grad():
+            x, _ = self.inverse(y, context)
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            out, logdet = self(x, context)
+        return (x,), out, logdet, _identity
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def numel(shape: Shape) -> int:

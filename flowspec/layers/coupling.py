@@ -1,50 +1,67 @@
-"""Coupling layers: NICE's additive (arXiv:1410.8516) and RealNVP / Glow's affine
-(arXiv:1605.08803, arXiv:1807.03039).
+"""Coupling layers: a mask x a conditioner x an elementwise transform (NICE, arXiv:1410.8516;
+RealNVP, arXiv:1605.08803; Glow, arXiv:1807.03039; Flow++, arXiv:1902.00275).
 
-With ``x`` split by a mask into a transformed part ``x_a`` and a conditioning part ``x_b``:
+With ``x`` split by a mask into a transformed part ``x_a`` and a conditioning part ``x_b``, and
+``theta = NN(x_b, context)`` the transform's parameters (``P`` per transformed entry):
 
-forward:  ``(log s, t) = NN(x_b)``;  ``y_a = s * x_a + t``,  ``y_b = x_b``
-inverse:  ``x_a = (y_a - t) / s``,  ``x_b = y_b``
-log-det:  ``sum(log s)`` over the transformed entries (0 for additive, where ``s = 1``)
+forward:  ``y_a = tau(x_a; theta)``,  ``y_b = x_b``
+inverse:  ``x_a = tau^{-1}(y_a; theta)``,  ``x_b = y_b``  (``NN`` sees ``y_b = x_b``: same ``theta``)
+log-det:  ``sum log|tau'(x_a; theta)|`` over the transformed entries
 
-Scale: ``sigmoid`` is Glow's ``s = sigmoid(h + 2)``; ``exp`` is ``s = exp(c * tanh(h / c))``,
-a soft clamp to ``[exp(-c), exp(c)]``. Masks: ``channel`` splits the channels (features) in
-halves, ``checkerboard`` alternates pixels; ``parity`` chooses which half is transformed.
+Masks: ``channel`` splits the channels (features) in halves and ``parity`` 0 transforms the first;
+``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even.
+The transform (``additive``, ``affine``, ...) and the conditioner (``conv``, ``mlp``, ...) are
+registered kinds (:mod:`flowspec.layers.transforms`, :mod:`flowspec.layers.conditioners`).
+``scale`` and ``clamp`` on the row are short for the affine transform's own fields.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, register
-from flowspec.layers.conditioners import Conditioner, ConvConditioner, MLPConditioner
+from flowspec.layers.base import (ContextShape, FlowLayer, LayerConfig, LayerCost, MatmulOp, Shape, numel,
+                                  register)
+from flowspec.layers.conditioners import Conditioner, ConvConditioner, context_channels
+from flowspec.layers.transforms import AffineTransform, Transform
+from flowspec.layers.transforms.affine import check_clamp
 
-SIGMOID_SHIFT = 2.0
+MASKS = ("channel", "checkerboard")
 
 
 @register
 class CouplingConfig(LayerConfig):
     kind: Literal["coupling"] = "coupling"
-    transform: Literal["additive", "affine"] = "affine"
+    transform: Transform = Field(default_factory=AffineTransform,
+                                 description="elementwise transform: a kind name or {kind: ..., options}")
     mask: Literal["channel", "checkerboard"] = "channel"
     parity: Literal[0, 1] = 0
-    scale: Literal["sigmoid", "exp"] = "sigmoid"
-    clamp: float = Field(2.0, description="soft clamp c of the exp scale: log s in [-c, c]")
+    scale: Optional[Literal["sigmoid", "exp"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    clamp: Optional[float] = Field(None, description="short for transform: {kind: affine, clamp}",
+                                   json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 50})
     conditioner: Conditioner = Field(default_factory=ConvConditioner)
 
     @field_validator("clamp")
     @classmethod
-    def _scale_bounded_away_from_zero(cls, clamp: float) -> float:
-        if not 0 < clamp < 50:
-            raise ValueError("clamp must be in (0, 50) so that the exp scale can neither "
-                             "reach 0 nor overflow")
-        return clamp
+    def _scale_bounded_away_from_zero(cls, clamp: float | None) -> float | None:
+        return None if clamp is None else check_clamp(clamp)
+
+    @model_validator(mode="after")
+    def _affine_options(self):
+        """Fold the row's ``scale`` / ``clamp`` into the affine transform they belong to."""
+        options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp)) if v is not None}
+        if options:
+            if self.transform.kind != "affine":
+                raise ValueError(f"{' and '.join(options)} apply to transform: affine, not "
+                                 f"{self.transform.kind}")
+            object.__setattr__(self, "transform", self.transform.model_copy(update=options))
+            object.__setattr__(self, "scale", None)
+            object.__setattr__(self, "clamp", None)
+        return self
 
     def _halves(self, shape: Shape) -> tuple[int, int]:
         """(transformed, conditioning) channel counts of a channel mask."""
@@ -65,43 +82,47 @@ class CouplingConfig(LayerConfig):
             raise RuleViolation(f"a channel mask needs at least 2 {what} to divide, got {shape[0]}",
                                 hint="squeeze first or use mask: checkerboard" if image else None,
                                 field=("mask",))
-        if image and isinstance(self.conditioner, MLPConditioner):
-            raise RuleViolation("an mlp conditioner works on vectors; this input is an image "
-                                f"{shape}", hint="use conditioner: {kind: conv}",
-                                field=("conditioner", "kind"))
-        if not image and isinstance(self.conditioner, ConvConditioner):
-            raise RuleViolation(f"a conv conditioner needs an image input; this input is a vector "
-                                f"{shape}", hint="use conditioner: {kind: mlp}",
-                                field=("conditioner", "kind"))
+        self.conditioner.check_shape(shape)
         return shape
 
-    def _net_channels(self, shape: Shape) -> tuple[int, int]:
-        factor = 2 if self.transform == "affine" else 1
+    def _net_channels(self, shape: Shape) -> tuple[int, int, int]:
+        """(conditioner input, conditioner output, transformed) channels."""
+        per_entry = self.transform.params_per_entry
         if self.mask == "checkerboard":
-            return shape[0], factor * shape[0]
+            return shape[0], per_entry * shape[0], shape[0]
         transformed, conditioning = self._halves(shape)
-        return conditioning, factor * transformed
+        return conditioning, per_entry * transformed, transformed
 
-    def cost(self, shape: Shape) -> LayerCost:
-        n_in, n_out = self._net_channels(shape)
-        net = self.conditioner.cost(n_in, n_out, numel(shape[1:]))
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
+        n_in, n_out, _ = self._net_channels(shape)
+        net = self.conditioner.cost(n_in, n_out, numel(shape[1:]), context_channels(context))
+        entry = self.transform.cost()
         n = numel(shape)
-        elementwise = 4.0 * n
-        return LayerCost(params=net.params, flops_forward=net.matmul_flops + elementwise,
-                         flops_inverse=net.matmul_flops + elementwise, matmul_flops_forward=net.matmul_flops,
-                         matmul_flops_inverse=net.matmul_flops,
-                         flops_logdet=float(n) if self.transform == "affine" else 0.0,
-                         activations=n + net.outputs,  # input, ReLU outputs, net output
-                         # net: a conv / linear per layer and a ReLU between; masking, scale,
-                         # affine map, join and log-det sum around it
-                         ops=2 * net.layers - 1 + (14 if self.mask == "checkerboard" else 11))
+        return LayerCost(params=net.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
+                         flops_inverse=net.matmul_flops + net.elementwise + entry.flops_inverse * n,
+                         matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
+                         flops_logdet=entry.flops_logdet * n,
+                         activations=int(n + net.outputs + entry.saved * n),  # input, net outputs, transform
+                         # net: a conv / linear per layer and a ReLU between; masking, transform,
+                         # join and log-det sum around it
+                         ops=2 * net.layers - 1 + net.extra_ops + entry.ops
+                         + (14 if self.mask == "checkerboard" else 11))
 
-    def build(self, shape: Shape) -> "Coupling":
-        n_in, n_out = self._net_channels(shape)
-        return Coupling(self, shape, self.conditioner.build(n_in, n_out))
+    def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
+        n_in, n_out, _ = self._net_channels(shape)
+        return self.conditioner.matmul_ops(n_in, n_out, tuple(shape[1:]), context_channels(context))
+
+    def narrow(self, width: int) -> "CouplingConfig":
+        return self.model_copy(update={"conditioner": self.conditioner.narrow(width)})
+
+    def build(self, shape: Shape, context: ContextShape = None) -> "Coupling":
+        n_in, n_out, _ = self._net_channels(shape)
+        return Coupling(self, shape, self.conditioner.build(n_in, n_out, context_channels(context)))
 
 
 def checkerboard(height: int, width: int, parity: int) -> Tensor:
+    """1 where an entry conditions, 0 where it is transformed (``parity`` 0: ``h + w`` even is
+    transformed)."""
     rows = torch.arange(height).view(-1, 1)
     cols = torch.arange(width).view(1, -1)
     return ((rows + cols + parity) % 2).float().view(1, 1, height, width)
@@ -110,69 +131,65 @@ def checkerboard(height: int, width: int, parity: int) -> Tensor:
 class Coupling(FlowLayer):
     def __init__(self, config: CouplingConfig, shape: Shape, net: torch.nn.Module):
         super().__init__()
-        self.affine = config.transform == "affine"
-        self.scale = config.scale
-        self.clamp = config.clamp
         self.net = net
+        self.transform = config.transform.build()
+        self.per_entry = config.transform.params_per_entry
         self.parity = config.parity
-        self.transformed, _ = config._halves(shape)
+        self.transformed = config._net_channels(shape)[2]
         self.checkerboard = config.mask == "checkerboard"
         if self.checkerboard:
-            # 1 where the entry conditions, 0 where it is transformed
             self.register_buffer("mask", checkerboard(shape[1], shape[2], config.parity))
 
-    def _log_scale(self, raw: Tensor) -> Tensor:
-        if self.scale == "sigmoid":
-            return F.logsigmoid(raw + SIGMOID_SHIFT)
-        return self.clamp * torch.tanh(raw / self.clamp)
+    def params(self, conditioning: Tensor, context: Tensor | None) -> Tensor:
+        """The transform's parameters ``(B, P, C_a, ...)`` from the conditioning part."""
+        h = self.net(conditioning, context)
+        return h.view(h.shape[0], self.per_entry, -1, *h.shape[2:])
 
-    def _params(self, condition: Tensor) -> tuple[Tensor, Tensor | None]:
-        h = self.net(condition)
-        if not self.affine:
-            return h, None
-        shift, raw = h.chunk(2, dim=1)
-        return shift, self._log_scale(raw)
-
-    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(transformed, conditioning) parts of a channel mask."""
         if self.parity == 0:
             return x[:, : self.transformed], x[:, self.transformed:]
         conditioning = x.shape[1] - self.transformed
         return x[:, conditioning:], x[:, :conditioning]
 
-    def _join(self, transformed: Tensor, conditioning: Tensor) -> Tensor:
+    def join(self, transformed: Tensor, conditioning: Tensor) -> Tensor:
         parts = (transformed, conditioning) if self.parity == 0 else (conditioning, transformed)
         return torch.cat(parts, dim=1)
 
     @staticmethod
-    def _sum(log_s: Tensor) -> Tensor:
-        return log_s.flatten(1).sum(1)
+    def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:
+        return like.new_zeros(like.shape[0]) if logdet is None else logdet.flatten(1).sum(1)
 
-    def _run(self, x: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+        tau = self.transform.inverse if inverse else self.transform.forward
         if self.checkerboard:
-            shift, log_s = self._params(x * self.mask)
-            free = 1 - self.mask
-            shift = shift * free
-            if log_s is None:
-                y = x - shift if inverse else x + shift
-                return y, x.new_zeros(x.shape[0])
-            log_s = log_s * free
-            y = (x - shift) * torch.exp(-log_s) if inverse else x * torch.exp(log_s) + shift
-            logdet = self._sum(log_s)
-            return y, -logdet if inverse else logdet
-        x_a, x_b = self._split(x)
-        shift, log_s = self._params(x_b)
-        if log_s is None:
-            y_a = x_a - shift if inverse else x_a + shift
-            return self._join(y_a, x_b), x.new_zeros(x.shape[0])
-        if inverse:
-            y_a = (x_a - shift) * torch.exp(-log_s)
-        else:
-            y_a = x_a * torch.exp(log_s) + shift
-        logdet = self._sum(log_s)
-        return self._join(y_a, x_b), -logdet if inverse else logdet
+            free = self.mask == 0
+            y, logdet = tau(x, self.params(x * self.mask, context))
+            y = torch.where(free, y, x)
+            return y, self._sum(None if logdet is None else torch.where(free, logdet, 0.0), x)
+        x_a, x_b = self.split(x)
+        y_a, logdet = tau(x_a, self.params(x_b, context))
+        return self.join(y_a, x_b), self._sum(logdet, x)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self._run(x, inverse=False)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._run(x, context, inverse=False)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        return self._run(y, inverse=True)
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._run(y, context, inverse=True)
+
+    def recompute(self, y: Tensor, context: Tensor | None = None):
+        """A channel mask shares one conditioner pass between the inversion and the re-run
+        (``x_b = y_b``, so ``NN(x_b)`` is the same evaluation); a checkerboard inverts, then runs."""
+        if self.checkerboard:
+            return super().recompute(y, context)
+        y_a, y_b = self.split(y)
+        with torch.enable_grad():
+            x_b = y_b.detach().requires_grad_(True)
+            params = self.params(x_b, context)
+        with torch.no_grad():
+            x_a, _ = self.transform.inverse(y_a, params)
+        with torch.enable_grad():
+            x_a = x_a.detach().requires_grad_(True)
+            out_a, logdet = self.transform(x_a, params)
+            out, logdet = self.join(out_a, x_b), self._sum(logdet, x_a)
+        return (x_a, x_b), out, logdet, self.join

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, register, zeros_like_batch
+from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, register, zeros_like_batch
 
 
 @register
@@ -22,10 +22,10 @@ class PermuteConfig(LayerConfig):
             raise RuleViolation("permute needs at least 2 channels", hint="squeeze first")
         return shape
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost(ops=3)  # gather, zero log-det, add
 
-    def build(self, shape: Shape) -> "Permute":
+    def build(self, shape: Shape, context: ContextShape = None) -> "Permute":
         c = shape[0]
         if self.order == "reverse":
             perm = torch.arange(c - 1, -1, -1)
@@ -40,8 +40,8 @@ class Permute(FlowLayer):
         self.register_buffer("perm", perm)
         self.register_buffer("inverse_perm", torch.argsort(perm))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x[:, self.perm], zeros_like_batch(x)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return y[:, self.inverse_perm], zeros_like_batch(y)

@@ -10,19 +10,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, per_example, register
+from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, numel, per_example, register
 
 
 @register
 class ScalingConfig(LayerConfig):
     kind: Literal["scaling"] = "scaling"
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         n = numel(shape)
         return LayerCost(params=n, flops_forward=n, flops_inverse=n, flops_logdet=n, logdet_per_call=True, activations=n,
                          ops=5)
 
-    def build(self, shape: Shape) -> "Scaling":
+    def build(self, shape: Shape, context: ContextShape = None) -> "Scaling":
         return Scaling(shape)
 
 
@@ -31,8 +31,8 @@ class Scaling(FlowLayer):
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(1, *shape))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x * torch.exp(self.log_scale), per_example(self.log_scale.sum(), x)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return y * torch.exp(-self.log_scale), per_example(-self.log_scale.sum(), y)

@@ -1,7 +1,9 @@
 """Split: factor out half of the channels to a learned conditional prior (Glow / RealNVP multiscale).
 
-forward:  ``z_1, z_2 = x[:c1], x[c1:]``; ``z_1`` goes on through the flow, ``z_2`` is a latent
-inverse:  ``x = concat(z_1, z_2)``; ``logdet = 0`` (a partition)
+A node with two outputs (:meth:`Split.encode`): the kept part and the factored latent with its prior.
+
+encode:   ``z_1, z_2 = x[:c1], x[c1:]``; ``z_1`` goes on through the flow, ``z_2`` is a latent
+decode:   ``x = concat(z_1, z_2)``; ``logdet = 0`` (a partition)
 prior:    ``z_2 ~ N(mu, sigma)`` with ``(mu, log sigma) = ZeroConv(z_1)`` (``conditional``), or
           ``N(0, I)`` (``standard``). Sampling at temperature T draws ``mu + T sigma eps``.
 """
@@ -17,7 +19,7 @@ from torch.nn import functional as F
 from torch.distributions import Normal
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, register
+from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, Factored, LayerCost, MatmulOp, Shape, numel, register
 
 
 def kept_channels(channels: int) -> int:
@@ -40,7 +42,7 @@ class SplitConfig(LayerConfig):
     def factored_shape(self, shape: Shape) -> Shape:
         return (shape[0] // 2,) + shape[1:]
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         if self.prior == "standard":
             return LayerCost(flops_forward=3.0 * numel(self.factored_shape(shape)), ops=12)
         kept, factored = kept_channels(shape[0]), shape[0] // 2
@@ -54,11 +56,19 @@ class SplitConfig(LayerConfig):
                          activations=2 * factored * spatial,
                          ops=14)  # 2 slices, prior conv, chunk, exp, Normal log_prob, sum, add
 
-    def build(self, shape: Shape) -> "Split":
+    def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
+        if self.prior != "conditional":
+            return []
+        kept, factored = kept_channels(shape[0]), shape[0] // 2
+        return [MatmulOp(kept, 2 * factored, 3 if len(shape) == 3 else 1, tuple(shape[1:]))]
+
+    def build(self, shape: Shape, context: ContextShape = None) -> "Split":
         return Split(shape, self.prior)
 
 
 class Split(FlowLayer):
+    factors_out = True
+
     def __init__(self, shape: Shape, prior: str = "conditional"):
         super().__init__()
         self.kept = kept_channels(shape[0])
@@ -90,12 +100,20 @@ class Split(FlowLayer):
         mean, log_std = self.prior(kept)
         return Normal(mean, log_std.exp(), validate_args=False).log_prob(factored).flatten(1).sum(1)
 
-    def generate(self, kept: Tensor, eps: Tensor, temperature: float) -> Tensor:
-        mean, log_std = self.prior(kept)
-        return mean + temperature * log_std.exp() * eps
+    def encode(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Factored]:
+        kept, factored = self.split(x)
+        return kept, x.new_zeros(x.shape[0]), Factored(factored, self.log_prob(kept, factored))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        raise TypeError("Split factors out a latent: use split() / join() through FlowModel")
+    def decode(self, y: Tensor, latent: Tensor | None, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.join(y, latent), y.new_zeros(y.shape[0])
+
+    def generate(self, y: Tensor, eps: Tensor | None, temperature: float,
+                 context: Tensor | None = None) -> Tensor:
+        mean, log_std = self.prior(y)
+        return self.join(y, mean + temperature * log_std.exp() * eps)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise TypeError("Split factors out a latent: a model runs it as a node (encode / decode)")
 
     inverse = forward
 

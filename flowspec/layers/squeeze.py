@@ -11,7 +11,7 @@ from typing import Literal
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, LayerCost, Shape, numel, register, zeros_like_batch
+from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, numel, register, zeros_like_batch
 
 
 @register
@@ -26,20 +26,20 @@ class SqueezeConfig(LayerConfig):
                                 hint="remove a level or pad the input to an even size")
         return (4 * c, h // 2, w // 2)
 
-    def cost(self, shape: Shape) -> LayerCost:
+    def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost(activations=0, ops=4)  # reshape, permute, copy, zeros
 
-    def build(self, shape: Shape) -> "Squeeze":
+    def build(self, shape: Shape, context: ContextShape = None) -> "Squeeze":
         return Squeeze()
 
 
 class Squeeze(FlowLayer):
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
         y = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
         return y.reshape(b, 4 * c, h // 2, w // 2), zeros_like_batch(x)
 
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         b, c4, h, w = y.shape
         x = y.reshape(b, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(b, c4 // 4, 2 * h, 2 * w), zeros_like_batch(y)

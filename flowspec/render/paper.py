@@ -147,10 +147,8 @@ def node_label(data: dict) -> tuple[str, str]:
     return (f"{kind}\n{formula}" if formula else kind), kind
 
 
-def level_shapes(flow) -> list[str]:
+def level_shapes(flow, shape_text) -> list[str]:
     """One line per level: what enters it, after its squeeze, what leaves it and what it factors out."""
-    from flowspec.render.diagram import shape_text
-
     levels: dict[int, list] = {}
     for node in getattr(flow, "layers", []):
         if getattr(node, "level", None) is not None:
@@ -302,7 +300,7 @@ def to_paper_dot(flow, parts: list, colour, cluster_style: dict, shape_text) -> 
         for source, target, shape in part.edges:
             dot.edge(source, resolve(target), label=shape_text(shape))
 
-    lines = level_shapes(flow)
+    lines = level_shapes(flow, shape_text)
     if lines:
         dot.node("shapes", "shapes per level\\l" + "\\l".join(lines) + "\\l", shape="note", style="filled",
                  fillcolor="#f9fafb", fontname="Helvetica", fontsize="9")

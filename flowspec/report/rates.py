@@ -8,20 +8,19 @@ and the roofline divides each layer's conv / matmul FLOPs by the rate achieved a
 shapes (its backward's ``2 x`` FLOPs by the backward rate). Past ``budget_s`` of measuring (a large
 spec, or a loaded machine), further shapes get the rates of the measured call nearest in FLOPs.
 
-:func:`matmul_ops` lists the conv / linear ops of a layer from its config, the same shapes its
-cost rule counts (coupling conditioners, a conditional split's prior, invconv's 1x1 conv).
+:func:`matmul_ops` asks a layer's kind for its conv / linear ops, the same shapes its cost rule
+counts (a coupling's conditioner, a conditional split's prior, invconv's 1x1 conv).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from flowspec.layers.base import numel
+from flowspec.layers.base import MatmulOp, numel
 
 
 def best_time(fn, repeats: int) -> float:
@@ -35,44 +34,10 @@ def best_time(fn, repeats: int) -> float:
     return best
 
 
-class MatmulOp(NamedTuple):
-    """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
-    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features; a conv with
-    ``channels_last`` is timed in that layout, as the conv conditioners run it."""
-
-    cin: int
-    cout: int
-    kernel: int
-    spatial: tuple
-    channels_last: bool = False
-
-    def flops(self) -> float:
-        """Per example: 2 FLOPs per multiply-add."""
-        return 2.0 * self.cin * self.cout * self.kernel ** 2 * max(1, numel(self.spatial))
-
-
-def matmul_ops(config, in_shape: tuple) -> list[MatmulOp]:
-    """The conv / linear ops one forward call of a layer runs per example (empty for elementwise
-    layers and kinds this module does not know; those keep the device's peak rate)."""
-    from flowspec.layers.conditioners import ConvConditioner
-    from flowspec.layers.coupling import CouplingConfig
-    from flowspec.layers.invconv import InvConvConfig
-    from flowspec.layers.split import SplitConfig, kept_channels
-
-    image = len(in_shape) == 3
-    spatial = tuple(in_shape[1:]) if image else ()
-    if isinstance(config, CouplingConfig):
-        n_in, n_out = config._net_channels(in_shape)
-        if isinstance(config.conditioner, ConvConditioner):
-            return [MatmulOp(i, o, k, spatial, channels_last=True)
-                    for i, o, k in config.conditioner.convs(n_in, n_out)]
-        return [MatmulOp(i, o, 1, ()) for i, o in config.conditioner.linears(n_in, n_out)]
-    if isinstance(config, SplitConfig) and config.prior == "conditional":
-        kept, factored = kept_channels(in_shape[0]), in_shape[0] // 2
-        return [MatmulOp(kept, 2 * factored, 3 if image else 1, spatial)]
-    if isinstance(config, InvConvConfig):
-        return [MatmulOp(in_shape[0], in_shape[0], 1, spatial)]
-    return []
+def matmul_ops(config, in_shape: tuple, context: tuple | None = None) -> list[MatmulOp]:
+    """The conv / linear ops one forward call of a layer runs per example, as its kind declares
+    them (empty for elementwise layers; those keep the device's peak rate)."""
+    return config.matmul_ops(tuple(in_shape), context)
 
 
 BACKWARD_FLOPS = 2.0  # a conv / linear's backward: input and weight gradients, each its forward's FLOPs

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
-from flowspec.spec.models import REPEAT_TAG, Spec
+from flowspec.layers.kinds import UNIONS
+from flowspec.spec.models import REPEAT_TAG, SPEC_MODELS, Spec
 from flowspec.spec.overrides import apply_overrides, parse_overrides
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
-from flowspec.vae.config import VAESpec
 
-MODELS = {"flow": Spec, "vae": VAESpec}
+MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
 
 
 def _root_model(data) -> type[BaseModel]:
@@ -116,7 +116,10 @@ def _problem(error: dict, data, source: SourceMap) -> Problem:
     elif kind in ("union_tag_invalid", "missing_kind"):
         node = _node(data, path)
         tag = node.get("kind") if isinstance(node, dict) else error.get("ctx", {}).get("tag", node)
-        if tag is None:
+        registry = UNIONS.get(str(path[-1])) if path else None
+        if tag is None and registry is not None:
+            message, hint = f"each {path[-1]} needs a kind", f"known: {', '.join(sorted(registry))}"
+        elif tag is None:
             message, hint = "each layer needs a kind (or repeat:)", "e.g. {kind: coupling}"
         else:
             message = f"unknown kind {tag!r}"
@@ -131,6 +134,9 @@ def _problem(error: dict, data, source: SourceMap) -> Problem:
 def _known_kinds(data, path: tuple, error: dict) -> list[str]:
     """The kinds allowed at ``path``: layer kinds, or those of a nested union (conditioner, ...)."""
     expected = error.get("ctx", {}).get("expected_tags")
+    registry = UNIONS.get(str(path[-1])) if path else None
+    if registry is not None:
+        return sorted(registry)
     if expected:
         return [t.strip(" '") for t in expected.split(",") if t.strip(" '") != REPEAT_TAG]
     return sorted(LAYER_KINDS)
@@ -183,7 +189,7 @@ def _literal_problems(value, data, path: tuple, source: SourceMap) -> list[Probl
     return problems
 
 
-def spec_from_data(data, source: SourceMap, overrides=None) -> Spec | VAESpec:
+def spec_from_data(data, source: SourceMap, overrides=None) -> BaseModel:
     """Validate parsed YAML, after applying ``overrides`` (``PATH=VALUE`` strings or a mapping, see
     :mod:`flowspec.spec.overrides`); raise one :class:`SpecError` with every problem.
 

@@ -13,7 +13,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
-from flowspec.train.config import TrainingConfig
+from flowspec.spec.training import TrainingConfig
 
 
 class StrictModel(BaseModel):
@@ -137,3 +137,13 @@ class Spec(StrictModel):
     def source(self):
         """The :class:`~flowspec.spec.yaml_source.SourceMap` the spec was loaded from, if any."""
         return self._source
+
+
+#: spec models by ``model:`` name; other families register theirs (:func:`register_spec_model`)
+SPEC_MODELS: dict[str, type[BaseModel]] = {"flow": Spec}
+
+
+def register_spec_model(name: str, model: type[BaseModel]) -> type[BaseModel]:
+    """Make ``model: name`` parse into ``model`` (a family's spec, e.g. the VAE's)."""
+    SPEC_MODELS[name] = model
+    return model

@@ -8,7 +8,8 @@ training.lr=0.01`` works on a spec without a ``training:`` section. A bare-strin
 
 Overrides are applied to the data, not to the validated model: an override that breaks the spec
 gets the same error the YAML file would, with ``--set PATH=VALUE`` named as its source (see
-:meth:`flowspec.spec.yaml_source.SourceMap.problem`).
+:meth:`flowspec.spec.yaml_source.SourceMap.problem`). Values are read like spec files, ``1e-3``
+a number (:class:`~flowspec.spec.yaml_source.SpecLoader`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from flowspec.errors import Problem, SpecError, dotted
+from flowspec.spec.yaml_source import SpecLoader
 
 _PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|\d+)\s*((?:\[\s*-?\d+\s*\])*)\s*$")
 
@@ -63,8 +65,6 @@ def parse_override(text: str) -> Override:
         raise SpecError(Problem("an override is PATH=VALUE", (), source, hint="e.g. --set steps=16"))
     path_text, value_text = text.split("=", 1)
     path = parse_path(path_text.strip(), source)
-    from flowspec.spec.yaml_source import SpecLoader  # it imports this module
-
     try:
         value = yaml.load(value_text, Loader=SpecLoader) if value_text.strip() else None  # noqa: S506 (safe)
     except yaml.YAMLError as error:
@@ -145,16 +145,3 @@ def _apply(data: Any, override: Override, fields_at) -> Override:
         node[part] = child
         node, walked = child, walked + (part,)
     return Override(walked + (part,), override.value, override.text)
-
-
-def overridden_by(overrides: list[Override], path: tuple) -> Override | None:
-    """The override a problem at ``path`` comes from: the last one that wrote ``path`` or a field
-    above it, else the last one that wrote below it (a problem of the mapping it changed)."""
-    path = tuple(path)
-    for override in reversed(overrides):
-        if path[:len(override.path)] == override.path:
-            return override
-    for override in reversed(overrides):
-        if override.path[:len(path)] == path:
-            return override
-    return None

@@ -6,8 +6,9 @@ and then made exact where pydantic's generator is looser than validation:
 * strict types: pydantic's ``integer``, ``number`` and ``boolean`` already match strict loading
   (a boolean is no integer in JSON Schema, a string is no number);
 * layer rows: a bare kind name (``- squeeze``) is a row (see ``_RowJsonSchema`` in
-  :mod:`flowspec.spec.models`), and every branch of a tagged union must write its tag
-  (``kind``), as pydantic's discriminator requires (``{lu: true}`` is no row);
+  :mod:`flowspec.spec.models`), as is a bare transform or conditioner (``transform: affine``), and
+  every branch of a tagged union must write its tag (``kind``), as pydantic's discriminator
+  requires (``{lu: true}`` is no row);
 * the rules validators check in code, written as JSON Schema in :data:`RULES` (``clamp`` in
   (0, 50), ``input.shape`` not 2-D, layers or the compact form, ...).
 
@@ -77,6 +78,14 @@ def _odd(field: str) -> Callable[[dict], None]:
     return rule
 
 
+def _affine_options(coupling: dict) -> None:
+    """``CouplingConfig._affine_options``: ``scale`` and ``clamp`` on a row are short for the
+    affine transform's fields, so another transform rules them out."""
+    affine = {"anyOf": [{"const": "affine"}, {"type": "object", "properties": {"kind": {"const": "affine"}}}]}
+    coupling.setdefault("allOf", []).extend(
+        {"if": _given(field), "then": {"properties": {"transform": affine}}} for field in ("scale", "clamp"))
+
+
 def _steps_or_epochs(training: dict) -> None:
     """``TrainingConfig._steps_or_epochs``: not both ``steps`` and ``epochs`` (``null`` is neither)."""
     training["not"] = {"allOf": [_given("steps"), _given("epochs")]}
@@ -88,7 +97,9 @@ def _steps_or_epochs(training: dict) -> None:
 RULES: dict[str, list[Callable[[dict], None]]] = {
     "Spec": [_one_form],
     "InputSpec": [_not_two_dimensional],
-    "CouplingConfig": [_open_interval("clamp", 0, 50)],
+    "CouplingConfig": [_open_interval("clamp", 0, 50), _affine_options],
+    "AffineTransform": [_open_interval("clamp", 0, 50)],
+    "ConvConditioner": [_odd("kernel")],
     "LogitPreprocess": [_open_interval("alpha", 0, 0.5)],
     "ContextConfig": [_odd("kernel")],
     "TrainingConfig": [_steps_or_epochs],
@@ -118,11 +129,37 @@ def _require_tags(node, defs: dict) -> None:
             _require_tags(value, defs)
 
 
+def _bare(kinds: dict) -> list[str]:
+    """The kinds a bare name may stand for: those whose fields all have defaults."""
+    return sorted(kind for kind, config in kinds.items()
+                  if not any(f.is_required() for f in config.model_fields.values()))
+
+
+def _bare_names(node, unions: list[tuple[set, list[str]]]) -> None:
+    """A union made by :func:`flowspec.layers.kinds.kind_union` (transforms, conditioners) also
+    takes a bare kind name, ``transform: affine`` for ``{kind: affine}``."""
+    if isinstance(node, list):
+        for item in node:
+            _bare_names(item, unions)
+        return
+    if not isinstance(node, dict):
+        return
+    for value in node.values():
+        _bare_names(value, unions)
+    refs = {branch.get("$ref", "").rsplit("/", 1)[-1] for branch in node.get("oneOf", [])}
+    for names, bare in unions:
+        if refs and refs == names:
+            node["anyOf"] = [{"type": "string", "enum": bare}, {"oneOf": node.pop("oneOf")}]
+            break
+
+
 def spec_json_schema() -> dict:
     """The JSON Schema of a spec: any of the spec families the loader knows (a flow, ``model: vae``)."""
-    from flowspec.spec.loader import MODELS  # the loader imports this package's models
+    import flowspec  # noqa: F401  (registers every spec family)
+    from flowspec.layers.kinds import UNIONS
+    from flowspec.spec.models import SPEC_MODELS
 
-    models = tuple(dict.fromkeys(MODELS.values()))
+    models = tuple(dict.fromkeys(SPEC_MODELS.values()))
     schema = TypeAdapter(Union[models]).json_schema(schema_generator=_Draft202012)  # type: ignore[valid-type]
     defs = schema["$defs"]
     for name, rules in RULES.items():
@@ -130,6 +167,7 @@ def spec_json_schema() -> dict:
             for rule in rules:
                 rule(defs[name])
     _require_tags(schema, defs)
+    _bare_names(schema, [({config.__name__ for config in kinds.values()}, _bare(kinds)) for kinds in UNIONS.values()])
     return {"$schema": DRAFT, "title": "flowspec spec",
             "description": "A flowspec spec: a normalizing flow (explicit layers or the compact "
                            "multiscale form) or a VAE (model: vae). `flowspec validate` also checks "

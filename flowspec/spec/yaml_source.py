@@ -9,7 +9,20 @@ from pathlib import Path
 import yaml
 
 from flowspec.errors import Problem, SpecError
-from flowspec.spec.overrides import Override, overridden_by
+
+
+def overridden_by(overrides: list, path: tuple):
+    """The ``--set`` override (:class:`~flowspec.spec.overrides.Override`) a problem at ``path``
+    comes from: the last one that wrote ``path`` or a field above it, else the last one that wrote
+    below it (a problem of the mapping it changed)."""
+    path = tuple(path)
+    for override in reversed(overrides):
+        if path[:len(override.path)] == override.path:
+            return override
+    for override in reversed(overrides):
+        if override.path[:len(path)] == path:
+            return override
+    return None
 
 
 @dataclass
@@ -21,7 +34,7 @@ class SourceMap:
 
     file: str
     marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)
-    overrides: list[Override] = field(default_factory=list)
+    overrides: list = field(default_factory=list)  # flowspec.spec.overrides.Override, in order
 
     def locate(self, path: tuple) -> tuple[int | None, int | None]:
         """Position of ``path``, or of its longest prefix that exists in the file."""

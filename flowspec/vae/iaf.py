@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowspec.vae.made import MADE, natural_order
+from flowspec.layers.made import MADE, natural_order
 
 
 class IAFStep(nn.Module):
