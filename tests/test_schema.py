@@ -166,6 +166,15 @@ AGREEMENT = [
     ("vae-without-latent", VAE.replace("latent: 4\n", ""), False),
     ("repeat-with-kind", ROWS % "  - {repeat: 2, kind: actnorm, layers: [actnorm]}\n", False),
     ("empty-mlp-hidden", "input: {shape: [6]}\nlayers: [{kind: coupling, conditioner: {kind: mlp, hidden: []}}]\n", False),
+    ("bare-transform-and-conditioner", ROWS % "  - {kind: coupling, transform: additive, conditioner: conv}\n", True),
+    ("transform-mapping-clamp", ROWS % "  - {kind: coupling, transform: {kind: affine, scale: exp, clamp: 3}}\n", True),
+    ("transform-clamp-100", ROWS % "  - {kind: coupling, transform: {kind: affine, clamp: 100}}\n", False),
+    ("row-scale-with-affine", ROWS % "  - {kind: coupling, transform: affine, scale: exp}\n", True),
+    ("row-scale-with-additive", ROWS % "  - {kind: coupling, transform: additive, scale: exp}\n", False),
+    ("row-clamp-with-additive-mapping", ROWS % "  - {kind: coupling, transform: {kind: additive}, clamp: 3}\n", False),
+    ("transform-without-kind", ROWS % "  - {kind: coupling, transform: {scale: exp}}\n", False),
+    ("unknown-bare-transform", ROWS % "  - {kind: coupling, transform: afine}\n", False),
+    ("even-conv-kernel", ROWS % "  - {kind: coupling, conditioner: {kind: conv, kernel: 4}}\n", False),
 ]
 
 
