@@ -12,6 +12,7 @@ and a note lists the shapes per level. Priors of factored latents stay with thei
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 
@@ -185,7 +186,7 @@ def to_paper_dot(flow, parts: list, colour, cluster_style: dict, shape_text) -> 
     folded = fold(items, signatures)
     rep: dict[str, str] = {}  # node -> the node drawn for it
     order: dict[str, int] = {}
-    drawn_blocks: dict[tuple, str] = {}
+    drawn_blocks: set[tuple] = set()
     collapsed: dict[str, tuple[str, str]] = {}  # collapsed node id -> (label, kind)
 
     def assign(elements: list) -> None:
@@ -205,7 +206,7 @@ def to_paper_dot(flow, parts: list, colour, cluster_style: dict, shape_text) -> 
                     for name in unit.ids():
                         rep[name] = node_id
                 continue
-            drawn_blocks[item.signature] = "drawn"
+            drawn_blocks.add(item.signature)
             first = _flat(item.repetitions[0])
             for other in item.repetitions[1:]:
                 for unit, same in zip(_flat(other), first):
@@ -229,7 +230,7 @@ def to_paper_dot(flow, parts: list, colour, cluster_style: dict, shape_text) -> 
         node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9"})
     kinds_used: list[str] = []
-    counter = iter(range(1_000_000))
+    counter = itertools.count()
 
     def add_node(target, node_id: str, label: str, kind: str) -> None:
         target.node(node_id, label, fillcolor=colour(kind))
