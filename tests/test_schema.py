@@ -174,6 +174,10 @@ AGREEMENT = [
     ("row-clamp-with-additive-mapping", ROWS % "  - {kind: coupling, transform: {kind: additive}, clamp: 3}\n", False),
     ("transform-without-kind", ROWS % "  - {kind: coupling, transform: {scale: exp}}\n", False),
     ("unknown-bare-transform", ROWS % "  - {kind: coupling, transform: afine}\n", False),
+    ("plain-name", "name: glow_2.small-v1\n" + SMALL, True),
+    ("name-with-dots", "name: a..b\n" + SMALL, False),
+    ("name-with-slash", "name: runs/x\n" + SMALL, False),
+    ("vae-name-with-dots", "name: v..1\n" + VAE, False),
     ("even-conv-kernel", ROWS % "  - {kind: coupling, conditioner: {kind: conv, kernel: 4}}\n", False),
 ]
 

@@ -9,8 +9,7 @@ import torch
 import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
-from flowspec.spec import load_spec
-from flowspec.family import require_layer_list
+from flowspec.cli.bounds import load_validated
 
 
 @app.command()
@@ -28,7 +27,7 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.bench.measure import bench as run_bench
 
     torch.set_num_threads(threads)
-    parsed = require_layer_list(load_spec(spec, overrides), "bench")
+    parsed, _ = load_validated(spec, "bench", overrides)
     report = run_bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines, memory=memory,
                        overrides=overrides)
     for line in report.lines():

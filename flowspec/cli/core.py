@@ -12,9 +12,9 @@ import typer
 import yaml
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
-from flowspec.family import family_of, require_layer_list
-from flowspec.graph import build_graph
-from flowspec.spec import explicit_spec, load_spec
+from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
+from flowspec.family import family_of
+from flowspec.spec import explicit_spec
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -23,7 +23,7 @@ SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_defa
 @reports_errors
 def validate(spec: SpecPath, overrides: SetOption = None) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
-    graph = build_graph(load_spec(spec, overrides))
+    _, graph = load_validated(spec, overrides=overrides)
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 
@@ -33,8 +33,7 @@ def validate(spec: SpecPath, overrides: SetOption = None) -> None:
 def expand(spec: SpecPath, overrides: SetOption = None) -> None:
     """Print SPEC (with any --set applied) with its compact forms (levels/steps/step, repeat)
     written out, one layer a row."""
-    parsed = require_layer_list(load_spec(spec, overrides), "expand")
-    build_graph(parsed)
+    parsed, _ = load_validated(spec, "expand", overrides)
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
 
@@ -44,13 +43,15 @@ def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True,
           overrides: SetOption = None) -> None:
-    """Validate and compile SPEC; print the build table and write the output folder."""
+    """Validate and compile SPEC; print the build table and write the output folder. A model whose
+    parameters (and one small pass) cannot fit in this machine's memory is refused first."""
     from rich.table import Table
 
     from flowspec.compile.build import build_folder
 
-    parsed = require_layer_list(load_spec(spec, overrides), "build")
-    folder = out or Path("build") / parsed.name
+    parsed, graph = load_validated(spec, "build", overrides)
+    refuse_oversized(graph)
+    folder = out or named_folder(Path("build"), parsed.name)
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
     for column in ("#", "layer", "kind", "input", "output", "params"):
@@ -73,7 +74,7 @@ def check(spec: SpecPath,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    parsed = load_spec(spec, overrides)
+    parsed, _ = load_validated(spec, overrides=overrides)
     result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
     console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
@@ -96,6 +97,7 @@ def spec_json_schema() -> dict:
 
 
 @app.command()
+@reports_errors
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
     """Write the JSON Schema (Draft 2020-12) of the spec format, flows and VAEs (for YAML editors:
     a spec's first line ``# yaml-language-server: $schema=PATH`` names it)."""

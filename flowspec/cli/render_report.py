@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
-from flowspec.graph import build_graph
-from flowspec.spec import load_spec
+from flowspec.cli.bounds import load_validated
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -46,7 +45,8 @@ def render(spec: SpecPath,
     """Draw SPEC's graph with Graphviz (format from the output's suffix)."""
     from flowspec.render import render as render_diagram
 
-    path = render_diagram(build_graph(load_spec(spec, overrides)), out, detail.value)
+    _, graph = load_validated(spec, overrides=overrides)
+    path = render_diagram(graph, out, detail.value)
     console.print(f"wrote {path}", markup=False)
 
 
@@ -65,7 +65,8 @@ def report(spec: SpecPath,
     Into a pipe or a file, the table is plain text with every cell in full."""
     from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table, to_text
 
-    result = grouped(report_spec(load_spec(spec, overrides), device, batch, dtype, devices, measure), detail.value)
+    parsed, _ = load_validated(spec, overrides=overrides)
+    result = grouped(report_spec(parsed, device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
     elif format is Format.markdown:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ValidationError
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import UNIONS
-from flowspec.spec.models import REPEAT_TAG, SPEC_MODELS, Spec
+from flowspec.spec.expand import check_layer_count
+from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, SPEC_MODELS, Spec, plain_name
 from flowspec.spec.overrides import apply_overrides, parse_overrides
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
 
@@ -189,13 +191,17 @@ def _literal_problems(value, data, path: tuple, source: SourceMap) -> list[Probl
     return problems
 
 
-def spec_from_data(data, source: SourceMap, overrides=None) -> BaseModel:
+def spec_from_data(data, source: SourceMap, stored: bool = False, overrides=None) -> BaseModel:
     """Validate parsed YAML, after applying ``overrides`` (``PATH=VALUE`` strings or a mapping, see
-    :mod:`flowspec.spec.overrides`); raise one :class:`SpecError` with every problem.
+    :mod:`flowspec.spec.overrides`); raise one :class:`SpecError` with every problem. ``stored``: the
+    data come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it
+    is made plain instead of refused.
 
     Validation is strict: a boolean is not a count and a string is not a number (``steps: true``,
     ``steps: '8'`` and ``lu: 'yes'`` are errors), while an integer is a valid float.
     """
+    if stored and isinstance(data, dict) and isinstance(data.get("name"), str):
+        data = dict(data, name=plain_name_from(data["name"]))
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
     if overrides:
@@ -213,9 +219,21 @@ def spec_from_data(data, source: SourceMap, overrides=None) -> BaseModel:
     if problems:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     if spec.name is None:
-        spec = spec.model_copy(update={"name": Path(source.file).stem if source.file != "<spec>" else "spec"})
+        spec = spec.model_copy(update={"name": plain_name_from(Path(source.file).stem if source.file != "<spec>" else "spec")})
     spec._source = source
+    if isinstance(spec, Spec):
+        check_layer_count(spec)
     return spec
+
+
+def plain_name_from(text: str) -> str:
+    """``text`` made a plain name (:func:`~flowspec.spec.models.plain_name`): other characters become
+    ``_``, leading dots go, ``..`` becomes ``_``; ``spec`` if nothing is left."""
+    name = re.sub(r"[^\w.-]", "_", text).lstrip(".-").replace("..", "_")[:MAX_NAME_LENGTH]
+    try:
+        return plain_name(name)
+    except ValueError:
+        return "spec"
 
 
 def load_spec(path: str | Path, overrides=None) -> Spec:
@@ -225,10 +243,10 @@ def load_spec(path: str | Path, overrides=None) -> Spec:
     ``{"steps": 16}``, applied before validation, as ``flowspec ... --set`` does.
     """
     data, source = read_yaml(path)
-    return spec_from_data(data, source, overrides)
+    return spec_from_data(data, source, overrides=overrides)
 
 
 def loads_spec(text: str, file: str = "<spec>", overrides=None) -> Spec:
     """Like :func:`load_spec`, from YAML text."""
     data, source = load_yaml(text, file)
-    return spec_from_data(data, source, overrides)
+    return spec_from_data(data, source, overrides=overrides)

@@ -86,6 +86,11 @@ def _affine_options(coupling: dict) -> None:
         {"if": _given(field), "then": {"properties": {"transform": affine}}} for field in ("scale", "clamp"))
 
 
+def _plain_name(model: dict) -> None:
+    """``plain_name``: no ``..`` in a spec's name (the pattern and length are in the model)."""
+    model["properties"]["name"]["not"] = {"type": "string", "pattern": r"\.\."}
+
+
 def _steps_or_epochs(training: dict) -> None:
     """``TrainingConfig._steps_or_epochs``: not both ``steps`` and ``epochs`` (``null`` is neither)."""
     training["not"] = {"allOf": [_given("steps"), _given("epochs")]}
@@ -95,7 +100,8 @@ def _steps_or_epochs(training: dict) -> None:
 #: A validator added to a model needs its rule here; tests/test_schema.py's agreement table shows
 #: where schema and validate disagree.
 RULES: dict[str, list[Callable[[dict], None]]] = {
-    "Spec": [_one_form],
+    "Spec": [_one_form, _plain_name],
+    "VAESpec": [_plain_name],
     "InputSpec": [_not_two_dimensional],
     "CouplingConfig": [_open_interval("clamp", 0, 50), _affine_options],
     "AffineTransform": [_open_interval("clamp", 0, 50)],

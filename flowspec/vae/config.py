@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
-from flowspec.spec.models import InputSpec, StrictModel, register_spec_model
+from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
 from flowspec.spec.training import TrainingConfig
 
 
@@ -60,7 +60,7 @@ class PosteriorConfig(StrictModel):
 class VAESpec(StrictModel):
     """A VAE spec; ``flowspec.compile`` turns it into a :class:`~flowspec.vae.model.VAEModel`."""
 
-    name: Optional[str] = None
+    name: Optional[SpecName] = None
     model: Literal["vae"]
     input: InputSpec
     latent: Annotated[int, Field(ge=1, le=65536, description="size of z")]
