@@ -29,6 +29,8 @@ class Family:
     check: Callable[..., Any]  # (spec, width=, tolerance=) -> CheckResult
     #: the verbs that work on an explicit layer list (expand's rows, build's layer table)
     has_layer_list: bool = True
+    #: how data and latents map (encode, decode, interpolate, manipulate): a LatentCodec, or None
+    latents: Any = None
 
 
 FAMILIES: dict[str, Family] = {}

@@ -162,3 +162,18 @@ class FlowModel(nn.Module):
     @property
     def initialized(self) -> bool:
         return all(bool(getattr(m, "initialized", True)) for m in self.modules() if m is not self)
+
+    # -- latent tools (flowspec.compile.latents) ----------------------------------------------
+    def encode(self, x: Tensor, **options):
+        """Every latent of integer-valued ``x``, encoded at the bins' centres, with ``log p``:
+        a :class:`~flowspec.compile.latents.Latents` (see :func:`~flowspec.compile.latents.encode`)."""
+        from flowspec.compile.latents import encode
+
+        return encode(self, x, **options)
+
+    def decode(self, latents, **options) -> Tensor:
+        """Integer levels of :class:`~flowspec.compile.latents.Latents`; ``decode(encode(x)) == x``
+        (see :func:`~flowspec.compile.latents.decode`)."""
+        from flowspec.compile.latents import decode
+
+        return decode(self, latents, **options)

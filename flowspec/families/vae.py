@@ -4,8 +4,10 @@ from flowspec.family import Family, register_family
 from flowspec.vae.check import check_vae
 from flowspec.vae.costs import vae_cost_report
 from flowspec.vae.graph import build_vae_graph
+from flowspec.vae.latents import VAE_CODEC
 from flowspec.vae.measure import measure_vae
 from flowspec.vae.model import VAEModel
 
 VAE = register_family(Family(name="vae", build_graph=build_vae_graph, compile=VAEModel, cost_report=vae_cost_report,
-                             measure=measure_vae, check=check_vae, has_layer_list=False))
+                             measure=measure_vae, check=check_vae, has_layer_list=False,
+                             latents=VAE_CODEC))
