@@ -76,6 +76,9 @@ def test_expand_verb_prints_a_vae_spec():
     printed = yaml.safe_load(result.output)
     assert printed["model"] == "vae" and printed["encoder"]["kind"] == "conv"
     assert printed["posterior"] == {"kind": "iaf", "steps": 8, "hidden": 320, "depth": 2, "gate_bias": 2.0}
+    result = CliRunner().invoke(app, ["expand", str(SPECS / "vae-iaf-mnist.yaml"), "--set", "posterior.steps=2"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output)["posterior"]["steps"] == 2
 
 
 def test_the_family_answers_expand_and_build_for_both_families():

@@ -167,8 +167,10 @@ class BenchReport:
 
 
 def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
-          memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0) -> BenchReport:
-    """Measure everything listed in the module docstring for ``spec`` (float32, CPU)."""
+          memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0,
+          overrides: list[str] | None = None) -> BenchReport:
+    """Measure everything listed in the module docstring for ``spec`` (float32, CPU); ``overrides``
+    are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again)."""
     torch.manual_seed(seed)
     model = with_steps(spec, invertible=False).train()
     shape = tuple(model.input_shape)
@@ -243,7 +245,7 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
                 m = with_steps(spec, steps, invertible).train()
                 m.initialize(data)
                 report.activations[label] = saved_activation_bytes(m, x)
-                report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps)
+                report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps, overrides)
     return report
 
 

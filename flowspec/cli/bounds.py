@@ -14,13 +14,13 @@ from flowspec.errors import FlowSpecError, Problem, SpecError
 EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
 
 
-def load_validated(path: Path):
-    """``(spec, graph)`` of the spec file at ``path``: loaded, bounded and validated (every
-    :class:`SpecError` carries its located lines)."""
+def load_validated(path: Path, overrides: list[str] | None = None):
+    """``(spec, graph)`` of the spec file at ``path``, with the ``--set`` ``overrides`` applied:
+    loaded, bounded and validated (every :class:`SpecError` carries its located lines)."""
     from flowspec.graph import build_graph
     from flowspec.spec import load_spec
 
-    spec = load_spec(path)
+    spec = load_spec(path, overrides)
     return spec, build_graph(spec)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import app, console, errors, reports_errors
+from flowspec.cli.app import SetOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
@@ -40,7 +40,8 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
-          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
+          overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
     from flowspec.data import load_data
@@ -49,7 +50,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.train.runner import train as run_training
     from flowspec.train.signals import TrainingInterrupted
 
-    parsed, graph = load_validated(spec)
+    parsed, graph = load_validated(spec, overrides=overrides)
     if temperature is not None:
         finite_temperature(temperature)
     if getattr(parsed, "model", "flow") == "flow":

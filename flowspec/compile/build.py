@@ -63,7 +63,7 @@ def write_diagram_and_report(result: BuildResult, folder: Path) -> None:
     from flowspec.report import load_devices, to_markdown
 
     if shutil.which("dot"):
-        result.files["diagram"] = render(result.graph, folder / "diagram.svg", "step")
+        result.files["diagram"] = render(result.graph, folder / "diagram.svg", "auto")
     else:
         result.notes.append("skipped diagram.svg: Graphviz `dot` is not installed (apt-get install graphviz)")
     training = getattr(result.graph.spec, "training", None)

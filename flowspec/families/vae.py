@@ -1,7 +1,6 @@
 """The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016)."""
 
 from flowspec.family import Family, register_family
-from flowspec.vae.bench import bench_vae
 from flowspec.vae.build import build_vae_folder, explicit_vae_spec
 from flowspec.vae.check import check_vae
 from flowspec.vae.costs import vae_cost_report
@@ -9,6 +8,14 @@ from flowspec.vae.graph import build_vae_graph
 from flowspec.vae.latents import VAE_CODEC
 from flowspec.vae.measure import measure_vae
 from flowspec.vae.model import VAEModel
+
+
+def bench_vae(*args, **kwargs):
+    """:func:`flowspec.vae.bench.bench_vae`, imported on use (as the flow family's bench)."""
+    from flowspec.vae.bench import bench_vae as measure_bench
+
+    return measure_bench(*args, **kwargs)
+
 
 VAE = register_family(Family(name="vae", build_graph=build_vae_graph, compile=VAEModel, cost_report=vae_cost_report,
                              measure=measure_vae, check=check_vae, explicit_spec=explicit_vae_spec,

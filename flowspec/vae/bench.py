@@ -33,8 +33,9 @@ def _loss(model: VAEModel) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def bench_vae(spec_path: str, spec: VAESpec, batch: int = 16, repeats: int = 5, baselines: bool = True,
-              memory: bool = True, seed: int = 0) -> BenchReport:
-    """Measure what the module docstring lists for ``spec``."""
+              memory: bool = True, seed: int = 0, overrides: list[str] | None = None) -> BenchReport:
+    """Measure what the module docstring lists for ``spec``. ``overrides`` (``--set``) are already
+    applied to ``spec``; unlike a flow's bench, no subprocess has to load the spec again."""
     torch.manual_seed(seed)
     graph = build_vae_graph(spec)
     model = VAEModel(graph).train()
