@@ -27,7 +27,8 @@ class Family:
     measure: Callable[..., Any]  # (report, model) -> report with measured times
     check: Callable[..., Any]  # (spec, width=, tolerance=) -> CheckResult
     explicit_spec: Callable[[Any], dict]  # spec -> every compact form and default written out (expand)
-    build_folder: Callable[..., Any]  # (spec, folder, export=) -> BuildResult (build)
+    build_rows: Callable[[Any, Any], list]  # (graph, model) -> the build table's rows
+    export: Callable[[Any, Any], dict]  # (model, folder) -> {direction: path of its torch.export program}
     bench: Callable[..., Any]  # (spec_path, spec, batch=, repeats=, baselines=, memory=) -> BenchReport
     #: how data and latents map (encode, decode, interpolate, manipulate): a LatentCodec, or None
     latents: Any = None

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import flowspec
 from flowspec.cli import app
 from flowspec.family import family_of
-from flowspec.vae.build import build_vae_folder, explicit_vae_spec
+from flowspec.compile.build import build_folder
+from flowspec.vae.build import explicit_vae_spec, vae_build_rows
 from flowspec.vae.costs import count_vae_params
 from flowspec.vae.export import export_sampler
 
@@ -86,12 +87,12 @@ def test_the_family_answers_expand_and_build_for_both_families():
     vae = flowspec.load_spec(SPECS / "vae-iaf-digits.yaml")
     assert family_of(flow).explicit_spec(flow)["layers"]  # a flow: one row per layer
     assert "layers" not in family_of(vae).explicit_spec(vae)
-    assert family_of(vae).build_folder is build_vae_folder
+    assert family_of(vae).build_rows is vae_build_rows
 
 
 def test_build_rows_are_the_vae_parts_and_sum_to_the_model(tmp_path):
     spec = flowspec.load_spec(SPECS / "vae-iaf-digits.yaml")
-    result = build_vae_folder(spec, tmp_path / "out", export=False)
+    result = build_folder(spec, tmp_path / "out", export=False)
     names = [row.name for row in result.rows]
     assert names == ["encoder", "z0", "iaf.0", "iaf.1", "iaf.2", "iaf.3", "decoder", "likelihood", "prior"]
     assert [row.index for row in result.rows] == list(range(len(names)))
@@ -109,7 +110,7 @@ def test_build_rows_are_the_vae_parts_and_sum_to_the_model(tmp_path):
 def test_built_model_file_round_trips_through_load_model(tmp_path):
     spec = flowspec.loads_spec(VECTOR_VAE)
     torch.manual_seed(3)
-    result = build_vae_folder(spec, tmp_path, export=False)
+    result = build_folder(spec, tmp_path, export=False)
     loaded = flowspec.load_model(tmp_path / "model.pt")
     assert type(loaded) is type(result.model)
     assert _same_state(_state(loaded), _state(result.model))

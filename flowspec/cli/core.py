@@ -46,10 +46,12 @@ def build(spec: SpecPath,
     parameters (and one small pass) cannot fit in this machine's memory is refused first."""
     from rich.table import Table
 
+    from flowspec.compile.build import build_folder
+
     parsed, graph = load_validated(spec, overrides=overrides)
     refuse_oversized(graph)
     folder = out or named_folder(Path("build"), parsed.name)
-    result = family_of(parsed).build_folder(parsed, folder, export=export)
+    result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
     for column in ("#", "layer", "kind", "input", "output", "params"):
         table.add_column(column, justify="right" if column in ("#", "params") else "left")

@@ -1,7 +1,8 @@
 """The ``flow`` family: a normalizing flow of layer kinds (Glow, RealNVP, NICE, Flow++, ...)."""
 
-from flowspec.compile.build import build_folder
+from flowspec.compile.build import build_rows
 from flowspec.compile.check import check_spec
+from flowspec.compile.export import export_programs
 from flowspec.compile.latents import FLOW_CODEC
 from flowspec.compile.model import FlowModel
 from flowspec.family import Family, register_family
@@ -21,5 +22,5 @@ def bench(*args, **kwargs):
 
 FLOW = register_family(Family(name="flow", build_graph=build_flow_graph, compile=FlowModel,
                               cost_report=cost_report, measure=measure, check=check_spec,
-                              explicit_spec=explicit_spec, build_folder=build_folder, bench=bench,
+                              explicit_spec=explicit_spec, build_rows=build_rows, export=export_programs, bench=bench,
                               latents=FLOW_CODEC))

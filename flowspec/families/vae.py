@@ -1,9 +1,10 @@
 """The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016)."""
 
 from flowspec.family import Family, register_family
-from flowspec.vae.build import build_vae_folder, explicit_vae_spec
+from flowspec.vae.build import explicit_vae_spec, vae_build_rows
 from flowspec.vae.check import check_vae
 from flowspec.vae.costs import vae_cost_report
+from flowspec.vae.export import export_sampler
 from flowspec.vae.graph import build_vae_graph
 from flowspec.vae.latents import VAE_CODEC
 from flowspec.vae.measure import measure_vae
@@ -19,5 +20,5 @@ def bench_vae(*args, **kwargs):
 
 VAE = register_family(Family(name="vae", build_graph=build_vae_graph, compile=VAEModel, cost_report=vae_cost_report,
                              measure=measure_vae, check=check_vae, explicit_spec=explicit_vae_spec,
-                             build_folder=build_vae_folder, bench=bench_vae,
+                             build_rows=vae_build_rows, export=export_sampler, bench=bench_vae,
                              latents=VAE_CODEC))

@@ -1,4 +1,5 @@
-"""``flowspec expand`` and ``flowspec build`` of a ``model: vae`` spec.
+"""``flowspec expand`` and ``flowspec build`` of a ``model: vae`` spec (the family's pieces that
+:func:`flowspec.compile.build.build_folder` assembles).
 
 ``expand`` writes every default out (the encoder's and decoder's kind resolved from the input's
 shape); loading it back gives the same model. ``build`` writes the flow's folder layout:
@@ -13,15 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from torch import nn
 
-from flowspec.compile.build import BuildResult, BuildRow, write_diagram_and_report
-from flowspec.compile.export import save_model
+from flowspec.compile.build import BuildRow
 from flowspec.vae.config import VAESpec
 from flowspec.vae.costs import vae_parts
-from flowspec.vae.export import export_sampler
-from flowspec.vae.graph import VAEGraph, build_vae_graph, decoder_kind, encoder_kind
+from flowspec.vae.graph import VAEGraph, decoder_kind, encoder_kind
 from flowspec.vae.model import VAEModel
 
 
@@ -47,22 +45,3 @@ def vae_build_rows(graph: VAEGraph, model: VAEModel) -> list[BuildRow]:
     return [BuildRow(index, part.name, part.kind, part.in_shape, part.out_shape,
                      sum(p.numel() for p in modules[part.name].parameters()) if part.name in modules else 0)
             for index, part in enumerate(vae_parts(graph))]
-
-
-def build_vae_folder(spec: VAESpec, folder: str | Path, export: bool = True) -> BuildResult:
-    """Write the build folder of a VAE spec (see the module docstring)."""
-    folder = Path(folder)
-    graph = build_vae_graph(spec)
-    model = VAEModel(graph).eval()
-    result = BuildResult(graph, model, vae_build_rows(graph, model))
-    folder.mkdir(parents=True, exist_ok=True)
-    expanded = folder / "expanded.yaml"
-    expanded.write_text(yaml.safe_dump(explicit_vae_spec(spec), sort_keys=False, default_flow_style=None))
-    result.files["expanded spec"] = expanded
-    save_model(model, folder / "model.pt")
-    result.files["model"] = folder / "model.pt"
-    write_diagram_and_report(result, folder)
-    if export:
-        for direction, path in export_sampler(model, folder).items():
-            result.files[f"{direction} program"] = path
-    return result
