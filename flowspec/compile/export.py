@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import CheckpointError, SpecError
+from flowspec.compile.integrity import sealed, verify
 from flowspec.compile.model import FlowModel
 
 MODEL_FORMAT = "flowspec-model/1"
@@ -38,14 +39,14 @@ def atomic_save(obj, path: str | Path) -> None:
 
 
 def save_model(model: FlowModel, path: str | Path) -> None:
-    atomic_save({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"),
-                 "spec_file": getattr(model.spec.source, "file", None),
-                 "state_dict": model.state_dict()}, path)
+    atomic_save(sealed({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"),
+                        "spec_file": getattr(model.spec.source, "file", None),
+                        "state_dict": model.state_dict()}), path)
 
 
 def read_checkpoint(path: str | Path, expected: str) -> dict:
-    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt or
-    foreign."""
+    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt,
+    foreign, damaged (checksum, metadata types, non-finite weights: :func:`integrity.verify`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -57,6 +58,7 @@ def read_checkpoint(path: str | Path, expected: str) -> dict:
                               f"last.pt?") from None
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(expected.split("/")[0]):
         raise CheckpointError(f"{path}: not a {expected.split('/')[0]} file")
+    verify(data, path)
     return data
 
 
@@ -65,7 +67,7 @@ def model_from_spec_data(data: dict, spec_file: str | None = None):
     from flowspec.spec.loader import spec_from_data
     from flowspec.spec.yaml_source import SourceMap
 
-    return compile(spec_from_data(data, SourceMap(spec_file or "<checkpoint>")))
+    return compile(spec_from_data(data, SourceMap(spec_file or "<checkpoint>"), stored=True))
 
 
 def load_model(path: str | Path) -> FlowModel:

@@ -1,0 +1,47 @@
+"""Model families: what a spec's ``model:`` selects (``flow``, ``vae``).
+
+A :class:`Family` bundles a family's pipeline (its spec model registers with
+:func:`flowspec.spec.models.register_spec_model`): graph, compiled model, cost
+report, measurement, ``flowspec check``, ``expand``, ``build`` and ``bench``. Callers (the CLI, report,
+compile, the runner) look a family up from the spec and never branch on ``model:``. This module is a leaf of the import graph;
+the families register themselves from :mod:`flowspec.families`, which the package imports.
+The compiled models share one interface: ``bits_per_dim(x, k=1)``, ``elbo(x)``,
+``sample(n, temperature, generator)``, ``to_data_space(y)``, ``initialize(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family's pipeline, each a function of the previous stage's output."""
+
+    name: str
+    build_graph: Callable[[Any], Any]  # spec -> graph (validated; allocates no weights)
+    compile: Callable[[Any], Any]  # graph -> torch module
+    cost_report: Callable[..., Any]  # (graph, device, batch, dtype) -> CostReport
+    measure: Callable[..., Any]  # (report, model) -> report with measured times
+    check: Callable[..., Any]  # (spec, width=, tolerance=) -> CheckResult
+    explicit_spec: Callable[[Any], dict]  # spec -> every compact form and default written out (expand)
+    build_rows: Callable[[Any, Any], list]  # (graph, model) -> the build table's rows
+    export: Callable[[Any, Any], dict]  # (model, folder) -> {direction: path of its torch.export program}
+    bench: Callable[..., Any]  # (spec_path, spec, batch=, repeats=, baselines=, memory=) -> BenchReport
+    #: how data and latents map (encode, decode, interpolate, manipulate): a LatentCodec, or None
+    latents: Any = None
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+def family_of(spec) -> Family:
+    """The family of a parsed spec (its ``model:``)."""
+    return FAMILIES[getattr(spec, "model", "flow")]
