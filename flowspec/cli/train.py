@@ -60,7 +60,8 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
-    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels, bits=parsed.input.bits)
+    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels,
+                        **({"bits": parsed.input.bits} if parsed.input.bits else {}))
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from flowspec.layers.base import LayerCost, Shape, numel
 from flowspec.layers.conditioners import Conditioner, ConvConditioner, MLPConditioner, stack_cost
 from flowspec.layers.transforms import AffineTransform, Transform
+from flowspec.layers.coupling import CouplingConfig
 from flowspec.layers.invconv import InvConvConfig
 
 
@@ -71,6 +72,22 @@ class ContextConfig(_Strict):
         if kernel % 2 == 0:
             raise ValueError(f"kernel must be odd so the context keeps the image's H x W, got {kernel}")
         return kernel
+
+
+LOG_SCALE_CLAMP = 2.0
+
+
+def step_coupling(shape: Shape, hidden: int, parity: int, coupling=None) -> CouplingConfig:
+    """The coupling of step ``k`` (``parity = k % 2``): affine with the exp scale clamped at
+    ``LOG_SCALE_CLAMP``, a checkerboard and a conv conditioner for images, a channel mask and an
+    MLP for vectors (or the spec's ``coupling:`` transform and conditioner); its conditioner also
+    sees the context ``c(x)``."""
+    transform = coupling.transform if coupling is not None else AffineTransform(scale="exp", clamp=LOG_SCALE_CLAMP)
+    image = len(shape) == 3
+    conditioner = coupling.conditioner if coupling is not None and coupling.conditioner is not None else (
+        ConvConditioner(hidden=hidden) if image else MLPConditioner(hidden=[hidden, hidden]))
+    return CouplingConfig(transform=transform, mask="checkerboard" if image else "channel", parity=parity,
+                          conditioner=conditioner)
 
 
 class DequantCoupling(_Strict):
@@ -181,7 +198,6 @@ class VariationalDequantization(_Strict):
                 params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
                 call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
             if self.coupling is not None:
-                from flowspec.dequant.variational import step_coupling
                 step = step_coupling(shape, self.hidden, k % 2, self.coupling).cost(shape, self.context_shape(shape))
                 params, matmul = params + step.params, matmul + step.matmul_flops_forward
                 hidden += step.activations

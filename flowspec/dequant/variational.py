@@ -24,16 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowspec.dequant.config import VariationalDequantization
+from flowspec.dequant.config import LOG_SCALE_CLAMP, VariationalDequantization, step_coupling  # noqa: F401
 from flowspec.dequant.uniform import in_bin
 from flowspec.layers.actnorm import ActNormConfig
-from flowspec.layers.conditioners import ChannelsLastNet, ConvConditioner, MLPConditioner
-from flowspec.layers.coupling import CouplingConfig
-from flowspec.layers.transforms import AffineTransform
+from flowspec.layers.conditioners import ChannelsLastNet
 from flowspec.layers.invconv import InvConvConfig
 
 Shape = tuple[int, ...]
-LOG_SCALE_CLAMP = 2.0
 
 
 def context_network(config: VariationalDequantization, shape: Shape) -> nn.Module:
@@ -49,19 +46,6 @@ def context_network(config: VariationalDequantization, shape: Shape) -> nn.Modul
     if len(shape) == 3:
         return ChannelsLastNet(*layers).to(memory_format=torch.channels_last)
     return nn.Sequential(*layers)
-
-
-def step_coupling(shape: Shape, hidden: int, parity: int, coupling=None) -> CouplingConfig:
-    """The coupling of step ``k`` (``parity = k % 2``): affine with the exp scale clamped at
-    ``LOG_SCALE_CLAMP``, a checkerboard and a conv conditioner for images, a channel mask and an
-    MLP for vectors (or the spec's ``coupling:`` transform and conditioner); its conditioner also
-    sees the context ``c(x)``."""
-    transform = coupling.transform if coupling is not None else AffineTransform(scale="exp", clamp=LOG_SCALE_CLAMP)
-    image = len(shape) == 3
-    conditioner = coupling.conditioner if coupling is not None and coupling.conditioner is not None else (
-        ConvConditioner(hidden=hidden) if image else MLPConditioner(hidden=[hidden, hidden]))
-    return CouplingConfig(transform=transform, mask="checkerboard" if image else "channel", parity=parity,
-                          conditioner=conditioner)
 
 
 class VariationalDequantizer(nn.Module):
