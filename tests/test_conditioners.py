@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flowspec.layers.conditioners.conv import ConvConditioner, HiddenActNorm
 from flowspec.layers.conditioners.gated import GatedConditioner
+from flowspec.layers.conditioners.resmlp import ResMLPConditioner
 from flowspec.layers.conditioners.resnet import ResNetConditioner
 from flowspec.layers.coupling import CouplingConfig
 
@@ -39,6 +40,17 @@ def test_cost_rule_counts_params_and_matmul_flops(conditioner):
     assert cost.params == sum(p.numel() for p in net.parameters())
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.randn(1, cin, *spatial))
+    assert counter.get_total_flops() == pytest.approx(cost.matmul_flops, rel=1e-9)
+
+
+@pytest.mark.parametrize("norm", ["batch", "weight"])
+def test_resmlp_cost_rule_counts_params_and_matmul_flops(norm):
+    conditioner = ResMLPConditioner(hidden=8, blocks=2, norm=norm)
+    net = conditioner.build(3, 10, context=2).eval()
+    cost = conditioner.cost(3, 10, 1, context=2)
+    assert cost.params == sum(p.numel() for p in net.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.randn(1, 3), torch.randn(1, 2))
     assert counter.get_total_flops() == pytest.approx(cost.matmul_flops, rel=1e-9)
 
 
