@@ -13,6 +13,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Fie
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
+from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
 from flowspec.train.config import TrainingConfig
 
 
@@ -55,10 +56,25 @@ RepeatBlock.model_rebuild()
 
 
 class InputSpec(StrictModel):
-    """The data: its shape without the batch, ``[C, H, W]`` or ``[D]``, and its discrete levels."""
+    """The data: its shape without the batch, ``[C, H, W]`` or ``[D]``, and whether it is discrete
+    (integers ``0 .. levels-1``, dequantized, scored in bits/dim) or continuous (real values modelled
+    as they are: no dequantization, no levels, scored in nats/dim)."""
 
     shape: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)]
     levels: Annotated[int, Field(ge=2, le=65536)] = 256
+    data: Literal["discrete", "continuous"] = Field(
+        "discrete", description="discrete: integer levels, dequantized, bits/dim; continuous: real "
+                                "values, no dequantization, nats/dim")
+
+    @model_validator(mode="after")
+    def _continuous_has_no_levels(self):
+        if self.data == "continuous" and "levels" in self.model_fields_set:
+            raise ValueError("continuous data has no levels; remove levels, or use data: discrete")
+        return self
+
+    @property
+    def continuous(self) -> bool:
+        return self.data == "continuous"
 
     @field_validator("shape")
     @classmethod
@@ -101,6 +117,9 @@ class Spec(StrictModel):
     preprocess: Optional[Preprocess] = Field(
         None, description="map of the dequantized data into model space: none (scale to [0,1), "
                           "centred as the dequantization says) or {kind: logit, alpha}")
+    condition: Optional[Condition] = Field(
+        None, description="what the flow is conditioned on, p(x | c): {kind: class, classes, embed} or "
+                          "{kind: vector, dim, hidden}")
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
     memory: MemoryConfig = Field(default_factory=MemoryConfig,
                                  description="memory options of a training step")
@@ -120,6 +139,19 @@ class Spec(StrictModel):
             raise ValueError(f"the compact form needs levels, steps and step; missing {', '.join(missing)}")
         if self.layers is not None and not self.layers:
             raise ValueError("layers is empty; a flow needs at least one layer")
+        return self
+
+    @model_validator(mode="after")
+    def _continuous_and_condition(self):
+        if self.input.continuous:
+            given = [f for f in ("dequantization", "preprocess") if f in self.model_fields_set
+                     and getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"input.data: continuous is modelled as it is; remove {' and '.join(given)} "
+                                 f"(they map discrete levels into model space)")
+        if self.condition is not None and self.condition.prior == "conditional" and self.prior == "logistic":
+            raise ValueError("a logistic top prior has no mean and scale to condition; use prior: learned "
+                             "or standard, or condition.prior: plain")
         return self
 
     @property
