@@ -35,12 +35,13 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           temperature: Annotated[Optional[float], typer.Option(min=0.0, help="sampling temperature")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
+          standardize: Annotated[bool, typer.Option("--standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units")] = False,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
           progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/."""
-    from flowspec.data import load_data
     from flowspec.spec import load_spec
+    from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
@@ -50,18 +51,20 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
-    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels)
+    dataset = load_spec_data(parsed, data, data_dir, standardize=standardize)
     folder = out or Path("runs") / (parsed.name or spec.stem)
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
                       f"run folder {folder}", markup=False)
     result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
-                          data_info={"kind": data, "dir": str(data_dir) if data_dir else None},
+                          data_info={"kind": data, "dir": str(data_dir) if data_dir else None,
+                                     "standardize": standardize},
                           log=lambda line: console.print(line, markup=False))
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
-        console.print(f"step {result.steps}: test bits/dim {test}; wrote {folder / 'last.pt'}", markup=False)
+        unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
+        console.print(f"step {result.steps}: test {unit} {test}; wrote {folder / 'last.pt'}", markup=False)
 
 
 @app.command(name="eval")
@@ -72,7 +75,8 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
              k: Annotated[int, typer.Option("-k", min=1, help="importance samples (models that support it)")] = 1,
              batch_size: Annotated[int, typer.Option(min=1)] = 256,
              seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
-    """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported."""
+    """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
+    continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
     from flowspec.train.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(checkpoint, data=data, data_dir=data_dir, k=k, batch_size=batch_size, seed=seed)
@@ -85,10 +89,16 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
 def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
            n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
            temperature: Annotated[float, typer.Option(min=0.0, help="prior std scale")] = 0.7,
-           output: Annotated[Path, typer.Option("--output", "-o", help=".png grid or .npy array")] = Path("samples.png"),
-           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0) -> None:
-    """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid or .npy."""
+           output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, .npy array or .csv table")] = Path("samples.png"),
+           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
+           label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
+           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
+           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
+    """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
+    a conditional model's conditions are written beside vector samples."""
     from flowspec.train.evaluate import sample_checkpoint
 
-    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed)
-    console.print(f"wrote {n} samples (temperature {temperature:g}) to {path}", markup=False)
+    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                             label=label, per_class=per_class, context=context)
+    count = f"{per_class} samples per class" if per_class else f"{n} samples"
+    console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)

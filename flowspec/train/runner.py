@@ -64,8 +64,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.bits_per_dim(x)
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return _bpd_with_k(self.model, x, None, c)
 
 
 class BlockSampler(DistributedSampler):
@@ -103,7 +103,13 @@ def _seed_step(seed: int, step: int, rank_offset: int, device: torch.device) -> 
         torch.cuda.manual_seed((seed * 1_000_003 + step + 7) * 8191 + rank_offset)
 
 
-def _bpd_with_k(model: nn.Module, x: Tensor, k: int | None) -> Tensor:
+def _bpd_with_k(model: nn.Module, x: Tensor, k: int | None, c: Tensor | None = None) -> Tensor:
+    """Per example: bits/dim (nats/dim for continuous data, the model's ``unit``), given the
+    conditions ``c`` of a conditional model; importance-weighted with ``k`` where supported."""
+    if hasattr(model, "loss_per_dim"):  # flows: conditions and continuous data
+        if k and k > 1 and not model.continuous:
+            return model.bits_per_dim(x, c, k=k)
+        return model.loss_per_dim(x, c)
     if k and k > 1 and "k" in inspect.signature(model.bits_per_dim).parameters:
         return model.bits_per_dim(x, k=k)
     return model.bits_per_dim(x)
@@ -115,9 +121,12 @@ def supports_iw(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | None = None,
-             max_batches: int | None = None, seed: int = 0, device: torch.device | None = None) -> float:
+             max_batches: int | None = None, seed: int = 0, device: torch.device | None = None,
+             conditions: Tensor | None = None) -> float:
     """Mean test bits/dim of ``model`` over ``data`` (importance-weighted with ``k`` samples where the
-    model's ``bits_per_dim`` takes ``k``). Deterministic in ``seed``; leaves torch's RNG as it was."""
+    model's ``bits_per_dim`` takes ``k``; nats/dim for continuous data), given the ``conditions`` of
+    the examples row by row for a conditional model. Deterministic in ``seed``; leaves torch's RNG
+    as it was."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -128,7 +137,8 @@ def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | Non
             if max_batches is not None and index >= max_batches:
                 break
             x = data[start:start + batch_size].to(device)
-            total += _bpd_with_k(model, x, k).double().sum().item()
+            c = None if conditions is None else conditions[start:start + batch_size].to(device)
+            total += _bpd_with_k(model, x, k, c).double().sum().item()
             count += len(x)
     model.train(was_training)
     return total / max(count, 1)
@@ -162,22 +172,27 @@ def evaluate_draws(model: nn.Module, data: Tensor, draws: int, batch_size: int =
     return Draws(tuple(evaluate(model, data, batch_size=batch_size, k=k, seed=seed + i) for i in range(draws)))
 
 
-def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0) -> np.ndarray:
-    """``n`` samples at ``temperature`` as one uint8 image grid ``(H', W')`` or ``(H', W', 3)``."""
+def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
+                columns: int | None = None) -> np.ndarray:
+    """``n`` samples at ``temperature`` (drawn given the conditions ``c`` of a conditional model) as
+    one uint8 image grid ``(H', W')`` or ``(H', W', 3)`` of ``columns`` columns (default: square)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        try:
-            y = model.sample(n, temperature, generator=generator)
-        except TypeError:
-            y = model.sample(n, temperature)
+        if c is not None:
+            y = model.sample(n, temperature, generator=generator, c=c)
+        else:
+            try:
+                y = model.sample(n, temperature, generator=generator)
+            except TypeError:
+                y = model.sample(n, temperature)
         v = model.to_data_space(y).float().cpu() if hasattr(model, "to_data_space") else y.float().cpu()
     model.train(was_training)
     levels = model.spec.input.levels
     images = _as_images(v, tuple(model.spec.input.shape))
     images = (images.clamp(0, levels - 1) * (255.0 / (levels - 1))).round().to(torch.uint8).numpy()
-    return tile(images)
+    return tile(images, columns=columns)
 
 
 def _as_images(v: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -190,13 +205,14 @@ def _as_images(v: Tensor, shape: tuple[int, ...]) -> Tensor:
                         f"(need [1|3, H, W] or a square vector); write them as .npy instead")
 
 
-def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """``(N, C, H, W)`` uint8 -> a grid of ``ceil(sqrt(N))`` columns, each image upscaled to >= 32 px."""
+def tile(images: np.ndarray, pad: int = 1, columns: int | None = None) -> np.ndarray:
+    """``(N, C, H, W)`` uint8 -> a grid of ``columns`` (default ``ceil(sqrt(N))``) columns, each
+    image upscaled to >= 32 px."""
     n, c, h, w = images.shape
     scale = max(1, 32 // max(h, w))
     images = images.repeat(scale, axis=2).repeat(scale, axis=3)
     h, w = h * scale, w * scale
-    cols = math.ceil(math.sqrt(n))
+    cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     grid = np.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), 128, dtype=np.uint8)
     for i in range(n):
@@ -214,7 +230,7 @@ def save_png(grid: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def find_nonfinite(model: nn.Module, x: Tensor) -> str | None:
+def find_nonfinite(model: nn.Module, x: Tensor, c: Tensor | None = None) -> str | None:
     """Re-run the forward pass on ``x`` with hooks and name the first layer whose output or log-det
     is NaN/Inf (``None`` when every layer is finite)."""
     names = getattr(model, "names", None)
@@ -242,7 +258,7 @@ def find_nonfinite(model: nn.Module, x: Tensor) -> str | None:
     handles = [layer.register_forward_hook(hook_for(i, name)) for i, (name, layer) in enumerate(zip(names, layers))]
     try:
         with torch.no_grad():
-            model.bits_per_dim(x)
+            _bpd_with_k(model, x, None, c)
     except Exception as error:  # a layer may raise on non-finite input; report what we know
         found.append(f"the forward pass raised {type(error).__name__}: {error}")
     finally:
@@ -342,6 +358,11 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         raise DataError(f"{n_train} training examples are fewer than one batch of {config.batch_size}")
     total = config.total_steps(batches_per_epoch)
     example_size = int(np.prod(data.train.shape[1:]))
+    # -- conditions: the label or context of each example, row by row (None: unconditional) --
+    from flowspec.train.conditions import default_sample_conditions, split_conditions
+
+    train_conditions, test_conditions = split_conditions(spec, data)
+    sample_conditions = default_sample_conditions(spec, config.samples, test_conditions)
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2 ** 32))
@@ -354,14 +375,16 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
 
     order_cache: dict[int, list[int]] = {}
 
-    def batch(step: int) -> Tensor:
+    def batch(step: int) -> tuple[Tensor, Tensor | None]:
+        """The examples of ``step`` and their conditions."""
         epoch, position = divmod(step, batches_per_epoch)
         if epoch not in order_cache:
             order_cache.clear()
             sampler.set_epoch(epoch)
             order_cache[epoch] = list(iter(sampler))
         indices = order_cache[epoch][position * local_batch:(position + 1) * local_batch]
-        return data.train[indices].to(device, non_blocking=True)
+        c = None if train_conditions is None else train_conditions[indices].to(device, non_blocking=True)
+        return data.train[indices].to(device, non_blocking=True), c
 
     decay_params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamax":
@@ -395,9 +418,10 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     else:
         if last.is_file():
             raise FlowSpecError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        first = batch(0)
+        first, first_c = batch(0)
         _seed_step(config.seed, -1, env.rank * local_batch * example_size, device)
-        model.initialize(first)  # actnorm's data-dependent init; all-reduced across ranks under DDP
+        # actnorm's data-dependent init; all-reduced across ranks under DDP
+        model.initialize(first) if first_c is None else model.initialize(first, first_c)
         if ema is not None:
             ema.reset()
 
@@ -432,18 +456,18 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     with _progress(progress) as bar:
         task = bar.add_task("", total=total, completed=start) if bar is not None else None
         for step in range(start, total):
-            x = batch(step)
+            x, c = batch(step)
             lr = config.lr * config.lr_factor(step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             _seed_step(config.seed, step, env.rank * local_batch * example_size, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                bpd = objective(x)
+                bpd = objective(x) if c is None else objective(x, c)
             loss = bpd.float().mean()
             bad_loss = ddp.any_true(not bool(torch.isfinite(loss)), device)
             if bad_loss:
                 _seed_step(config.seed, step, env.rank * local_batch * example_size, device)
-                where = find_nonfinite(model, x) or "no single layer is non-finite; the sum of the log-densities overflowed"
+                where = find_nonfinite(model, x, c) or "no single layer is non-finite; the sum of the log-densities overflowed"
                 raise TrainingDiverged(_diverged_message(step, f"the loss is {loss.item()}", where, config,
                                                          last if last_saved is not None else None, last_saved))
             optimizer.zero_grad(set_to_none=True)
@@ -475,7 +499,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
             if env.main and (done % config.eval_every == 0 or is_last):
                 with evaluation_model() as evaluated:
                     test = evaluate(evaluated, data.test, batch_size=256, seed=config.seed,
-                                    max_batches=None if is_last else config.eval_batches)
+                                    max_batches=None if is_last else config.eval_batches,
+                                    conditions=test_conditions)
                 result.test_bpd = test
                 metrics.log(done, test_bpd=test)
                 if test < best_bpd:
@@ -488,7 +513,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
             if env.main and (done % config.sample_every == 0 or is_last):
                 with evaluation_model() as evaluated:
                     try:
-                        save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed),
+                        save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed,
+                                             c=sample_conditions),
                                  out / "samples" / f"step{done:06d}.png")
                     except FlowSpecError:
                         pass  # vector data that is not a square image: no grid
