@@ -102,3 +102,32 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
                              label=label, per_class=per_class, context=context)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
+
+
+@app.command(name="plot-density")
+@reports_errors
+def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt of a 2-D continuous model", show_default=False)],
+                 output: Annotated[Path, typer.Option("--output", "-o", help="PNG file")] = Path("density.png"),
+                 size: Annotated[int, typer.Option(min=16, max=1024, help="grid points per axis")] = 160,
+                 points: Annotated[bool, typer.Option("--points/--no-points", help="overlay the test points")] = True,
+                 context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: the context, comma-separated")] = None) -> None:
+    """Draw p(x | c) of a 2-D continuous model as a PNG: one panel per class (class-conditional),
+    the run's test points overlaid."""
+    from flowspec.compile.export import load_model
+    from flowspec.train.density_plot import plot_density as draw
+    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
+
+    model = load_model(checkpoint)
+    conditions = None
+    if context is not None:
+        c, _, _ = requested_conditions(model, 1, context=context)
+        conditions = [c[0]]
+    xy, labels = None, None
+    if points:
+        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
+        xy = dataset.test.numpy()
+        labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
+        if context is not None:
+            labels = None
+    path = draw(model, output, xy, labels, size, conditions)
+    console.print(f"wrote the density of {model.spec.name or 'the model'} to {path}", markup=False)

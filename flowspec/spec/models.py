@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
-                      PrivateAttr, Tag, field_validator, model_validator)
+                      PrivateAttr, Tag, field_validator, model_serializer, model_validator)
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
@@ -75,6 +75,17 @@ class InputSpec(StrictModel):
     @property
     def continuous(self) -> bool:
         return self.data == "continuous"
+
+    @model_serializer(mode="wrap")
+    def _without_levels_when_continuous(self, handler):
+        """A dump loads back: continuous data has no levels to write (and ``data: discrete``, the
+        default, is left out so discrete specs dump as before)."""
+        data = handler(self)
+        if self.continuous:
+            data.pop("levels", None)
+        else:
+            data.pop("data", None)
+        return data
 
     @field_validator("shape")
     @classmethod
@@ -153,6 +164,18 @@ class Spec(StrictModel):
             raise ValueError("a logistic top prior has no mean and scale to condition; use prior: learned "
                              "or standard, or condition.prior: plain")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_dequantization_when_continuous(self, handler):
+        """A dump loads back: continuous data has no dequantization or preprocess to write; an
+        unconditional spec dumps as before (no ``condition`` key)."""
+        data = handler(self)
+        if self.input.continuous:
+            data.pop("dequantization", None)
+            data.pop("preprocess", None)
+        if self.condition is None:
+            data.pop("condition", None)
+        return data
 
     @property
     def source(self):

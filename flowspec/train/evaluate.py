@@ -150,7 +150,7 @@ def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, o
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             values = model.to_data_space(model.sample(n, temperature, generator=generator, **({"c": c} if c is not None else {})))
-        values = values.cpu().numpy()
+        values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
         output.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".npy":
@@ -163,6 +163,15 @@ def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, o
     if suffix not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
         raise FlowSpecError(f"{output}: write samples to a .png (grid), .npy or .csv file")
     return save_png(sample_grid(model, n, temperature, seed=seed, c=c, columns=columns), output)
+
+
+def _unstandardized(path, model, values) -> np.ndarray:
+    """Samples of a model trained with ``--standardize`` mapped back to the data's units."""
+    info = read_checkpoint(path, MODEL_FORMAT).get("data") or {}
+    if not info.get("standardize"):
+        return values.numpy()
+    _, dataset, _ = _checkpoint_data(Path(path), model, None, None)
+    return np.asarray(dataset.unstandardize(values))
 
 
 def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, spec) -> None:
