@@ -34,7 +34,7 @@ def check_condition(config, c, batch: int | None, device=None, dtype=None) -> Te
     if c is None:
         hint = "labels c=tensor([...]) or c=3" if config.kind == "class" else f"contexts c of shape (batch, {config.dim})"
         raise ConditionError(f"this model is conditional ({_describe(config)}); pass {hint}")
-    tracing = torch.compiler.is_compiling()
+    tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()  # no data-dependent checks
     if config.kind == "class":
         c = torch.as_tensor(c, device=device)
         if c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:

@@ -72,9 +72,12 @@ def register_part(provider: Callable[[object], list[Part]]) -> Callable[[object]
 @register_part
 def dequantizer_part(flow) -> list[Part]:
     """The data and the dequantizer feeding the flow's input: ``v = x + u``, ``u ~ q(u|x)``; nothing
-    when the graph already has nodes of a ``dequantizer`` cluster (the graph then draws its own)."""
+    when the graph already has nodes of a ``dequantizer`` cluster (the graph then draws its own), or
+    for continuous data (modelled as it is)."""
     spec = flow.spec
     config = getattr(spec, "dequantization", None)
+    if getattr(spec.input, "continuous", False):
+        return []
     if config is None or any(d.get("cluster") == "dequantizer" for _, d in flow.graph.nodes(data=True)):
         return []
     shape = tuple(spec.input.shape)
