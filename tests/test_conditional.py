@@ -230,3 +230,122 @@ def test_report_counts_the_embedding_and_the_context(spec_text):
     model = compile(graph)
     assert report.params == sum(p.numel() for p in model.parameters())
     assert any(row.name == "condition" for row in report.rows)
+
+
+# -- the other verbs on conditional models: resume, EMA, invertible backprop, check, export, DDP --------
+
+TINY_COND_GLOW = """
+name: tiny-cond
+input: {shape: [1, 8, 8], levels: 17}
+condition: {kind: class, classes: 10, embed: 4}
+levels: 2
+steps: 1
+step:
+  - actnorm
+  - {kind: invconv, lu: true}
+  - {kind: coupling, conditioner: {kind: conv, hidden: 8}}
+memory: {invertible_backprop: INVERTIBLE}
+"""
+
+
+@pytest.fixture(scope="module")
+def labelled_digits():
+    from flowspec.data import load_data
+
+    return load_data("digits", None, (1, 8, 8), 17, classes=10).take(256, 64)
+
+
+def _config(**values):
+    from flowspec.train.config import TrainingConfig
+
+    base = dict(steps=8, batch_size=16, lr=3e-3, warmup=2, eval_every=1000, checkpoint_every=1000,
+                sample_every=1000, samples=4, ema=0.9, device="cpu")
+    return TrainingConfig(**{**base, **values})
+
+
+@pytest.mark.parametrize("invertible", ["false", "true"])
+def test_resume_with_ema_is_exact_on_a_conditional_model(invertible, labelled_digits, tmp_path):
+    from flowspec.train.checkpoints import load_checkpoint
+    from flowspec.train.runner import train
+
+    spec = loads_spec(TINY_COND_GLOW.replace("INVERTIBLE", invertible))
+    whole = train(spec, labelled_digits, _config(steps=8), tmp_path / "whole", progress=False)
+    part = train(spec, labelled_digits, _config(steps=4), tmp_path / "split", progress=False)
+    rest = train(spec, labelled_digits, _config(steps=8), tmp_path / "split", resume=True, progress=False)
+    assert part.losses + rest.losses == whole.losses
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+        assert torch.equal(a["ema_state_dict"][key], b["ema_state_dict"][key]), key
+    # the embedding was trained (it started at N(0, 1) and moved)
+    fresh = compile(spec).state_dict()["condition.net.weight"]
+    assert not torch.equal(a["state_dict"]["condition.net.weight"], fresh)
+
+
+def test_invertible_backprop_gradients_equal_standard_on_a_conditional_model():
+    torch.manual_seed(0)
+    spec = loads_spec(TINY_COND_GLOW.replace("INVERTIBLE", "true"))
+    model = compile(spec).double()
+    x = torch.randint(0, 17, (6, 1, 8, 8)).double()
+    c = torch.arange(6)
+    model.initialize(x, c)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    grads = []
+    for invertible in (False, True):
+        model.invertible_backprop = invertible
+        model.zero_grad()
+        torch.manual_seed(1)
+        model.bits_per_dim(x, c).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0]["condition.net.weight"].abs().sum() > 0
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+def test_check_feeds_a_fixed_condition():
+    from flowspec.compile.check import check_spec
+
+    for text in (VECTOR_SPEC, IMAGE_SPEC):
+        result = check_spec(loads_spec(text))
+        assert result.ok, result
+
+
+@pytest.mark.slow
+def test_exported_programs_take_the_condition(tmp_path):
+    from flowspec.compile.export import export_programs
+
+    model = compile(loads_spec(VECTOR_SPEC)).eval()
+    paths = export_programs(model, tmp_path)
+    density = torch.export.load(paths["density"]).module()
+    sampler = torch.export.load(paths["sample"]).module()
+    x, c = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    torch.testing.assert_close(density(x, c)[-1], model.log_prob(x, c), atol=1e-5, rtol=1e-5)
+    eps = [torch.randn(5, *shape) for shape in model.latent_shapes]
+    temperature = torch.tensor(0.5)
+    torch.testing.assert_close(sampler(temperature, c, *eps), model.generate(eps, 0.5, c), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_matches_one_process_on_a_conditional_model(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from flowspec.train.checkpoints import load_checkpoint
+
+    spec = tmp_path / "cond.yaml"
+    spec.write_text(TINY_COND_GLOW.replace("INVERTIBLE", "false") + "training: {batch_size: 16, lr: 0.003, warmup: 1, "
+                    "ema: 0.9, eval_every: 1000, checkpoint_every: 1000, sample_every: 1000, eval_batches: 1, device: cpu}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    common = ["-m", "flowspec", "train", str(spec), "--steps", "4", "--no-progress"]
+    for args in ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *common,
+                  "--out", str(tmp_path / "ddp")], [sys.executable, *common, "--out", str(tmp_path / "single")]):
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+    ddp, single = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
+    for key, value in single["state_dict"].items():
+        torch.testing.assert_close(ddp["state_dict"][key], value, rtol=1e-4, atol=1e-5, msg=key)
