@@ -24,8 +24,9 @@ import torch
 from torch import Tensor, nn
 
 
-def saved_activation_bytes(model: nn.Module, x: Tensor) -> int:
-    """Bytes of distinct non-parameter tensors saved for backward by ``-model.log_prob(x).mean()``."""
+def saved_activation_bytes(model: nn.Module, x: Tensor, c: Tensor | None = None) -> int:
+    """Bytes of distinct non-parameter tensors saved for backward by ``-model.log_prob(x, c).mean()``
+    (``c``: the conditions of a conditional model)."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     parameters |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     storages: dict[int, int] = {}
@@ -40,7 +41,7 @@ def saved_activation_bytes(model: nn.Module, x: Tensor) -> int:
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = -model.log_prob(x).mean()
+            loss = -(model.log_prob(x) if c is None else model.log_prob(x, c)).mean()
         del loss
     finally:
         model.train(was_training)

@@ -81,7 +81,10 @@ class MAFConfig(LayerConfig):
             flops_inverse=d * (matmul + elementwise + entry.flops_inverse * d),
             matmul_flops_forward=matmul, matmul_flops_inverse=d * matmul,
             flops_logdet=entry.flops_logdet * d,
+            # input, each hidden layer's pre-activation and output, the transform's parameters;
+            # autograd also keeps the masked weights W * M once per call
             activations=int(d + self.hidden * self.depth * 2 + self.transform.params_per_entry * d + entry.saved * d),
+            call_activations=int(masked),
             call_flops_forward=masked, call_flops_inverse=d * masked,
             ops=4 * self.depth + 6 + entry.ops + (3 if context else 0))
 

@@ -170,8 +170,11 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
         parts.append(Part("condition", f"condition ({condition.kind})", None,
                           (condition.dim,) if condition.kind == "vector" else (1,), features,
                           condition.cost(), tuple(condition.matmul_ops())))
-    parts += [Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape, flow.context_of(n)),
-                   tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n)))) for n in flow.layers]
+    for n in flow.layers:
+        cost = n.config.cost(n.in_shape, flow.context_of(n))
+        parts.append(Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, cost,
+                          tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
+                          call_activations=cost.call_activations))
     top = top_prior_context(flow.spec)
     parts.append(Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
                       top_prior_cost(flow), tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())))
