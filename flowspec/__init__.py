@@ -6,6 +6,7 @@
     zs, logdet = model(x)
 """
 
+from flowspec import families  # noqa: F401  (registers the flow and vae families)
 from flowspec.compile import FlowModel, compile
 from flowspec.compile.export import load_model, save_model
 from flowspec.errors import CheckpointError, DataError, FlowSpecError, ShapeError, SpecError

@@ -229,6 +229,7 @@ def test_take_and_one_hot_keep_rows_aligned():
     assert len(data.train) == len(data.labels_train) == 50 and len(data.test) == len(data.labels_test) == 20
     onehot = data.labels_as_context()
     assert onehot.context_dim == 10 and torch.equal(onehot.context_train.argmax(1), data.labels_train)
+    assert onehot.summary() == "digits: 50 train / 20 test, shape [1, 8, 8], 17 levels, labels (10 classes), context (10)"
     assert DataSplit is Dataset and DataSplit("x", data.train, data.test, levels=17).labels_train is None
 
 

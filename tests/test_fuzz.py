@@ -1,16 +1,22 @@
 """Fuzzing the front end: whatever the YAML, ``loads_spec`` + ``build_graph`` either succeed or
 raise :class:`SpecError` whose every problem names its file and has a message -- never another
-exception (no KeyError, TypeError, AttributeError, ... escaping to the user)."""
+exception (no KeyError, TypeError, AttributeError, ... escaping to the user). A mutated spec that
+is accepted is also compiled (narrow widths) and run both ways at a tiny batch: nothing accepted
+may fail later."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
+import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowspec
+from flowspec.cli.bounds import refuse_oversized
+from flowspec.compile.check import narrow_spec
 from flowspec.errors import SpecError
 from flowspec.graph import build_graph
 from flowspec.layers import LAYER_KINDS
@@ -59,6 +65,40 @@ def _check(text: str) -> None:
         for problem in error.problems:
             assert problem.file == FILE and problem.message, problem
             str(problem)  # printable
+
+
+FUZZ_MEMORY = 64 * 2 ** 20  # what the compiled narrow copy may take; bigger ones are refused as build refuses
+
+
+def _check_runs(text: str) -> bool:
+    """:func:`_check`, then for an accepted flow spec: its narrow copy (conditioner widths <= 4,
+    the smallest image its layers accept) passes the memory bound or is refused with a
+    SpecError, and compiles and runs forward and inverse at batch 2 with finite, exact results.
+    Returns whether the spec ran."""
+    _check(text)
+    try:
+        spec = flowspec.loads_spec(text, FILE)
+        if not isinstance(spec, Spec):
+            return False
+        build_graph(spec)  # accepted
+        graph = build_graph(narrow_spec(spec, width=4))
+        refuse_oversized(graph, available=FUZZ_MEMORY)
+    except SpecError:
+        return False
+    torch.manual_seed(0)
+    model = flowspec.compile(graph).double()
+    x = torch.rand(2, *graph.input_shape, dtype=torch.float64)
+    with torch.no_grad():
+        model.train()
+        model.log_prob(x)  # actnorm's data-dependent init, as the first training batch does
+        model.eval()
+        zs, logdet = model(x)
+        x_back, inverse_logdet = model.inverse(zs)
+    assert logdet.shape == (2,) and torch.isfinite(logdet).all()
+    assert [tuple(z.shape[1:]) for z in zs] == [tuple(s) for s in graph.latent_shapes]
+    assert torch.allclose(x_back, x, atol=1e-6), (x_back - x).abs().max()
+    assert torch.allclose(inverse_logdet, -logdet, atol=1e-6)
+    return True
 
 
 def _paths(node, prefix=()):
@@ -134,6 +174,72 @@ def test_several_mutations(data):
         if not isinstance(mutated, dict):
             break
     _check(yaml.safe_dump(mutated))
+
+
+WORDS = ["affine", "additive", "channel", "checkerboard", "sigmoid", "exp", "reverse", "shuffle",
+         "conditional", "standard", "learned", "logistic", "conv", "mlp"] + sorted(LAYER_KINDS)
+ROWS = ["actnorm", "squeeze", "scaling", {"kind": "invconv", "lu": False},
+        {"kind": "coupling", "conditioner": {"kind": "conv", "hidden": 3, "kernel": 3}},
+        {"kind": "coupling", "transform": "additive", "conditioner": {"kind": "mlp", "hidden": [5]}},
+        {"kind": "split", "prior": "standard"},
+        {"repeat": 2, "layers": ["actnorm", {"kind": "permute", "order": "shuffle"}]}]
+
+
+def _like(value):
+    """Values of the same type as ``value``, as a user editing that field could write: most
+    mutations drawn from these are accepted, and must then run."""
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        return st.integers(0, 9)
+    if isinstance(value, float):
+        return st.floats(0.0, 6.0)
+    if isinstance(value, str):
+        return st.sampled_from(WORDS)
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return st.lists(st.integers(1, 9), min_size=1, max_size=3)
+    if isinstance(value, list):
+        return st.lists(st.sampled_from(ROWS), min_size=1, max_size=4)
+    return st.sampled_from(ROWS)
+
+
+def _mutated_spec_runs(data) -> None:
+    mutated = data.draw(st.sampled_from(VALID))
+    for _ in range(data.draw(st.integers(1, 2))):
+        paths = list(_paths(mutated))[1:] or [()]
+        path = data.draw(st.sampled_from(paths))
+        action = data.draw(st.sampled_from(["like"] * 4 + ["replace", "delete", "kind", "add"]))
+        if action == "like":
+            action, value = "replace", data.draw(_like(_node_at(mutated, path)))
+        else:
+            value = data.draw(values if action == "replace" else st.sampled_from(KINDS + FIELDS))
+        mutated = _mutate(mutated, path, action, value)
+        if not isinstance(mutated, dict):
+            break
+    _check_runs(yaml.safe_dump(mutated))
+
+
+def _node_at(data, path):
+    for part in path:
+        data = data[part]
+    return data
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_accepted_mutations_compile_and_run(data):
+    _mutated_spec_runs(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_accepted_mutations_compile_and_run_many(data):
+    _mutated_spec_runs(data)
+
+
+def test_valid_bases_compile_and_run():
+    assert all(_check_runs(yaml.safe_dump(base)) for base in VALID)
 
 
 def test_valid_bases_are_valid():

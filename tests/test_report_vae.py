@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import flowspec
 from flowspec.cli import app
-from flowspec.report import Device, report_spec, to_markdown, vae_cost_report
+from flowspec.report import Device, report_spec, to_markdown
+from flowspec.vae.costs import vae_cost_report
 from flowspec.vae.costs import count_vae_params, vae_parts
 from flowspec.vae.graph import build_vae_graph
 from flowspec.vae.model import VAEModel

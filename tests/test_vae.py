@@ -318,7 +318,7 @@ def test_example_specs_compile(path):
     assert model.bits_per_dim(x).shape == (2,)
 
 
-def test_flow_only_cli_verbs_refuse_a_vae_spec_with_one_line(tmp_path):
+def test_layer_list_verbs_refuse_a_vae_spec_with_one_line(tmp_path):
     from typer.testing import CliRunner
 
     from flowspec.cli import app
@@ -327,8 +327,42 @@ def test_flow_only_cli_verbs_refuse_a_vae_spec_with_one_line(tmp_path):
     path.write_text(DIGITS_VAE)
     runner = CliRunner()
     assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
-    for verb in ("expand", "build", "check"):
+    for verb in ("expand", "build"):
         result = runner.invoke(app, [verb, str(path)])
         assert result.exit_code == 2, result.output
-        assert f"vae.yaml:1:1: model: `flowspec {verb}` works on flow specs" in result.output
+        assert f"vae.yaml:1:1: model: `flowspec {verb}` works on a flow's layer list" in result.output
         assert "Traceback" not in result.output
+
+
+def test_check_verifies_the_iaf_posterior_of_a_vae_spec(tmp_path):
+    from typer.testing import CliRunner
+
+    from flowspec.cli import app
+
+    path = tmp_path / "vae.yaml"
+    path.write_text(DIGITS_VAE)
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "IAF posterior" in result.output and "autoregressive" in result.output
+
+
+def test_vae_check_catches_a_made_that_sees_its_own_variable():
+    """The triangularity check can fail: a MADE whose output mask lets output i see input i."""
+    from flowspec.layers.made import MADE
+    from flowspec.vae.check import check_vae
+
+    spec = flowspec.loads_spec(DIGITS_VAE)
+    assert check_vae(spec).ok
+    original = MADE.__init__
+
+    def leaky(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        with torch.no_grad():
+            self.out.mask.fill_(1.0)  # every output sees every input
+
+    MADE.__init__ = leaky
+    try:
+        result = check_vae(spec)
+    finally:
+        MADE.__init__ = original
+    assert result.triangular_error > 1e-3 and not result.ok

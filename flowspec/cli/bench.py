@@ -9,8 +9,7 @@ import torch
 import typer
 
 from flowspec.cli.app import app, console, reports_errors
-from flowspec.spec import load_spec
-from flowspec.vae.config import require_flow
+from flowspec.cli.bounds import load_validated
 
 
 @app.command()
@@ -27,7 +26,7 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.bench.measure import bench as run_bench
 
     torch.set_num_threads(threads)
-    parsed = require_flow(load_spec(spec), "bench")
+    parsed, _ = load_validated(spec, "bench")
     report = run_bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines, memory=memory)
     for line in report.lines():
         console.print(line, markup=False, highlight=False)

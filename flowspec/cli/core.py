@@ -12,12 +12,11 @@ from pydantic import TypeAdapter
 from rich.table import Table
 
 from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
+from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
 from flowspec.compile.build import build_folder
-from flowspec.compile.check import check_spec
-from flowspec.graph import build_graph
-from flowspec.spec import explicit_spec, load_spec
-from flowspec.spec.models import Spec
-from flowspec.vae.config import VAESpec, require_flow
+from flowspec.family import family_of
+from flowspec.spec import explicit_spec
+from flowspec.spec.models import SPEC_MODELS
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -26,7 +25,7 @@ SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_defa
 @reports_errors
 def validate(spec: SpecPath) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
-    graph = build_graph(load_spec(spec))
+    _, graph = load_validated(spec)
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 
@@ -35,8 +34,7 @@ def validate(spec: SpecPath) -> None:
 @reports_errors
 def expand(spec: SpecPath) -> None:
     """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed = require_flow(load_spec(spec), "expand")
-    build_graph(parsed)
+    parsed, _ = load_validated(spec, "expand")
     print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
 
@@ -45,9 +43,11 @@ def expand(spec: SpecPath) -> None:
 def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
           export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
-    """Validate and compile SPEC; print the build table and write the output folder."""
-    parsed = require_flow(load_spec(spec), "build")
-    folder = out or Path("build") / parsed.name
+    """Validate and compile SPEC; print the build table and write the output folder. A model whose
+    parameters (and one small pass) cannot fit in this machine's memory is refused first."""
+    parsed, graph = load_validated(spec, "build")
+    refuse_oversized(graph)
+    folder = out or named_folder(Path("build"), parsed.name)
     result = build_folder(parsed, folder, export=export)
     table = Table(title=f"{parsed.name}: {result.graph.input_shape} -> latents {result.graph.latent_shapes}")
     for column in ("#", "layer", "kind", "input", "output", "params"):
@@ -69,11 +69,15 @@ def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    result = check_spec(require_flow(load_spec(spec), "check"), width=width, tolerance=tolerance)
-    console.print(f"narrow copy: input {result.input_shape}, width {width}, float64", markup=False)
+    parsed, _ = load_validated(spec)
+    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
+    console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
     console.print(f"inverse log-det    max|logdet_inv + logdet|   = {result.inverse_logdet_error:.3e}", markup=False)
+    if result.triangular_error is not None:
+        console.print(f"autoregressive     max|dMADE_i/dz_j|, j >= i = {result.triangular_error:.3e} (in the order)",
+                      markup=False)
     if not result.ok:
         console.print(f"FAILED: above tolerance {tolerance:g}", markup=False)
         raise typer.Exit(EXIT_FAILURE)
@@ -82,12 +86,13 @@ def check(spec: SpecPath,
 
 def spec_json_schema() -> dict:
     """One schema for both spec families: a flow spec or a ``model: vae`` spec."""
-    schema = TypeAdapter(Union[Spec, VAESpec]).json_schema()
+    schema = TypeAdapter(Union[tuple(SPEC_MODELS.values())]).json_schema()
     schema["title"] = "flowspec spec"
     return schema
 
 
 @app.command()
+@reports_errors
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
     """Write the JSON Schema of the spec format, flows and VAEs (for YAML editors)."""
     text = json.dumps(spec_json_schema(), indent=2)

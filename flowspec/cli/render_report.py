@@ -9,10 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import app, console, reports_errors
-from flowspec.graph import build_graph
+from flowspec.cli.bounds import load_validated
 from flowspec.render import render as render_diagram
 from flowspec.report import grouped, report_spec, summary_lines, to_json, to_markdown, to_table
-from flowspec.spec import load_spec
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -35,7 +34,8 @@ def render(spec: SpecPath,
            out: Annotated[Path, typer.Option("--out", "-o", help="output file: .svg, .png, .pdf or .dot")] = Path("flow.svg"),
            detail: Annotated[Detail, typer.Option(help="one node per layer, per step or per level")] = Detail.layer) -> None:
     """Draw SPEC's graph with Graphviz (format from the output's suffix)."""
-    path = render_diagram(build_graph(load_spec(spec)), out, detail.value)
+    _, graph = load_validated(spec)
+    path = render_diagram(graph, out, detail.value)
     console.print(f"wrote {path}", markup=False)
 
 
@@ -50,7 +50,8 @@ def report(spec: SpecPath,
            measure: Annotated[bool, typer.Option("--measure", help="also time the compiled model's layers here")] = False,
            detail: Annotated[Detail, typer.Option(help="one row per layer, per step or per level")] = Detail.layer) -> None:
     """Params, FLOPs (forward, inverse, log-det), activation memory and roofline time of SPEC (a flow, or a VAE's parts)."""
-    result = grouped(report_spec(load_spec(spec), device, batch, dtype, devices, measure), detail.value)
+    parsed, _ = load_validated(spec)
+    result = grouped(report_spec(parsed, device, batch, dtype, devices, measure), detail.value)
     if format is Format.json:
         print(to_json(result))
     elif format is Format.markdown:

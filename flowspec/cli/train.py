@@ -8,7 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
+from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
+
+MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
 DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
@@ -33,26 +37,29 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
-          temperature: Annotated[Optional[float], typer.Option(min=0.0, help="sampling temperature")] = None,
+          temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           standardize: Annotated[bool, typer.Option("--standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units")] = False,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
           progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/."""
-    from flowspec.spec import load_spec
     from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
 
-    parsed = load_spec(spec)
+    parsed, graph = load_validated(spec)
+    if temperature is not None:
+        finite_temperature(temperature)
+    if getattr(parsed, "model", "flow") == "flow":
+        refuse_oversized(graph)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
+    folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     dataset = load_spec_data(parsed, data, data_dir, standardize=standardize)
-    folder = out or Path("runs") / (parsed.name or spec.stem)
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
@@ -72,13 +79,16 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
 def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
              data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
              data_dir: DataDirOption = None,
-             k: Annotated[int, typer.Option("-k", min=1, help="importance samples (models that support it)")] = 1,
+             k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (models that support it), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
              batch_size: Annotated[int, typer.Option(min=1)] = 256,
              seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
     continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
     from flowspec.train.evaluate import evaluate_checkpoint
 
+    if k > MAX_IMPORTANCE_SAMPLES:
+        raise FlowSpecError(f"-k {k}: at most {MAX_IMPORTANCE_SAMPLES} importance samples (each one is a "
+                            "pass over the test set)")
     report = evaluate_checkpoint(checkpoint, data=data, data_dir=data_dir, k=k, batch_size=batch_size, seed=seed)
     for line in report.lines():
         console.print(line, markup=False)
@@ -88,7 +98,7 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
 @reports_errors
 def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
            n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
-           temperature: Annotated[float, typer.Option(min=0.0, help="prior std scale")] = 0.7,
+           temperature: Annotated[float, typer.Option(help="prior std scale (finite, >= 0)")] = 0.7,
            output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, .npy array or .csv table")] = Path("samples.png"),
            seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
@@ -98,6 +108,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
     a conditional model's conditions are written beside vector samples."""
     from flowspec.train.evaluate import sample_checkpoint
 
+    finite_temperature(temperature)
     path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
                              label=label, per_class=per_class, context=context)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"

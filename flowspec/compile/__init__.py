@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 from flowspec.compile.model import FlowModel
-from flowspec.graph.build import FlowGraph, build_graph
-from flowspec.spec.models import Spec
+from flowspec.family import family_of
 
 
-def compile(spec: Spec | FlowGraph) -> FlowModel:  # noqa: A001 - the API name users call
-    """Validate ``spec`` (or take an already built graph) and build its :class:`FlowModel`
-    (a :class:`~flowspec.vae.model.VAEModel` for a ``model: vae`` spec)."""
-    graph = spec if isinstance(spec, FlowGraph) else build_graph(spec)
-    if not isinstance(graph, FlowGraph):
-        from flowspec.vae.model import VAEModel
-
-        return VAEModel(graph)
-    return FlowModel(graph)
+def compile(spec) -> FlowModel:  # noqa: A001 - the API name users call
+    """Validate ``spec`` (or take an already built graph) and build its family's model: a
+    :class:`FlowModel` for a flow spec, a :class:`~flowspec.vae.model.VAEModel` for ``model: vae``."""
+    if isinstance(spec, BaseModel):
+        family = family_of(spec)
+        return family.compile(family.build_graph(spec))
+    return family_of(spec.spec).compile(spec)  # an already built graph carries its spec
 
 
 __all__ = ["FlowModel", "compile"]

@@ -27,10 +27,14 @@ class CheckResult:
     logdet_error: float
     inverse_logdet_error: float
     tolerance: float
+    #: largest Jacobian entry that an autoregressive map must not have (on or above its diagonal)
+    triangular_error: float | None = None
+    checked: str = "flow"
 
     @property
     def ok(self) -> bool:
-        return max(self.roundtrip_error, self.logdet_error, self.inverse_logdet_error) <= self.tolerance
+        errors = (self.roundtrip_error, self.logdet_error, self.inverse_logdet_error, self.triangular_error or 0.0)
+        return max(errors) <= self.tolerance
 
 
 def narrow_spec(spec: Spec, width: int = 8) -> Spec:

@@ -83,8 +83,4 @@ class ConditionEmbedding(nn.Module):
 def random_condition(config, n: int, generator: torch.Generator | None = None) -> Tensor | None:
     """``n`` conditions drawn at random (uniform labels, standard normal contexts) for a spec's
     ``condition`` (None without one): what ``check``, ``report --measure`` and the export feed."""
-    if config is None:
-        return None
-    if config.kind == "class":
-        return torch.randint(0, config.classes, (n,), generator=generator)
-    return torch.randn(n, config.dim, generator=generator)
+    return None if config is None else config.random(n, generator)

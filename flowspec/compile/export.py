@@ -67,7 +67,7 @@ def model_from_spec_data(data: dict, spec_file: str | None = None):
     from flowspec.spec.loader import spec_from_data
     from flowspec.spec.yaml_source import SourceMap
 
-    return compile(spec_from_data(data, SourceMap(spec_file or "<checkpoint>")))
+    return compile(spec_from_data(data, SourceMap(spec_file or "<checkpoint>"), stored=True))
 
 
 def load_model(path: str | Path) -> FlowModel:

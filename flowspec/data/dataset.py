@@ -83,6 +83,16 @@ class Dataset:
     def context_dim(self) -> int | None:
         return int(self.context_train.shape[1]) if self.has_context else None
 
+    def summary(self) -> str:
+        """One line: ``digits: 1497 train / 300 test, shape [1, 8, 8], 17 levels, labels (10 classes)``."""
+        kind = "continuous" if self.continuous else f"{self.levels} levels"
+        text = f"{self.name}: {len(self.train)} train / {len(self.test)} test, shape {list(self.shape)}, {kind}"
+        if self.has_labels:
+            text += f", labels ({self.num_classes} classes)"
+        if self.has_context:
+            text += f", context ({self.context_dim})"
+        return text
+
     def file(self, part: str) -> str:
         """The file ``part`` came from (the data set's name where no file is known)."""
         return self.files.get(part) or self.files.get("data") or self.name

@@ -5,7 +5,8 @@ model's space (scale, or RealNVP's logit) with its log-det. See ``docs/dequantiz
 from flowspec.dequant.config import (ContextConfig, Dequantization, LogitPreprocess, Preprocess,
                                      UniformDequantization, VariationalDequantization)
 from flowspec.dequant.preprocess import ToModelSpace
-from flowspec.dequant.uniform import UniformDequantizer, build_dequantizer
+from flowspec.dequant.build import build_dequantizer
+from flowspec.dequant.uniform import UniformDequantizer
 
 __all__ = ["ContextConfig", "Dequantization", "LogitPreprocess", "Preprocess", "ToModelSpace",
            "UniformDequantization", "UniformDequantizer", "VariationalDequantization", "build_dequantizer"]

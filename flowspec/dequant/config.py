@@ -15,13 +15,17 @@ input's shape (a 1-feature vector, a conv context on vectors) are checked by
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Callable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from flowspec.layers.base import LayerCost, Shape, numel
 from flowspec.layers.conditioners import ConvConditioner, MLPConditioner, stack_cost
 from flowspec.layers.invconv import InvConvConfig
+
+
+CLUSTER = "dequantizer"
+PATH = ("dequantization",)
 
 
 class _Strict(BaseModel):
@@ -33,6 +37,15 @@ class UniformDequantization(_Strict):
 
     kind: Literal["uniform"] = "uniform"
     centred: bool = True
+
+    def graph_problems(self, shape: Shape, problem: Callable) -> list:
+        return []
+
+    def add_noise_nodes(self, graph, shape: Shape, data: str, out: str) -> None:
+        """``u ~ U[0, 1)^D`` into the node ``out`` (``v = x + u`` in model space)."""
+        noise = f"{CLUSTER}.uniform"
+        graph.add_node(noise, kind="uniform noise", cluster=CLUSTER, formula="u ~ U[0, 1)^D", path=PATH)
+        graph.add_edge(noise, out, shape=shape)
 
     def cost(self, shape: Shape) -> LayerCost:
         """One training-step pass (it does not run when sampling): a draw and an add per entry,
@@ -68,6 +81,61 @@ class VariationalDequantization(_Strict):
     hidden: PositiveInt = Field(32, description="width of each coupling's conditioner")
     context: ContextConfig = Field(default_factory=ContextConfig)
     centred: bool = True
+
+    def context_kind(self, shape: Shape) -> str:
+        """``conv`` for images, ``mlp`` for vectors, unless the spec says otherwise."""
+        return self.context.kind or ("conv" if len(shape) == 3 else "mlp")
+
+    def context_shape(self, shape: Shape) -> Shape:
+        """Shape of ``c(x)``: ``(hidden, H, W)`` for images, ``(hidden,)`` for vectors."""
+        return (self.context.hidden, *shape[1:]) if len(shape) == 3 else (self.context.hidden,)
+
+    def graph_problems(self, shape: Shape, problem: Callable) -> list:
+        """The context network must fit the input, and the couplings need two parts to divide."""
+        problems = []
+        image = len(shape) == 3
+        kind = self.context_kind(shape)
+        if image and kind == "mlp":
+            problems.append(problem(f"an mlp context network works on vectors; this input is an image {shape}",
+                                    PATH + ("context", "kind"), "use context: {kind: conv} or leave kind out"))
+        if not image and kind == "conv":
+            problems.append(problem(f"a conv context network needs an image input; this input is a vector {shape}",
+                                    PATH + ("context", "kind"), "use context: {kind: mlp} or leave kind out"))
+        if image and shape[1] * shape[2] < 2:
+            problems.append(problem(f"variational dequantization couples with a checkerboard mask, which needs at "
+                                    f"least 2 pixels; this input is {shape}", PATH + ("kind",),
+                                    "use dequantization: {kind: uniform}"))
+        if not image and shape[0] < 2:
+            problems.append(problem(f"variational dequantization couples halves of the features, which needs at "
+                                    f"least 2; this input is {shape}", PATH + ("kind",),
+                                    "use dequantization: {kind: uniform}"))
+        return problems
+
+    def add_noise_nodes(self, graph, shape: Shape, data: str, out: str) -> None:
+        """``eps ~ N(0, I)`` -> K steps (actnorm, invconv, coupling seeing ``c(x)``) -> sigmoid -> ``out``."""
+        context, context_out = f"{CLUSTER}.context", self.context_shape(shape)
+        graph.add_node(context, kind=f"{self.context_kind(shape)} context", cluster=CLUSTER,
+                       hidden=self.context.hidden, depth=self.context.depth, path=PATH + ("context",))
+        graph.add_edge(data, context, shape=shape)
+        previous = f"{CLUSTER}.eps"
+        graph.add_node(previous, kind="gaussian noise", cluster=CLUSTER, formula="eps ~ N(0, I)", path=PATH)
+        for k in range(self.steps):
+            names = [f"{CLUSTER}.step{k}.actnorm"]
+            if shape[0] >= 2:
+                names.append(f"{CLUSTER}.step{k}.invconv")
+            names.append(f"{CLUSTER}.step{k}.coupling")
+            for name in names:
+                layer = name.rsplit(".", 1)[1]
+                extra = {"mask": "checkerboard" if len(shape) == 3 else "channel", "parity": k % 2,
+                         "hidden": self.hidden} if layer == "coupling" else {}
+                graph.add_node(name, kind=layer, cluster=CLUSTER, step=k, path=PATH + ("steps",), **extra)
+                graph.add_edge(previous, name, shape=shape)
+                previous = name
+            graph.add_edge(context, names[-1], shape=context_out, context=True)
+        sigmoid = f"{CLUSTER}.sigmoid"
+        graph.add_node(sigmoid, kind="sigmoid", cluster=CLUSTER, formula="u = sigmoid(z)", path=PATH)
+        graph.add_edge(previous, sigmoid, shape=shape)
+        graph.add_edge(sigmoid, out, shape=shape)
 
     def cost(self, shape: Shape) -> LayerCost:
         """One training-step pass of :class:`~flowspec.dequant.variational.VariationalDequantizer`

@@ -18,14 +18,3 @@ class UniformDequantizer(nn.Module):
         """``(v, log q(u|x))`` for integer-valued ``x``."""
         u = torch.rand_like(x)
         return in_bin(x, u), x.new_zeros(x.shape[0])
-
-
-def build_dequantizer(config, shape, levels: int = 256) -> nn.Module:
-    """The dequantizer module of a ``dequantization:`` config for data of ``shape`` and ``levels``."""
-    if config.kind == "uniform":
-        return UniformDequantizer()
-    if config.kind == "variational":
-        from flowspec.dequant.variational import VariationalDequantizer
-
-        return VariationalDequantizer(config, tuple(shape), levels)
-    raise ValueError(f"unknown dequantization {config.kind!r}")

@@ -36,16 +36,6 @@ Shape = tuple[int, ...]
 LOG_SCALE_CLAMP = 2.0
 
 
-def context_kind(config: VariationalDequantization, shape: Shape) -> str:
-    """``conv`` for images, ``mlp`` for vectors, unless the spec says otherwise."""
-    return config.context.kind or ("conv" if len(shape) == 3 else "mlp")
-
-
-def context_shape(config: VariationalDequantization, shape: Shape) -> Shape:
-    """Shape of ``c(x)``: ``(hidden, H, W)`` for images, ``(hidden,)`` for vectors."""
-    return (config.context.hidden, *shape[1:]) if len(shape) == 3 else (config.context.hidden,)
-
-
 def context_network(config: VariationalDequantization, shape: Shape) -> nn.Module:
     ctx = config.context
     layers: list[nn.Module] = []
@@ -81,7 +71,7 @@ class VariationalDequantizer(nn.Module):
         self.shape = tuple(shape)
         self.levels = levels
         self.context = context_network(config, self.shape)
-        context = context_shape(config, self.shape)
+        context = config.context_shape(self.shape)
         self.actnorms = nn.ModuleList()
         self.invconvs = nn.ModuleList()
         self.couplings = nn.ModuleList()

@@ -13,6 +13,7 @@ import networkx as nx
 from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
 from flowspec.graph.condition import add_condition_node, context_shape, layer_context
 from flowspec.errors import Problem, RuleViolation, ShapeError
+from flowspec.family import family_of
 from flowspec.layers.base import LayerConfig, Shape, numel
 from flowspec.spec.expand import ExpandedLayer, expand
 from flowspec.spec.models import Spec
@@ -88,16 +89,18 @@ def _hint_levels(spec: Spec, layer: ExpandedLayer, shape: Shape, violation: Rule
     return violation.hint
 
 
-def build_graph(spec: Spec) -> FlowGraph:
-    """Infer every shape, check every dimension and invertibility rule, build the graph.
+def build_graph(spec):
+    """The validated graph of a spec of any family (its family's ``build_graph``): a
+    :class:`FlowGraph` for a flow spec. Raises :class:`ShapeError` listing every problem, each
+    with its YAML location."""
+    return family_of(spec).build_graph(spec)
 
-    Raises :class:`ShapeError` listing every problem, each with its YAML location. A VAE spec
-    (``model: vae``) gets its own graph, :func:`flowspec.vae.graph.build_vae_graph`.
+
+def build_flow_graph(spec: Spec) -> FlowGraph:
+    """Infer every shape, check every dimension and invertibility rule, build a flow's graph.
+
+    Raises :class:`ShapeError` listing every problem, each with its YAML location.
     """
-    if getattr(spec, "model", "flow") == "vae":
-        from flowspec.vae.graph import build_vae_graph
-
-        return build_vae_graph(spec)
     expanded = expand(spec)
     graph = nx.DiGraph()
     graph.add_node(INPUT, kind="input", shape=tuple(spec.input.shape))

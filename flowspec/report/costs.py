@@ -198,19 +198,6 @@ def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "
                         latents=sum(numel(s) for s in flow.latent_shapes), invertible=invertible)
 
 
-def vae_cost_report(graph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
-    """The :class:`CostReport` of a VAE's graph (:class:`~flowspec.vae.graph.VAEGraph`): its parts'
-    rules live in :mod:`flowspec.vae.costs`; "forward" is one ELBO pass, "inverse" a sampling pass."""
-    from flowspec.vae.costs import vae_parts
-
-    report = parts_report(graph.spec.name or "spec", vae_parts(graph), device, batch, dtype,
-                          latents=numel(graph.latent_shape))
-    report.notes.insert(0, "model: vae: forward is one ELBO pass (encoder, one posterior draw, IAF steps, "
-                           "decoder, log p(x|z), log p(z)); inverse is a sampling pass (z ~ N(0, I), "
-                           "decoder, most likely level), which skips the encoder and posterior")
-    return report
-
-
 def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int = 64, dtype: str = "float32",
                  latents: int = 0, invertible: bool = False) -> CostReport:
     """Figures of ``parts`` at ``batch`` on ``device`` (the module docstring's rules); ``latents``

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from flowspec.errors import FlowSpecError
 from flowspec.report.rates import ShapeRates, best_time
@@ -52,37 +51,66 @@ class Device:
         return self.peak_flops[dtype]
 
 
-def _parse(name: str, entry, source: Path) -> Device:
+#: the sane range of each figure of a profile: a device file is a user's input, and a profile of
+#: 1 byte of memory or a NaN peak would only make every figure of the report meaningless
+RANGES = {"peak_flops": (1e6, 1e19, "FLOP/s"), "bandwidth": (1e6, 1e16, "bytes/s"),
+          "memory": (2.0 ** 20, 1e18, "bytes"), "latency": (0.0, 1.0, "s"), "latency_backward": (0.0, 1.0, "s")}
+
+
+def _check_ranges(device: Device, where) -> None:
+    figures = [(("peak_flops", dtype), value) for dtype, value in device.peak_flops.items()]
+    figures += [(("bandwidth",), device.bandwidth), (("memory",), device.memory), (("latency",), device.latency)]
+    if device.backward_latency is not None:
+        figures.append((("latency_backward",), device.backward_latency))
+    for path, value in figures:
+        low, high, unit = RANGES[path[0]]
+        if not low <= value <= high:
+            raise DeviceError(f"{where(path)}: {value:g} {unit} is outside the sane range "
+                              f"[{low:.3g}, {high:.3g}] (hint: peaks in FLOP/s, bandwidth in bytes/s, "
+                              "memory in bytes, latency in seconds, e.g. memory: 80.0e9)")
+
+
+def _parse(name: str, entry, source: Path, where=None) -> Device:
+    where = where or (lambda path: f"{source}: {'.'.join((name,) + path)}")
     try:
         peaks = {str(k): float(v) for k, v in dict(entry["peak_flops"]).items()}
         device = Device(name, peaks, float(entry["bandwidth"]), float(entry["memory"]),
                         str(entry.get("description", "")), latency=float(entry.get("latency", 0.0)),
                         backward_latency=None if entry.get("latency_backward") is None
                         else float(entry["latency_backward"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise DeviceError(f"{source}: device {name}: needs peak_flops (a mapping dtype -> FLOP/s), "
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise DeviceError(f"{where(())}: needs peak_flops (a mapping dtype -> FLOP/s), "
                           f"bandwidth (bytes/s) and memory (bytes): {error}") from None
-    if min(device.peak_flops.values(), default=0) <= 0 or device.bandwidth <= 0 or device.memory <= 0 \
-            or device.latency < 0 or device.latency_backward < 0:
-        raise DeviceError(f"{source}: device {name}: peaks, bandwidth and memory must be positive, "
-                          "latency not negative")
+    if not device.peak_flops:
+        raise DeviceError(f"{where(('peak_flops',))}: lists no dtype")
+    _check_ranges(device, where)
     return device
 
 
 def load_devices(extra: str | Path | None = None) -> dict[str, Device]:
-    """The shipped profiles, updated with those of ``extra``."""
+    """The shipped profiles, updated with those of ``extra`` (a regular UTF-8 YAML file; every
+    problem is one line naming the file, the line and the field)."""
+    from flowspec.errors import SpecError
+    from flowspec.spec.yaml_source import load_yaml, read_text_file
+
     devices: dict[str, Device] = {}
     for source in [PROFILES] + ([Path(extra)] if extra else []):
         try:
-            data = yaml.safe_load(source.read_text()) or {}
-        except OSError as error:
-            raise DeviceError(f"cannot read device file {source}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise DeviceError(f"{source}: not valid YAML: {error}") from None
+            text = read_text_file(source, what="device")
+            if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+                continue  # an empty file (or only comments) adds no device
+            data, marks = load_yaml(text, str(source))
+        except SpecError as error:
+            raise DeviceError(str(error)) from None
         if not isinstance(data, dict):
             raise DeviceError(f"{source}: expected a mapping of device name -> profile")
         for name, entry in data.items():
-            devices[str(name)] = _parse(str(name), entry, source)
+            def where(path, name=name, marks=marks):
+                line, column = marks.locate((name,) + path)
+                at = f":{line}:{column}" if line is not None else ""
+                return f"{source}{at}: {'.'.join(str(p) for p in (name,) + path)}"
+
+            devices[str(name)] = _parse(str(name), entry, source, where)
     return devices
 
 

@@ -10,7 +10,7 @@ from flowspec.report.costs import DEQUANTIZER, CostReport
 from flowspec.report.rates import best_time
 
 
-def _measure_train_step(report: CostReport, model, data, repeats: int) -> CostReport:
+def measure_train_step(report: CostReport, model, data, repeats: int) -> CostReport:
     """``measured_train_step``: forward + backward of the mean bits/dim of ``data``, best of ``repeats``."""
     def step():
         model.zero_grad(set_to_none=True)
@@ -23,14 +23,13 @@ def _measure_train_step(report: CostReport, model, data, repeats: int) -> CostRe
 def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostReport:
     """Fill ``measured_forward`` of every layer row (seconds, best of ``repeats``) and
     ``measured_train_step``. The model is initialised (actnorm) on a random batch first."""
-    from flowspec.compile.condition import random_condition
-
     torch.manual_seed(seed)
     batch = report.batch
     continuous = getattr(model, "continuous", False)
     data = (torch.randn(batch, *model.input_shape) if continuous
             else torch.randint(0, model.levels, (batch, *model.input_shape)).float())
-    c = random_condition(getattr(model, "condition_config", None), batch)
+    condition = getattr(model, "condition_config", None)
+    c = None if condition is None else condition.random(batch)  # conditional: random labels / contexts
     model.initialize(data, c)
     model.train()
     rows = {row.name: row for row in report.rows}
@@ -52,32 +51,3 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
 
     report.measured_train_step = best_time(step, repeats)
     return report
-
-
-def measure_vae(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostReport:
-    """:func:`measure` for a :class:`~flowspec.vae.model.VAEModel`: each row of
-    :func:`flowspec.vae.costs.vae_parts` timed alone on the outputs of the parts before it."""
-    from flowspec.vae import likelihoods
-    from flowspec.vae.model import standard_normal_log_prob
-
-    torch.manual_seed(seed)
-    data = torch.randint(0, model.levels, (report.batch, *model.input_shape)).float()
-    model.train()
-    rows = {row.name: row for row in report.rows}
-    with torch.no_grad():
-        rows["encoder"].measured_forward = best_time(lambda: model.encoder(data), repeats)
-        mu, sigma, h = model.encoder(data)
-        eps = torch.randn_like(mu)
-        rows["z0"].measured_forward = best_time(  # as VAEModel.posterior before its IAF steps
-            lambda: (mu + sigma * eps, standard_normal_log_prob(eps) - torch.log(sigma).sum(-1)), repeats)
-        z = mu + sigma * eps
-        for k, step in enumerate(model.iaf):
-            rows[f"iaf.{k}"].measured_forward = best_time(lambda: step(z, h), repeats)
-            z, _ = step(z, h)
-        rows["decoder"].measured_forward = best_time(lambda: model.decoder(z), repeats)
-        params = model.decoder(z)
-        rows["likelihood"].measured_forward = best_time(
-            lambda: likelihoods.log_prob(model.likelihood, params, data, model.levels), repeats)
-        rows["prior"].measured_forward = best_time(lambda: standard_normal_log_prob(z), repeats)
-
-    return _measure_train_step(report, model, data, repeats)

@@ -48,6 +48,12 @@ class ClassCondition(_Strict):
     def matmul_ops(self) -> list[MatmulOp]:
         return []
 
+    def random(self, n: int, generator=None):
+        """``n`` labels drawn uniformly (what ``check``, ``report --measure`` and the export feed)."""
+        import torch
+
+        return torch.randint(0, self.classes, (n,), generator=generator)
+
 
 class VectorCondition(_Strict):
     """A context vector ``c in R^dim``; features ``c`` itself, or ``MLP(c)`` with ``hidden`` widths
@@ -80,6 +86,12 @@ class VectorCondition(_Strict):
 
     def matmul_ops(self) -> list[MatmulOp]:
         return [MatmulOp(i, o, 1, ()) for i, o in self.linears()]
+
+    def random(self, n: int, generator=None):
+        """``n`` standard normal contexts ``(n, dim)``."""
+        import torch
+
+        return torch.randn(n, self.dim, generator=generator)
 
 
 Condition = Annotated[Union[ClassCondition, VectorCondition], Field(discriminator="kind")]

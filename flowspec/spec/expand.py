@@ -1,10 +1,16 @@
 """Expand the compact forms of a spec (``levels``/``steps``/``step``, ``repeat``) into the
-explicit list of layers, each remembering the YAML path it came from."""
+explicit list of layers, each remembering the YAML path it came from.
+
+The layer count is computed from the compact form first (``levels * (1 + steps * len(step)) +
+levels - 1``, a repeat block counting ``repeat * len(layers)``, nested blocks multiplying), and a
+spec past :data:`MAX_LAYERS` is refused before a single row is built.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowspec.errors import Problem, SpecError
 from flowspec.layers.base import LayerConfig
 from flowspec.layers.squeeze import SqueezeConfig
 from flowspec.spec.models import RepeatBlock, Spec
@@ -19,6 +25,45 @@ class ExpandedLayer:
     step: int | None = None
 
 
+MAX_LAYERS = 5000  # Glow on 64x64 images (4 levels x 48 steps) has 583
+
+
+def _count(items) -> int:
+    """Layers of a list of rows once expanded (exact integers: ``repeat: 10**9`` costs nothing)."""
+    return sum(item.repeat * _count(item.layers) if isinstance(item, RepeatBlock) else 1 for item in items)
+
+
+def layer_count(spec: Spec) -> int:
+    """How many layers :func:`expand` would produce, computed from the compact form."""
+    if spec.layers is not None:
+        return _count(spec.layers)
+    return spec.levels * (1 + spec.steps * _count(spec.step)) + spec.levels - 1
+
+
+def _heaviest_repeat(items, path: tuple) -> tuple | None:
+    """The path of the ``repeat`` field of the outermost repeat block that weighs most in ``items``."""
+    blocks = [(item.repeat * _count(item.layers), index) for index, item in enumerate(items)
+              if isinstance(item, RepeatBlock)]
+    return path + (max(blocks)[1], "repeat") if blocks else None
+
+
+def check_layer_count(spec: Spec) -> int:
+    """The layer count, or a :class:`SpecError` located at the repeat (or ``steps``) that takes it
+    past :data:`MAX_LAYERS`."""
+    count = layer_count(spec)
+    if count <= MAX_LAYERS:
+        return count
+    if spec.layers is not None:
+        path = _heaviest_repeat(spec.layers, ("layers",)) or ("layers",)
+    else:
+        path = _heaviest_repeat(spec.step, ("step",)) or ("steps",)
+    written = f"{count:,}" if count < 10 ** 18 else f"about {float(count):.3g}" if count < 10 ** 300 else "over 1e300"
+    message = f"expands to {written} layers, more than the limit of {MAX_LAYERS:,}"
+    hint = "the limit keeps validating, reporting and building bounded; lower the repeat or steps"
+    source = getattr(spec, "source", None)
+    raise SpecError(source.problem(message, path, hint) if source else Problem(message, path, hint=hint))
+
+
 def _flatten(items, path: tuple, prefix: str, out: list, level=None, step=None) -> None:
     for index, item in enumerate(items):
         if isinstance(item, RepeatBlock):
@@ -31,7 +76,8 @@ def _flatten(items, path: tuple, prefix: str, out: list, level=None, step=None) 
 
 def expand(spec: Spec) -> list[ExpandedLayer]:
     """The explicit layer list: for the compact form, per level ``squeeze -> steps x step -> split``
-    (no split after the last level)."""
+    (no split after the last level). Refuses a spec of more than :data:`MAX_LAYERS` layers first."""
+    check_layer_count(spec)
     out: list[ExpandedLayer] = []
     if spec.layers is not None:
         _flatten(spec.layers, ("layers",), "", out)

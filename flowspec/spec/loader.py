@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -12,11 +13,11 @@ from pydantic import BaseModel, ValidationError
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import UNIONS
-from flowspec.spec.models import REPEAT_TAG, Spec
+from flowspec.spec.expand import check_layer_count
+from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, SPEC_MODELS, Spec, plain_name
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
-from flowspec.vae.config import VAESpec
 
-MODELS = {"flow": Spec, "vae": VAESpec}
+MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
 
 
 def _root_model(data) -> type[BaseModel]:
@@ -151,8 +152,12 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
-    """Validate parsed YAML; raise one :class:`SpecError` with every problem."""
+def spec_from_data(data, source: SourceMap, stored: bool = False) -> BaseModel:
+    """Validate parsed YAML; raise one :class:`SpecError` with every problem. ``stored``: the data
+    come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it is
+    made plain instead of refused."""
+    if stored and isinstance(data, dict) and isinstance(data.get("name"), str):
+        data = dict(data, name=plain_name_from(data["name"]))
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
     kind = data.get("model", "flow")
@@ -165,9 +170,21 @@ def spec_from_data(data, source: SourceMap) -> Spec | VAESpec:
         problems = [_problem(e, data, source) for e in error.errors()]
         raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None
     if spec.name is None:
-        spec = spec.model_copy(update={"name": Path(source.file).stem if source.file != "<spec>" else "spec"})
+        spec = spec.model_copy(update={"name": plain_name_from(Path(source.file).stem if source.file != "<spec>" else "spec")})
     spec._source = source
+    if isinstance(spec, Spec):
+        check_layer_count(spec)
     return spec
+
+
+def plain_name_from(text: str) -> str:
+    """``text`` made a plain name (:func:`~flowspec.spec.models.plain_name`): other characters become
+    ``_``, leading dots go, ``..`` becomes ``_``; ``spec`` if nothing is left."""
+    name = re.sub(r"[^\w.-]", "_", text).lstrip(".-").replace("..", "_")[:MAX_NAME_LENGTH]
+    try:
+        return plain_name(name)
+    except ValueError:
+        return "spec"
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -6,15 +6,16 @@ Layer rows are a discriminated union over the registered layer kinds (``kind:``)
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
                       PrivateAttr, Tag, field_validator, model_serializer, model_validator)
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
 from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
-from flowspec.train.config import TrainingConfig
+from flowspec.spec.training import TrainingConfig
 
 
 class StrictModel(BaseModel):
@@ -22,6 +23,24 @@ class StrictModel(BaseModel):
 
 
 REPEAT_TAG = "repeat-block"
+MAX_NAME_LENGTH = 128
+NAME_PATTERN = r"^\w[\w.-]*$"  # letters, digits, _ first; then also . and -
+
+
+def plain_name(name: str) -> str:
+    """``name`` if it is a plain identifier, safe as one folder name under an output folder
+    (``build/<name>/``, ``runs/<name>/``): letters, digits, ``_``, ``-`` and ``.``, starting with a
+    letter, digit or ``_``, no ``..``, no separator, at most :data:`MAX_NAME_LENGTH` characters."""
+    if len(name) > MAX_NAME_LENGTH or not re.fullmatch(NAME_PATTERN, name) or ".." in name:
+        raise ValueError(f"name {name!r} is not a plain name: use letters, digits, '_', '-' and '.' "
+                         f"(no '/', no '..', not starting with '.' or '-', at most {MAX_NAME_LENGTH} "
+                         "characters); it names the output folder")
+    return name
+
+
+SpecName = Annotated[str, AfterValidator(plain_name), Field(
+    description="the model's name, also its output folder's: letters, digits, _ - . (no '/', no '..')",
+    json_schema_extra={"pattern": NAME_PATTERN, "maxLength": MAX_NAME_LENGTH})]
 
 
 def _shorthand(value: Any) -> Any:
@@ -112,7 +131,7 @@ class MemoryConfig(StrictModel):
 class Spec(StrictModel):
     """A flow spec: the input, the layers (explicit, or the compact multiscale form) and the prior."""
 
-    name: Optional[str] = None
+    name: Optional[SpecName] = None
     model: Literal["flow"] = "flow"
     input: InputSpec
     prior: Literal["learned", "standard", "logistic"] = Field(
@@ -181,3 +200,13 @@ class Spec(StrictModel):
     def source(self):
         """The :class:`~flowspec.spec.yaml_source.SourceMap` the spec was loaded from, if any."""
         return self._source
+
+
+#: spec models by ``model:`` name; other families register theirs (:func:`register_spec_model`)
+SPEC_MODELS: dict[str, type[BaseModel]] = {"flow": Spec}
+
+
+def register_spec_model(name: str, model: type[BaseModel]) -> type[BaseModel]:
+    """Make ``model: name`` parse into ``model`` (a family's spec, e.g. the VAE's)."""
+    SPEC_MODELS[name] = model
+    return model

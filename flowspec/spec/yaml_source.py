@@ -1,13 +1,23 @@
-"""Safe YAML loading that remembers the line and column of every key and item."""
+"""Safe YAML loading that remembers the line and column of every key and item.
+
+Bounds hold before anything is expanded: a spec file is a regular file of at most
+:data:`MAX_SPEC_BYTES`, and its YAML tree, counted with every alias written out, has at most
+:data:`MAX_YAML_NODES` nodes (a "billion laughs" file of 1 KB is refused, not expanded).
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from flowspec.errors import Problem, SpecError
+
+MAX_SPEC_BYTES = 2 * 2 ** 20  # an expanded spec of the largest layer count is about 1.4 MB
+MAX_YAML_NODES = 200_000  # keys, items and scalars, with aliases counted as often as they are used
 
 
 @dataclass
@@ -29,6 +39,27 @@ class SourceMap:
         """A :class:`Problem` for ``path``; ``at`` overrides the path used for the position."""
         line, column = self.locate(path if at is None else at)
         return Problem(message, tuple(path), self.file, line, column, hint)
+
+
+class _TooManyNodes(Exception):
+    def __init__(self, mark):
+        self.mark = mark
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """The safe loader, stopping once it has composed :data:`MAX_YAML_NODES` nodes (an alias
+    counts once here; :func:`expanded_size` counts it as written out), so that a long flat list
+    costs at most that many nodes' time."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.composed = 0
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_YAML_NODES:
+            raise _TooManyNodes(self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
@@ -59,6 +90,36 @@ def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, source: So
     return loader.construct_object(node, deep=True)
 
 
+def expanded_size(node: yaml.Node, limit: int) -> int:
+    """Number of nodes of ``node`` with every alias written out, counted on the composed graph
+    (each distinct node once, memoised), so the count costs as little as the file; it stops at
+    ``limit + 1``. A node that contains itself (``&a [*a]``) raises :class:`ValueError`."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(current: yaml.Node) -> int:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValueError("an alias refers to a node that contains it")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(current, yaml.MappingNode):
+            children = [child for pair in current.value for child in pair]
+        elif isinstance(current, yaml.SequenceNode):
+            children = current.value
+        else:
+            children = []
+        for child in children:
+            total = min(total + size(child), limit + 1)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
 def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     """Parse YAML text with the safe loader; return the data and its source map.
 
@@ -66,7 +127,7 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     """
     source = SourceMap(file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = BoundedLoader(text)
     except yaml.reader.ReaderError as error:  # a control character anywhere in the text
         line = text.count("\n", 0, error.position) + 1
         column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
@@ -76,8 +137,19 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             raise SpecError(Problem("the file is empty; a spec is a YAML mapping", (), file, 1, 1))
+        try:
+            nodes = expanded_size(node, MAX_YAML_NODES)
+        except ValueError as error:
+            raise SpecError(Problem(f"invalid YAML: {error}", (), file, *_mark(node))) from None
+        if nodes > MAX_YAML_NODES:
+            raise SpecError(Problem(f"the YAML expands to more than {MAX_YAML_NODES:,} nodes "
+                                    "(aliases counted as written out)", (), file, *_mark(node),
+                                    hint="a spec is small; is this a YAML alias bomb?"))
         source.marks[()] = _mark(node)
         data = _to_python(loader, node, (), source)
+    except _TooManyNodes as error:
+        raise SpecError(Problem(f"the YAML has more than {MAX_YAML_NODES:,} nodes", (), file, error.mark.line + 1,
+                                error.mark.column + 1, hint="a spec is small; is this generated data?")) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -95,12 +167,45 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     return data, source
 
 
-def read_yaml(path: str | Path) -> tuple[object, SourceMap]:
+def _size(count: int) -> str:
+    return f"{count / 2 ** 20:.1f} MiB" if count >= 2 ** 20 else f"{count:,} bytes"
+
+
+def read_text_file(path: str | Path, limit: int = MAX_SPEC_BYTES, what: str = "spec") -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, or a :class:`SpecError`
+    naming the file: a FIFO, device or folder is refused without reading it (a FIFO opened
+    non-blocking cannot hang, ``/dev/zero`` is never read)."""
     path = Path(path)
+
+    def refuse(message: str, hint: str | None = None) -> SpecError:
+        return SpecError(Problem(message, (), str(path), hint=hint))
+
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise SpecError(Problem(f"no such file: {path}", (), str(path))) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(Problem(f"cannot read the file: {error}", (), str(path))) from None
-    return load_yaml(text, str(path))
+        raise refuse(f"no such file: {path}") from None
+    except OSError as error:
+        raise refuse(f"cannot read the file: {error.strerror or error}") from None
+    mode = os.fstat(handle).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        if stat.S_ISDIR(mode):
+            raise refuse(f"is a folder, not a {what} file")
+        raise refuse(f"not a regular file (a FIFO, device or socket); a {what} is read from a file")
+    with os.fdopen(handle, "rb") as stream:
+        try:
+            data = stream.read(limit + 1)
+        except OSError as error:
+            raise refuse(f"cannot read the file: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise refuse(f"the file is larger than {_size(limit)}, the most a {what} file may have")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise refuse(f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})",
+                     hint="save the file as UTF-8") from None
+
+
+def read_yaml(path: str | Path) -> tuple[object, SourceMap]:
+    """Read a spec file within the bounds (:func:`read_text_file`) and parse it (:func:`load_yaml`)."""
+    return load_yaml(read_text_file(path), str(path))

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
-from flowspec.spec.models import InputSpec, StrictModel
-from flowspec.train.config import TrainingConfig
+from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
+from flowspec.spec.training import TrainingConfig
 
 
 class EncoderConfig(StrictModel):
@@ -60,7 +60,7 @@ class PosteriorConfig(StrictModel):
 class VAESpec(StrictModel):
     """A VAE spec; ``flowspec.compile`` turns it into a :class:`~flowspec.vae.model.VAEModel`."""
 
-    name: Optional[str] = None
+    name: Optional[SpecName] = None
     model: Literal["vae"]
     input: InputSpec
     latent: Annotated[int, Field(ge=1, le=65536, description="size of z")]
@@ -85,14 +85,4 @@ class VAESpec(StrictModel):
         return self.posterior.steps if self.posterior.kind == "iaf" else 0
 
 
-def require_flow(spec, verb: str):
-    """``spec`` itself if it is a flow spec; a :class:`SpecError` at ``model:`` if it is a VAE,
-    for the verbs that work on a flow's layer list (expand, build, check)."""
-    from flowspec.errors import Problem, SpecError
-
-    if getattr(spec, "model", "flow") == "flow":
-        return spec
-    message = f"`flowspec {verb}` works on flow specs; this is a model: {spec.model} spec"
-    hint = "`flowspec validate` checks a VAE spec; flowspec.compile(spec) builds its VAEModel"
-    source = spec.source
-    raise SpecError(source.problem(message, ("model",), hint) if source else Problem(message, ("model",), hint=hint))
+register_spec_model("vae", VAESpec)

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from flowspec.layers.base import LayerCost, numel
 from flowspec.layers.conditioners import NetCost, stack_cost
-from flowspec.report.costs import Part
+from flowspec.report.costs import CostReport, Part, parts_report
+from flowspec.report.devices import Device
 from flowspec.report.rates import MatmulOp
 from flowspec.vae.graph import VAEGraph, conv_resolutions, decoder_kind, encoder_kind, likelihood_params
 
@@ -196,3 +197,14 @@ def vae_parts(graph: VAEGraph) -> list[Part]:
 def count_vae_params(graph: VAEGraph) -> int:
     """Parameters of the compiled :class:`~flowspec.vae.model.VAEModel`."""
     return sum(part.cost.params for part in vae_parts(graph))
+
+
+def vae_cost_report(graph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
+    """The :class:`CostReport` of a VAE's graph (:class:`~flowspec.vae.graph.VAEGraph`): its parts'
+    rules live in :mod:`flowspec.vae.costs`; "forward" is one ELBO pass, "inverse" a sampling pass."""
+    report = parts_report(graph.spec.name or "spec", vae_parts(graph), device, batch, dtype,
+                          latents=numel(graph.latent_shape))
+    report.notes.insert(0, "model: vae: forward is one ELBO pass (encoder, one posterior draw, IAF steps, "
+                           "decoder, log p(x|z), log p(z)); inverse is a sampling pass (z ~ N(0, I), "
+                           "decoder, most likely level), which skips the encoder and posterior")
+    return report

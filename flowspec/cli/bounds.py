@@ -1,0 +1,106 @@
+"""What every verb checks before it does its work: the spec loads and validates (one located line
+per problem otherwise), a folder named after the spec stays inside its parent, and a model that
+cannot fit in this machine's memory is refused before a weight is allocated."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+from pathlib import Path
+
+from flowspec.errors import FlowSpecError, Problem, SpecError
+
+EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
+
+
+def load_validated(path: Path, verb: str | None = None):
+    """``(spec, graph)`` of the spec file at ``path``: loaded, bounded and validated (every
+    :class:`SpecError` carries its located lines). ``verb`` names a verb that needs a layer list (a flow)."""
+    from flowspec.family import require_layer_list
+    from flowspec.graph import build_graph
+    from flowspec.spec import load_spec
+
+    spec = load_spec(path)
+    if verb is not None:
+        require_layer_list(spec, verb)
+    return spec, build_graph(spec)
+
+
+def named_folder(parent: Path, name: str) -> Path:
+    """``parent/name``, checked to stay inside ``parent`` (a spec's name is a plain name, see
+    :func:`flowspec.spec.models.plain_name`; this holds for specs made in Python too)."""
+    from flowspec.spec.models import plain_name
+
+    try:
+        folder = parent / plain_name(name)
+    except ValueError as error:
+        raise SpecError(Problem(str(error), ("name",))) from None
+    if not folder.resolve().is_relative_to(parent.resolve()):
+        raise SpecError(Problem(f"name {name!r} would leave the output folder {parent}", ("name",)))
+    return folder
+
+
+def available_memory() -> int:
+    """Bytes of memory this process can use now: ``MemAvailable`` of ``/proc/meminfo``, else the
+    machine's physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2 ** 63
+
+
+def binary_size(count: float) -> str:
+    """``3.6 TiB``, ``23 GiB``, ``512 MiB``: bytes in binary units, three significant digits."""
+    for unit in ("PiB", "TiB", "GiB", "MiB", "KiB"):
+        scale = 2 ** (10 * ("KMGTP".index(unit[0]) + 1))
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count:.0f} B"
+
+
+def refuse_oversized(graph, available: int | None = None) -> None:
+    """A :class:`SpecError` when the flow's float32 parameters plus one pass at
+    :data:`EXPORT_BATCH` (the cost report's sampling memory, from the cost rules: nothing is
+    allocated) exceed ``available`` bytes (default: :func:`available_memory`)."""
+    from flowspec.report import cost_report, load_devices
+
+    report = cost_report(graph, load_devices()["a100"], EXPORT_BATCH)  # memory does not depend on the device
+    available = available_memory() if available is None else available
+    if report.sample_bytes <= available:
+        return
+    weights = 4 * report.params
+    passes = report.sample_bytes - weights
+    message = (f"needs {binary_size(weights)} of parameters ({report.params:,})"
+               + (f" and {binary_size(passes)} for a batch-{EXPORT_BATCH} pass" if passes >= weights / 100 else "")
+               + f"; this machine has {binary_size(available)} available")
+    hint = "`flowspec report` gives each layer's parameters and memory; narrow the widths or the input"
+    raise SpecError(graph.problem(message, (), hint))
+
+
+def finite_temperature(value: float, option: str = "--temperature") -> float:
+    """``value`` if it is a finite temperature >= 0 (the scale of every prior's std; 0 draws the
+    priors' means)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise FlowSpecError(f"{option} {value:g}: a temperature is a finite number >= 0 (it scales the "
+                            "prior's standard deviation: 1 is the model, 0.7 is usual, 0 the mean)")
+    return value
+
+
+def writable_folder(folder: Path) -> Path:
+    """``folder`` if it is, or can be made, a writable folder: its nearest existing ancestor is a
+    folder this process may write. Otherwise the :class:`OSError` that writing would raise later
+    (after loading data and compiling), raised now; the CLI prints it as one line."""
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+    return folder

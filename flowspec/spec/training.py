@@ -1,0 +1,93 @@
+"""The ``training:`` section of a spec: optimizer, schedule, EMA, intervals, device.
+
+Learning rate with linear warm-up (Kingma & Dhariwal 2018, arXiv:1807.03039, use a warm-up too):
+``lr(t) = lr * min(1, (t + 1) / warmup)``. EMA (Polyak averaging, Polyak & Juditsky 1992):
+``theta_ema <- decay * theta_ema + (1 - decay) * theta`` after every step; evaluation and sampling
+use the averaged weights.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TrainingConfig(BaseModel):
+    """How to train a spec. Every field can be overridden on the command line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["adam", "adamax"] = "adam"
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    warmup: Annotated[int, Field(ge=0, description="steps of linear lr warm-up")] = 200
+    lr_decay: Literal["none", "cosine"] = Field(
+        "none", description="after warm-up: keep lr, or cosine-decay it to lr_min_ratio * lr")
+    lr_min_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    grad_clip: Optional[Annotated[float, Field(gt=0)]] = Field(
+        50.0, description="clip the global gradient norm to this value (null: no clipping)")
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    steps: Optional[Annotated[int, Field(ge=1)]] = 1000
+    epochs: Optional[Annotated[int, Field(ge=1)]] = None
+    ema: Optional[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        0.999, description="EMA decay of the weights used for eval and sampling (null: off)")
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    bf16: Literal["auto", True, False] = Field(
+        "auto", description="bf16 autocast of the training forward pass: auto = on a GPU only; true = "
+                            "on the CPU too (pays where it has native bf16: AVX512-BF16, AMX); false = off")
+
+    def autocast_bf16(self, device_type: str) -> bool:
+        """Whether the training forward pass runs under bf16 autocast on ``device_type``."""
+        return self.bf16 is True or (self.bf16 == "auto" and device_type == "cuda")
+    eval_every: Annotated[int, Field(ge=1)] = 500
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
+    sample_every: Annotated[int, Field(ge=1)] = 1000
+    samples: Annotated[int, Field(ge=1, le=1024)] = 64
+    temperature: Annotated[float, Field(gt=0)] = 0.7
+    eval_batches: Optional[Annotated[int, Field(ge=1)]] = Field(
+        None, description="test batches per periodic evaluation (null: the whole test split)")
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self):
+        if self.epochs is not None and "steps" in self.model_fields_set and self.steps is not None:
+            raise ValueError("give steps or epochs, not both")
+        return self
+
+    def total_steps(self, batches_per_epoch: int) -> int:
+        """Steps to run: ``steps``, or ``epochs * batches_per_epoch`` when epochs are given."""
+        if self.epochs is not None:
+            return self.epochs * batches_per_epoch
+        return int(self.steps)
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """Multiplier of ``lr`` at ``step`` (0-based): linear warm-up, then constant or cosine."""
+        import math
+
+        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        if self.lr_decay == "cosine" and step >= self.warmup and total > self.warmup:
+            progress = (step - self.warmup) / max(1, total - self.warmup)
+            return self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return warm
+
+
+def override(config: TrainingConfig, **values) -> TrainingConfig:
+    """``config`` with the given non-``None`` values replaced (validated again). Giving ``epochs``
+    clears ``steps`` and the other way round."""
+    from pydantic import ValidationError
+
+    from flowspec.errors import Problem, SpecError
+
+    given = {key: value for key, value in values.items() if value is not None}
+    merged = config.model_dump()
+    if "epochs" in given:
+        merged["steps"] = None
+    if "steps" in given:
+        merged["epochs"] = None
+    merged.update(given)
+    try:
+        return TrainingConfig(**merged)
+    except ValidationError as error:
+        raise SpecError([Problem(e["msg"], path=("training", *e["loc"]), file="<command line>")
+                         for e in error.errors()]) from None

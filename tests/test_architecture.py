@@ -1,0 +1,109 @@
+"""The code's shape: dependencies point one way, and kinds own their knowledge.
+
+Imports are read from each file's ast (every ``import`` / ``from ... import``, lazy ones inside
+functions included), resolved to flowspec's modules. There must be no cycle between modules, and
+none between subpackages (``spec``, ``graph``, ``compile``, ``report``, ...). Outside a kind's own
+package, no code may test ``isinstance(..., SomethingConfig)``: callers ask the kind.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+PACKAGE = Path(__file__).resolve().parent.parent / "flowspec"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _resolve(target: str, modules: dict) -> str | None:
+    while target and target not in modules:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def _imports(path: Path, modules: dict) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {m for m in (_resolve(n, modules) for n in names if n.startswith("flowspec")) if m}
+    return found
+
+
+def _graphs() -> tuple[nx.DiGraph, nx.DiGraph]:
+    modules = _modules()
+    by_module, by_package = nx.DiGraph(), nx.DiGraph()
+    for name, path in modules.items():
+        for target in _imports(path, modules) - {name}:
+            by_module.add_edge(name, target)
+            source_pkg, target_pkg = name.split(".")[1:2], target.split(".")[1:2]
+            # the top package (flowspec/__init__.py) is the API facade: it may import everything
+            if source_pkg and target_pkg and source_pkg != target_pkg:
+                by_package.add_edge(source_pkg[0], target_pkg[0])
+    return by_module, by_package
+
+
+def test_no_import_cycle_between_modules():
+    by_module, _ = _graphs()
+    by_module.remove_nodes_from(["flowspec"])
+    cycles = list(nx.simple_cycles(by_module))
+    assert not cycles, f"import cycles between modules: {cycles[:5]}"
+
+
+def test_no_import_cycle_between_subpackages():
+    _, by_package = _graphs()
+    cycles = list(nx.simple_cycles(by_package))
+    assert not cycles, f"import cycles between subpackages: {cycles[:5]}"
+
+
+def test_the_pipeline_points_one_way():
+    """spec -> graph -> compile / render / report -> train -> cli, never backwards."""
+    _, by_package = _graphs()
+    order = ["spec", "graph", "compile", "train", "cli"]
+    for i, lower in enumerate(order):
+        for higher in order[i + 1:]:
+            assert not by_package.has_edge(lower, higher), f"{lower} imports {higher}"
+    for sibling in ("render", "report"):
+        for higher in ("train", "cli"):
+            assert not by_package.has_edge(sibling, higher), f"{sibling} imports {higher}"
+        assert not by_package.has_edge("spec", sibling) and not by_package.has_edge("graph", sibling)
+
+
+def _config_names() -> set[str]:
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and (node.name.endswith("Config") or node.name.endswith(
+                    ("Conditioner", "Transform", "Dequantization"))):
+                names.add(node.name)
+    return names
+
+
+def test_no_isinstance_dispatch_on_kind_configs_outside_their_files():
+    configs = _config_names()
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+                classes = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+                for cls in classes:
+                    name = getattr(cls, "id", None) or getattr(cls, "attr", None)
+                    if name in configs and name not in defined:
+                        offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: isinstance(..., {name})")
+    assert not offenders, "dispatch on a kind's config outside its file:\n" + "\n".join(offenders)
