@@ -227,3 +227,31 @@ def test_a_discrete_image_spec_is_refused_continuous_data(tmp_path):
     spec = "input: {shape: [2], levels: 16}\nlayers: [scaling]\ntraining: {batch_size: 100, steps: 2}\n"
     result = _train(tmp_path, spec, ["--data", "moons"])
     assert result.exit_code == 2 and "continuous" in result.output and "input.levels" in result.output
+
+
+def test_train_reads_csv_feature_label_and_context_columns(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = ["a,b,kind,t"] + [f"{rng.normal():.4f},{rng.normal():.4f},{'dry' if i % 2 else 'wet'},{rng.normal():.3f}"
+                             for i in range(120)]
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(rows) + "\n")
+    labelled = MOONS.replace("batch_size: 200", "batch_size: 50")
+    result = _train(tmp_path, labelled, ["--data", "csv", "--data-dir", str(table), "--features", "a,b",
+                                         "--label-column", "kind"])
+    assert result.exit_code == 0, result.output
+    evaluated = runner.invoke(app, ["eval", str(tmp_path / "run" / "last.pt")])
+    assert evaluated.exit_code == 0 and "(conditional, on the test conditions)" in evaluated.output, evaluated.output
+    context = labelled.replace("{kind: class, classes: 2, embed: 2}", "{kind: vector, dim: 1}")
+    result = runner.invoke(app, ["train", str(_spec(tmp_path, context)), "--data", "csv", "--data-dir", str(table),
+                                 "--features", "a,b", "--context-columns", "t", "--out", str(tmp_path / "ctx"),
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    missing = runner.invoke(app, ["train", str(_spec(tmp_path, context)), "--data", "csv", "--data-dir", str(table),
+                                  "--features", "a,b", "--out", str(tmp_path / "none"), "--no-progress"])
+    assert missing.exit_code == 2 and "condition.dim" in missing.output and str(table) in missing.output
+
+
+def _spec(tmp_path, text: str):
+    path = tmp_path / "spec2.yaml"
+    path.write_text(text)
+    return path

@@ -40,6 +40,9 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           standardize: Annotated[bool, typer.Option("--standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units")] = False,
+          features: Annotated[Optional[str], typer.Option("--features", help="csv: the feature columns, comma-separated [all but context and label]")] = None,
+          context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
+          label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
           progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
@@ -59,19 +62,30 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
-    dataset = load_spec_data(parsed, data, data_dir, standardize=standardize)
+    columns = csv_columns(features, context_columns, label_column)
+    dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
                       f"run folder {folder}", markup=False)
     result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
                           data_info={"kind": data, "dir": str(data_dir) if data_dir else None,
-                                     "standardize": standardize},
+                                     "standardize": standardize, "columns": columns},
                           log=lambda line: console.print(line, markup=False))
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
         unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
         console.print(f"step {result.steps}: test {unit} {test}; wrote {folder / 'last.pt'}", markup=False)
+
+
+def csv_columns(features: str | None, context_columns: str | None, label_column: str | None) -> dict:
+    """``load_data``'s column arguments from the comma-separated options (empty when none given)."""
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+    columns = {"features": names(features), "context_columns": names(context_columns) or (),
+               "label_column": label_column}
+    return {key: value for key, value in columns.items() if value}
 
 
 @app.command(name="eval")

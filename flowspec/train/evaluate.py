@@ -61,7 +61,9 @@ def _checkpoint_data(path: Path, model, data: str | None, data_dir):
     info = raw.get("data") or {}
     kind = data or info.get("kind") or "digits"
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
-    dataset = load_spec_data(model.spec, kind, folder, standardize=bool(info.get("standardize")) and data is None)
+    same = data is None  # the run's own data: its standardisation and CSV columns
+    columns = (info.get("columns") or {}) if same else {}
+    dataset = load_spec_data(model.spec, kind, folder, standardize=bool(info.get("standardize")) and same, **columns)
     return raw, dataset, split_conditions(model.spec, dataset)
 
 
