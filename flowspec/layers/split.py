@@ -18,10 +18,20 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.distributions import Normal
 
 from flowspec.errors import RuleViolation
 from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, Factored, LayerCost, MatmulOp, Shape, numel, register
+
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_log_prob(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """``sum_d -((z_d - mu_d) / sigma_d)^2 / 2 - log sigma_d - log(2 pi) / 2`` per example, written out
+    (``torch.distributions.Normal`` builds ``sigma^2`` with ``pow`` and a division, measured slower on
+    small vectors)."""
+    scaled = (z - mean) * torch.exp(-log_std)
+    return (-0.5 * scaled.square() - log_std - HALF_LOG_TWO_PI).flatten(1).sum(1)
 
 
 def kept_channels(channels: int) -> int:
@@ -118,7 +128,7 @@ class Split(FlowLayer):
 
     def log_prob(self, kept: Tensor, factored: Tensor, context: Tensor | None = None) -> Tensor:
         mean, log_std = self.prior(kept, context)
-        return Normal(mean, log_std.exp(), validate_args=False).log_prob(factored).flatten(1).sum(1)
+        return gaussian_log_prob(factored, mean, log_std)
 
     def encode(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Factored]:
         kept, factored = self.split(x)
@@ -195,7 +205,7 @@ class TopPrior(nn.Module):
         if self.kind == "logistic":
             return -(F.softplus(z) + F.softplus(-z)).flatten(1).sum(1)
         mean, log_std = self.params(context)
-        return Normal(mean, log_std.exp(), validate_args=False).log_prob(z).flatten(1).sum(1)
+        return gaussian_log_prob(z, mean, log_std)
 
     def generate(self, eps: Tensor, temperature: float, context: Tensor | None = None) -> Tensor:
         if self.kind == "logistic":
