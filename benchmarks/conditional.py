@@ -8,7 +8,7 @@
    with its accuracy on the real test split beside it (and the accuracy at temperature 1.0);
 3. MAF on wine, p(features | cultivar), standardized with the train split's statistics: flowspec's
    ``maf`` against nflows' and zuko's MAF where installed, at the same depth (2 autoregressive layers,
-   orders reversed between them), width (one hidden layer of 16), conditioning input (the one-hot
+   orders reversed between them; 1 and 2 hidden layers per MADE), width 16, conditioning input (the one-hot
    cultivar), optimizer (Adam, lr 2e-3, weight decay 0.01), batches and step budget: test nats/dim
    (mean over ``--seeds`` seeds, with its standard error) and the mean time of a training step.
 
@@ -120,26 +120,27 @@ input: {shape: [13], data: continuous}
 condition: {kind: vector, dim: 3}
 prior: standard
 layers:
-  - {kind: maf, hidden: 16, depth: 1, order: natural}
-  - {kind: maf, hidden: 16, depth: 1, order: reversed}
+  - {kind: maf, hidden: 16, depth: DEPTH, order: natural}
+  - {kind: maf, hidden: 16, depth: DEPTH, order: reversed}
 """
 
 
-def flowspec_maf():
+def flowspec_maf(depth: int = 1):
     import flowspec
 
-    model = flowspec.compile(flowspec.loads_spec(MAF_SPEC))
+    model = flowspec.compile(flowspec.loads_spec(MAF_SPEC.replace("DEPTH", str(depth))))
     return model, lambda x, c: -model.log_prob(x, c)
 
 
-def zuko_maf():
+def zuko_maf(depth: int = 1):
     import zuko
 
-    flow = zuko.flows.MAF(features=13, context=3, transforms=2, hidden_features=[16])
+    flow = zuko.flows.MAF(features=13, context=3, transforms=2, hidden_features=[16] * depth)
     return flow, lambda x, c: -flow(c).log_prob(x)
 
 
-def nflows_maf():
+def nflows_maf(depth: int = 1):
+    """nflows' MADE has an initial masked layer and ``num_blocks`` more hidden layers: ``depth - 1``."""
     if "matplotlib" not in sys.modules:
         try:
             import matplotlib  # noqa: F401
@@ -154,17 +155,17 @@ def nflows_maf():
     from nflows.transforms.permutations import ReversePermutation
 
     transform = CompositeTransform([
-        MaskedAffineAutoregressiveTransform(13, 16, context_features=3, num_blocks=1, use_residual_blocks=False),
+        MaskedAffineAutoregressiveTransform(13, 16, context_features=3, num_blocks=depth - 1, use_residual_blocks=False),
         ReversePermutation(13),
-        MaskedAffineAutoregressiveTransform(13, 16, context_features=3, num_blocks=1, use_residual_blocks=False)])
+        MaskedAffineAutoregressiveTransform(13, 16, context_features=3, num_blocks=depth - 1, use_residual_blocks=False)])
     flow = Flow(transform, StandardNormal([13]))
     return flow, lambda x, c: -flow.log_prob(x, context=c)
 
 
-def run_maf(build, data, steps: int, seed: int, batch: int = 32) -> tuple[float, float]:
+def run_maf(build, data, steps: int, seed: int, depth: int, batch: int = 32) -> tuple[float, float]:
     """(test nats/dim, seconds per training step)."""
     torch.manual_seed(seed)
-    model, nll = build()
+    model, nll = build(depth)
     x, c = data.train, torch.nn.functional.one_hot(data.labels_train, 3).float()
     xt, ct = data.test, torch.nn.functional.one_hot(data.labels_test, 3).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=0.01)
@@ -195,13 +196,18 @@ def maf_part(args) -> None:
             peers[name] = build
         except ImportError as error:
             print(f"  {name}: not installed ({error}); skipped", flush=True)
+    for depth in args.maf_depth:
+        maf_at_depth(args, data, peers, depth)
+
+
+def maf_at_depth(args, data, peers, depth: int) -> None:
     print(f"MAF on wine (p(features | cultivar), standardized; {len(data.train)} train / {len(data.test)} test): "
-          f"2 layers x 1 hidden layer of 16, one-hot cultivar, {args.maf_steps} Adam steps at batch 32, "
+          f"2 layers x {depth} hidden layer(s) of 16, one-hot cultivar, {args.maf_steps} Adam steps at batch 32, "
           f"{args.seeds} seeds", flush=True)
     results, runs_of = {}, {name: [] for name in peers}
     for s in range(args.seeds):  # libraries interleaved, so the shared CPU's load falls on each alike
         for name, build in peers.items():
-            runs_of[name].append(run_maf(build, data, args.maf_steps, args.seed + s))
+            runs_of[name].append(run_maf(build, data, args.maf_steps, args.seed + s, depth))
     for name, runs in runs_of.items():
         nats, nats_se = mean_se([r[0] for r in runs])
         step, _ = mean_se([r[1] for r in runs])
@@ -223,6 +229,7 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=5, help="digits: dequantization draws of the test figure")
     parser.add_argument("--per-class", type=int, default=100, help="digits: conditional samples per class")
     parser.add_argument("--maf-steps", type=int, default=400)
+    parser.add_argument("--maf-depth", type=int, nargs="+", default=[1, 2], help="MAF: hidden layers per MADE")
     parser.add_argument("--seeds", type=int, default=3, help="MAF: training seeds per library")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

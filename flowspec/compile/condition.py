@@ -36,7 +36,8 @@ def check_condition(config, c, batch: int | None, device=None, dtype=None) -> Te
         raise ConditionError(f"this model is conditional ({_describe(config)}); pass {hint}")
     tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()  # no data-dependent checks
     if config.kind == "class":
-        c = torch.as_tensor(c, device=device)
+        if not (isinstance(c, Tensor) and (device is None or c.device == device)):
+            c = torch.as_tensor(c, device=device)
         if c.is_floating_point() or c.is_complex() or c.dtype == torch.bool:
             raise ConditionError(f"class labels must be integers, got dtype {c.dtype} ({_describe(config)})")
         if c.dim() == 0 and batch is not None:
@@ -48,7 +49,9 @@ def check_condition(config, c, batch: int | None, device=None, dtype=None) -> Te
             raise ConditionError(f"label {bad} is outside 0..{config.classes - 1} ({_describe(config)})")
         c = c.long()
     else:
-        c = torch.as_tensor(c, device=device, dtype=dtype if dtype is not None else torch.get_default_dtype())
+        dtype = dtype if dtype is not None else torch.get_default_dtype()
+        if not (isinstance(c, Tensor) and c.dtype == dtype and (device is None or c.device == device)):
+            c = torch.as_tensor(c, device=device, dtype=dtype)
         if c.dim() == 1 and batch is not None and c.shape[0] == config.dim:
             c = c.expand(batch, -1)
         if c.dim() != 2 or c.shape[1] != config.dim:

@@ -30,6 +30,10 @@ from flowspec.layers.base import numel
 from flowspec.layers.split import TopPrior
 
 
+def _plus(total: Tensor | None, term: Tensor) -> Tensor:
+    return term if total is None else total + term
+
+
 class FlowModel(nn.Module):
     def __init__(self, flow_graph: FlowGraph):
         super().__init__()
@@ -65,7 +69,10 @@ class FlowModel(nn.Module):
         model is unconditional); raises :class:`~flowspec.errors.ConditionError` when ``c`` is
         missing, unexpected or malformed."""
         c = check_condition(self.condition_config, c, batch, like.device, like.dtype)
-        return None if c is None else self.condition(c).to(like.dtype)
+        if c is None:
+            return None
+        h = self.condition(c)
+        return h if h.dtype == like.dtype else h.to(like.dtype)
 
     # -- the flow: layers are graph nodes (encode / decode / generate); a node may factor out a latent
     def _encode(self, x: Tensor, context=None) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -73,8 +80,7 @@ class FlowModel(nn.Module):
         factoring nodes recomputes its activations by inversion in backward."""
         context = self.features(context, x.shape[0], x)
         zs: list[Tensor] = []
-        logdet = x.new_zeros(x.shape[0])
-        log_pz = x.new_zeros(x.shape[0])
+        logdet = log_pz = None  # sums started by their first term (no zeros and adds to dispatch)
         run: list[nn.Module] = []
         invertible = self.invertible_backprop and torch.is_grad_enabled()
         for layer in self.layers:
@@ -83,17 +89,19 @@ class FlowModel(nn.Module):
                 continue
             if run:
                 x, run_logdet = run_layers(run, x, invertible=True, context=context)
-                logdet, run = logdet + run_logdet, []
+                logdet, run = _plus(logdet, run_logdet), []
             x, step_logdet, factored = layer.encode(x, context)
-            logdet = logdet + step_logdet
+            logdet = _plus(logdet, step_logdet)
             if factored is not None:
                 zs.append(factored.latent)
-                log_pz = log_pz + factored.log_prob
+                log_pz = _plus(log_pz, factored.log_prob)
         if run:
             x, run_logdet = run_layers(run, x, invertible=True, context=context)
-            logdet = logdet + run_logdet
+            logdet = _plus(logdet, run_logdet)
         zs.append(x)
-        return zs, logdet, log_pz + self.top_prior.log_prob(x, context)
+        if logdet is None:
+            logdet = x.new_zeros(x.shape[0])
+        return zs, logdet, _plus(log_pz, self.top_prior.log_prob(x, context))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """``x -> (zs, logdet)``: latents (factored ones in order, top last) and ``log|det dz/dx|``."""

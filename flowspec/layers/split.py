@@ -204,6 +204,8 @@ class TopPrior(nn.Module):
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         if self.kind == "logistic":
             return -(F.softplus(z) + F.softplus(-z)).flatten(1).sum(1)
+        if self.kind == "standard" and (self.context_net is None or context is None):
+            return z.flatten(1).square().sum(1) * -0.5 - z[0].numel() * HALF_LOG_TWO_PI
         mean, log_std = self.params(context)
         return gaussian_log_prob(z, mean, log_std)
 
