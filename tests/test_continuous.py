@@ -255,3 +255,35 @@ def _spec(tmp_path, text: str):
     path = tmp_path / "spec2.yaml"
     path.write_text(text)
     return path
+
+
+def test_a_context_conditional_run_samples_given_a_context(tmp_path):
+    rng = np.random.default_rng(2)
+    c = rng.normal(size=(240, 2))
+    path = tmp_path / "xc.npz"
+    np.savez(path, x=c @ np.array([[1.0, 0.5], [0.0, 1.0]]) + 0.1 * rng.normal(size=(240, 2)), c=c)
+    spec = MOONS.replace("{kind: class, classes: 2, embed: 2}", "{kind: vector, dim: 2, hidden: [4]}")
+    result = _train(tmp_path, spec, ["--data", "npz", "--data-dir", str(path)])
+    assert result.exit_code == 0, result.output
+    run = str(tmp_path / "run" / "last.pt")
+    csv = tmp_path / "s.csv"
+    result = runner.invoke(app, ["sample", run, "--context", "0.5,-1", "-n", "3", "-o", str(csv)])
+    assert result.exit_code == 0, result.output
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "x0,x1,c0,c1" and all(r.endswith(",0.5,-1.0") for r in rows[1:])
+    for args, message in ((["--context", "0.5,x"], "expected 2 comma-separated numbers"),
+                          (["--context", "0.5"], "expected 2 finite comma-separated numbers (condition.dim: 2)"),
+                          (["--class", "1"], "--class: this model is context-conditional (condition.dim: 2)"),
+                          ([], "pass --context with 2 comma-separated numbers")):
+        result = runner.invoke(app, ["sample", run, "-o", str(tmp_path / "x.npy"), *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    evaluated = runner.invoke(app, ["eval", run])
+    assert evaluated.exit_code == 0 and "test nats/dim" in evaluated.output, evaluated.output
+
+
+def test_condition_options_on_an_unconditional_run_are_one_line(tmp_path):
+    spec = MOONS.replace("condition: {kind: class, classes: 2, embed: 2}\n", "")
+    assert _train(tmp_path, spec, ["--data", "moons"]).exit_code == 0
+    result = runner.invoke(app, ["sample", str(tmp_path / "run" / "last.pt"), "--per-class", "2",
+                                 "-o", str(tmp_path / "x.npy")])
+    assert result.exit_code == 2 and "--per-class: this model is unconditional" in result.output
