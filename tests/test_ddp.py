@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,8 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     # only rank 0 wrote files: one metrics line per 10 steps or the last, no duplicates
     lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     assert sum('"loss"' in line for line in lines) == 1
+    # the logged loss is the all-reduced mean over both halves of the batch: the single-process figure
+    logged = {run: next(json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+                        if '"loss"' in line) for run in ("ddp", "single")}
+    for key in ("loss", "bpd_avg", "grad_norm"):
+        assert logged["ddp"][key] == pytest.approx(logged["single"][key], rel=1e-5), key

@@ -104,7 +104,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(spec, small_digits, tmp_pa
     monkeypatch.setattr(torch, "save", real_save)
     assert (run / "last.pt").read_bytes() == before
     assert load_checkpoint(run / "last.pt")["step"] == 4
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no temp file left
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".last.pt")) == []  # no temp file left
 
 
 def test_nan_names_the_layer_and_keeps_the_last_checkpoint(spec, small_digits, tmp_path):

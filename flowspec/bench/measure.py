@@ -167,8 +167,10 @@ class BenchReport:
 
 
 def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
-          memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0) -> BenchReport:
-    """Measure everything listed in the module docstring for ``spec`` (float32, CPU)."""
+          memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0,
+          overrides: list[str] | None = None) -> BenchReport:
+    """Measure everything listed in the module docstring for ``spec`` (float32, CPU); ``overrides``
+    are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again)."""
     torch.manual_seed(seed)
     model = with_steps(spec, invertible=False).train()
     shape = tuple(model.input_shape)
@@ -185,7 +187,7 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     contestants["flowspec invertible-backprop"] = training_step(flow_loss(twin), twin.parameters(), data)
     low = with_steps(spec, invertible=False).train()
     low.load_state_dict(model.state_dict())
-    contestants["flowspec bf16-autocast"] = training_step(_bf16_autocast(flow_loss(low)), low.parameters(), data)
+    contestants["flowspec bf16-autocast"] = training_step(bf16_autocast(flow_loss(low)), low.parameters(), data)
 
     samplers: dict[str, Callable[[], object]] = {}
     sampler = with_steps(spec).eval()
@@ -243,11 +245,11 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
                 m = with_steps(spec, steps, invertible).train()
                 m.initialize(data)
                 report.activations[label] = saved_activation_bytes(m, x)
-                report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps)
+                report.peak_rss[label] = step_peak_rss(spec_path, batch, invertible, steps, overrides)
     return report
 
 
-def _bf16_autocast(loss: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+def bf16_autocast(loss: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``loss`` under CPU bf16 autocast, as the runner's ``training.bf16: true`` runs it."""
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):

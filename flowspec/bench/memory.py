@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 
-def saved_activation_bytes(model: nn.Module, x: Tensor, c: Tensor | None = None) -> int:
-    """Bytes of distinct non-parameter tensors saved for backward by ``-model.log_prob(x, c).mean()``
-    (``c``: the conditions of a conditional model)."""
+def saved_activation_bytes(model: nn.Module, x: Tensor, loss=None) -> int:
+    """Bytes of distinct non-parameter tensors saved for backward by ``loss(x)`` (default
+    ``-model.log_prob(x).mean()``, a flow's)."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     parameters |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     storages: dict[int, int] = {}
@@ -41,8 +41,8 @@ def saved_activation_bytes(model: nn.Module, x: Tensor, c: Tensor | None = None)
     model.train()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = -(model.log_prob(x) if c is None else model.log_prob(x, c)).mean()
-        del loss
+            value = loss(x) if loss is not None else -model.log_prob(x).mean()
+        del value
     finally:
         model.train(was_training)
     return sum(storages.values())
@@ -55,7 +55,7 @@ from flowspec.spec.loader import load_spec
 args = json.loads(sys.argv[1])
 torch.manual_seed(0)
 from flowspec.bench.measure import with_steps
-model = with_steps(load_spec(args["spec"]), args["steps"], args["invertible"]).train()
+model = with_steps(load_spec(args["spec"], args["overrides"]), args["steps"], args["invertible"]).train()
 shape = tuple(model.input_shape)
 x = torch.randint(0, model.levels, (args["batch"], *shape)).float()
 model.initialize(x)
@@ -80,9 +80,11 @@ print(json.dumps({"kib": after - before, "method": method}))
 """
 
 
-def step_peak_rss(spec_path: str, batch: int, invertible: bool = False, steps: int | None = None) -> int:
+def step_peak_rss(spec_path: str, batch: int, invertible: bool = False, steps: int | None = None,
+                  overrides: list[str] | None = None) -> int:
     """Peak resident bytes one training step (forward, backward, Adam step) adds, measured in a
-    fresh subprocess with ``ru_maxrss`` (KiB on Linux)."""
-    args = json.dumps({"spec": str(spec_path), "batch": batch, "invertible": invertible, "steps": steps})
+    fresh subprocess with ``ru_maxrss`` (KiB on Linux); ``overrides`` as ``--set`` gives them."""
+    args = json.dumps({"spec": str(spec_path), "batch": batch, "invertible": invertible, "steps": steps,
+                       "overrides": overrides})
     out = subprocess.run([sys.executable, "-c", _CHILD, args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["kib"] * 1024

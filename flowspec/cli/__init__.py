@@ -8,5 +8,6 @@ from flowspec.cli import core  # noqa: F401  (registers build, validate, expand,
 from flowspec.cli import train  # noqa: F401  (registers train, eval, sample)
 from flowspec.cli import bench  # noqa: F401  (registers bench)
 from flowspec.cli import render_report  # noqa: F401  (registers render, report)
+from flowspec.cli import latent  # noqa: F401  (registers encode, decode, reconstruct, interpolate, manipulate)
 
 __all__ = ["app", "main"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import sys
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +19,12 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_SPEC = 2
 EXIT_FAILURE = 1
+
+#: ``--set PATH=VALUE`` (repeatable) on every verb that reads a spec; see flowspec.spec.overrides.
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", metavar="PATH=VALUE", show_default=False,
+    help="override a field of the spec before validation, value read as YAML; repeatable: "
+         "--set steps=16 --set step[2].conditioner.hidden=256")]
 
 
 @app.callback(invoke_without_command=True)

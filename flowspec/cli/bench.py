@@ -8,7 +8,7 @@ from typing import Annotated
 import torch
 import typer
 
-from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.app import SetOption, app, console, reports_errors
 from flowspec.cli.bounds import load_validated
 
 
@@ -19,14 +19,16 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           repeats: Annotated[int, typer.Option(min=1, help="timed runs per contestant (medians)")] = 5,
           threads: Annotated[int, typer.Option(min=1, help="torch threads")] = 1,
           baselines: Annotated[bool, typer.Option(help="also time normflows' and FrEIA's Glow when installed")] = True,
-          memory: Annotated[bool, typer.Option(help="also measure activation memory and peak RSS at K=8 and K=32")] = True) -> None:
+          memory: Annotated[bool, typer.Option(help="also measure activation memory and peak RSS at K=8 and K=32")] = True,
+          overrides: SetOption = None) -> None:
     """Time a training step and sampling of SPEC's model, count its FLOPs against the machine's
     measured conv peak, measure its memory with and without invertible backprop, and compare
-    with other libraries' Glow of the same shape."""
-    from flowspec.bench.measure import bench as run_bench
+    with other libraries' Glow of the same shape (a VAE spec: the figures that apply to a VAE)."""
+    from flowspec.family import family_of
 
     torch.set_num_threads(threads)
-    parsed, _ = load_validated(spec, "bench")
-    report = run_bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines, memory=memory)
+    parsed, _ = load_validated(spec, overrides=overrides)
+    report = family_of(parsed).bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines,
+                                     memory=memory, overrides=overrides)
     for line in report.lines():
         console.print(line, markup=False, highlight=False)

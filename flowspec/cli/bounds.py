@@ -14,16 +14,13 @@ from flowspec.errors import FlowSpecError, Problem, SpecError
 EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
 
 
-def load_validated(path: Path, verb: str | None = None):
-    """``(spec, graph)`` of the spec file at ``path``: loaded, bounded and validated (every
-    :class:`SpecError` carries its located lines). ``verb`` names a verb that needs a layer list (a flow)."""
-    from flowspec.family import require_layer_list
+def load_validated(path: Path, overrides: list[str] | None = None):
+    """``(spec, graph)`` of the spec file at ``path``, with the ``--set`` ``overrides`` applied:
+    loaded, bounded and validated (every :class:`SpecError` carries its located lines)."""
     from flowspec.graph import build_graph
     from flowspec.spec import load_spec
 
-    spec = load_spec(path)
-    if verb is not None:
-        require_layer_list(spec, verb)
+    spec = load_spec(path, overrides)
     return spec, build_graph(spec)
 
 
@@ -67,12 +64,14 @@ def binary_size(count: float) -> str:
 
 
 def refuse_oversized(graph, available: int | None = None) -> None:
-    """A :class:`SpecError` when the flow's float32 parameters plus one pass at
+    """A :class:`SpecError` when the model's float32 parameters plus one pass at
     :data:`EXPORT_BATCH` (the cost report's sampling memory, from the cost rules: nothing is
     allocated) exceed ``available`` bytes (default: :func:`available_memory`)."""
-    from flowspec.report import cost_report, load_devices
+    from flowspec.family import family_of
+    from flowspec.report import load_devices
 
-    report = cost_report(graph, load_devices()["a100"], EXPORT_BATCH)  # memory does not depend on the device
+    # memory does not depend on the device
+    report = family_of(graph.spec).cost_report(graph, load_devices()["a100"], EXPORT_BATCH)
     available = available_memory() if available is None else available
     if report.sample_bytes <= available:
         return

@@ -1,51 +1,54 @@
-"""``build``, ``validate``, ``expand``, ``check``, ``schema``: the core compiler's verbs."""
+"""``build``, ``validate``, ``expand``, ``check``, ``schema``: the core compiler's verbs.
+
+What only some verbs need (compiling, checking, the schema generator) is imported inside them, so
+that ``validate`` and ``expand`` start fast: they are meant for editors and pre-commit hooks."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import Annotated, Optional
 
 import typer
 import yaml
-from pydantic import TypeAdapter
-from rich.table import Table
 
-from flowspec.cli.app import EXIT_FAILURE, app, console, reports_errors
+from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
 from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
-from flowspec.compile.build import build_folder
 from flowspec.family import family_of
-from flowspec.spec import explicit_spec
-from flowspec.spec.models import SPEC_MODELS
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
 
 @app.command()
 @reports_errors
-def validate(spec: SpecPath) -> None:
+def validate(spec: SpecPath, overrides: SetOption = None) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
-    _, graph = load_validated(spec)
+    _, graph = load_validated(spec, overrides=overrides)
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 
 
 @app.command()
 @reports_errors
-def expand(spec: SpecPath) -> None:
-    """Print SPEC with its compact forms (levels/steps/step, repeat) written out, one layer a row."""
-    parsed, _ = load_validated(spec, "expand")
-    print(yaml.safe_dump(explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
+def expand(spec: SpecPath, overrides: SetOption = None) -> None:
+    """Print SPEC (with any --set applied) with its compact forms (levels/steps/step, repeat)
+    written out, one layer a row (a VAE spec: every default written out)."""
+    parsed, _ = load_validated(spec, overrides=overrides)
+    print(yaml.safe_dump(family_of(parsed).explicit_spec(parsed), sort_keys=False, default_flow_style=None), end="")
 
 
 @app.command()
 @reports_errors
 def build(spec: SpecPath,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="output folder [default: build/<spec name>]")] = None,
-          export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True) -> None:
+          export: Annotated[bool, typer.Option(help="also write torch.export programs (.pt2)")] = True,
+          overrides: SetOption = None) -> None:
     """Validate and compile SPEC; print the build table and write the output folder. A model whose
     parameters (and one small pass) cannot fit in this machine's memory is refused first."""
-    parsed, graph = load_validated(spec, "build")
+    from rich.table import Table
+
+    from flowspec.compile.build import build_folder
+
+    parsed, graph = load_validated(spec, overrides=overrides)
     refuse_oversized(graph)
     folder = out or named_folder(Path("build"), parsed.name)
     result = build_folder(parsed, folder, export=export)
@@ -67,9 +70,10 @@ def build(spec: SpecPath,
 @reports_errors
 def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
-          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6) -> None:
+          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
+          overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
-    parsed, _ = load_validated(spec)
+    parsed, _ = load_validated(spec, overrides=overrides)
     result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
     console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
@@ -85,19 +89,22 @@ def check(spec: SpecPath,
 
 
 def spec_json_schema() -> dict:
-    """One schema for both spec families: a flow spec or a ``model: vae`` spec."""
-    schema = TypeAdapter(Union[tuple(SPEC_MODELS.values())]).json_schema()
-    schema["title"] = "flowspec spec"
-    return schema
+    """The JSON Schema of the spec format (see :func:`flowspec.spec.schema.spec_json_schema`)."""
+    from flowspec.spec.schema import spec_json_schema as generate
+
+    return generate()
 
 
 @app.command()
 @reports_errors
 def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write to this file instead of stdout")] = None) -> None:
-    """Write the JSON Schema of the spec format, flows and VAEs (for YAML editors)."""
-    text = json.dumps(spec_json_schema(), indent=2)
+    """Write the JSON Schema (Draft 2020-12) of the spec format, flows and VAEs (for YAML editors:
+    a spec's first line ``# yaml-language-server: $schema=PATH`` names it)."""
+    from flowspec.spec.schema import schema_text
+
+    text = schema_text()
     if out:
-        out.write_text(text + "\n")
+        out.write_text(text)
         console.print(f"wrote {out}", markup=False)
     else:
-        print(text)
+        print(text, end="")

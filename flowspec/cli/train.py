@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import app, console, reports_errors
+from flowspec.cli.app import SetOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
@@ -44,15 +44,17 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
           label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
-          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True) -> None:
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
+          overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
-    metrics.jsonl and samples/."""
+    metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
     from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
+    from flowspec.train.signals import TrainingInterrupted
 
-    parsed, graph = load_validated(spec)
+    parsed, graph = load_validated(spec, overrides=overrides)
     if temperature is not None:
         finite_temperature(temperature)
     if getattr(parsed, "model", "flow") == "flow":
@@ -68,10 +70,15 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
                       f"run folder {folder}", markup=False)
-    result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
-                          data_info={"kind": data, "dir": str(data_dir) if data_dir else None,
-                                     "standardize": standardize, "columns": columns},
-                          log=lambda line: console.print(line, markup=False))
+    try:
+        result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
+                              data_info={"kind": data, "dir": str(data_dir) if data_dir else None,
+                                         "standardize": standardize, "columns": columns},
+                              log=lambda line: console.print(line, markup=False))
+    except TrainingInterrupted as stopped:  # a checkpoint was written; exit as the signal would
+        if main:
+            errors.print(str(stopped), markup=False)
+        raise typer.Exit(stopped.exit_code) from None
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
         unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
@@ -93,7 +100,7 @@ def csv_columns(features: str | None, context_columns: str | None, label_column:
 def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
              data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
              data_dir: DataDirOption = None,
-             k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (models that support it), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
+             k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (the importance-weighted bound, flows and VAEs), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
              batch_size: Annotated[int, typer.Option(min=1)] = 256,
              seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from flowspec.compile.export import export_programs, save_model
+from flowspec.compile.export import save_model
 from flowspec.compile.model import FlowModel
-from flowspec.graph.build import FlowGraph, build_graph
-from flowspec.spec.expand import explicit_spec
+from flowspec.family import family_of
+from flowspec.graph.build import FlowGraph
 from flowspec.spec.models import Spec
 
 
@@ -53,38 +53,41 @@ def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
     return rows
 
 
-def _write_diagram_and_report(result: BuildResult, folder: Path) -> None:
+def write_diagram_and_report(result: BuildResult, folder: Path) -> None:
     """``diagram.svg`` (skipped with a note when Graphviz's ``dot`` is missing) and ``report.md``
-    (cost report on an A100 profile at the spec's training batch, else 64)."""
+    (the family's cost report on an A100 profile at the spec's training batch, else 64)."""
     import shutil
 
     from flowspec.render import render
-    from flowspec.report import cost_report, load_devices, to_markdown
+    from flowspec.report import load_devices, to_markdown
 
     if shutil.which("dot"):
-        result.files["diagram"] = render(result.graph, folder / "diagram.svg", "step")
+        result.files["diagram"] = render(result.graph, folder / "diagram.svg", "auto")
     else:
         result.notes.append("skipped diagram.svg: Graphviz `dot` is not installed (apt-get install graphviz)")
     training = getattr(result.graph.spec, "training", None)
     batch = getattr(training, "batch_size", None) or 64
-    report = cost_report(result.graph, load_devices()["a100"], batch)
+    report = family_of(result.graph.spec).cost_report(result.graph, load_devices()["a100"], batch)
     (folder / "report.md").write_text(to_markdown(report))
     result.files["cost report"] = folder / "report.md"
 
 
-def build_folder(spec: Spec, folder: str | Path, export: bool = True) -> BuildResult:
+def build_folder(spec, folder: str | Path, export: bool = True) -> BuildResult:
+    """Write the build folder of a spec of any family: its family builds the graph, the model, the
+    table rows, the explicit spec and the ``torch.export`` programs."""
+    family = family_of(spec)
     folder = Path(folder)
-    graph = build_graph(spec)
-    model = FlowModel(graph).eval()
-    result = BuildResult(graph, model, build_rows(graph, model))
+    graph = family.build_graph(spec)
+    model = family.compile(graph).eval()
+    result = BuildResult(graph, model, family.build_rows(graph, model))
     folder.mkdir(parents=True, exist_ok=True)
     expanded = folder / "expanded.yaml"
-    expanded.write_text(yaml.safe_dump(explicit_spec(spec), sort_keys=False, default_flow_style=None))
+    expanded.write_text(yaml.safe_dump(family.explicit_spec(spec), sort_keys=False, default_flow_style=None))
     result.files["expanded spec"] = expanded
     save_model(model, folder / "model.pt")
     result.files["model"] = folder / "model.pt"
-    _write_diagram_and_report(result, folder)
+    write_diagram_and_report(result, folder)
     if export:
-        for direction, path in export_programs(model, folder).items():
+        for direction, path in family.export(model, folder).items():
             result.files[f"{direction} program"] = path
     return result

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import CheckpointError, SpecError
+from flowspec.compile.integrity import sealed, verify
 from flowspec.compile.model import FlowModel
 
 MODEL_FORMAT = "flowspec-model/1"
@@ -40,14 +41,14 @@ def atomic_save(obj, path: str | Path) -> None:
 
 
 def save_model(model: FlowModel, path: str | Path) -> None:
-    atomic_save({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"),
-                 "spec_file": getattr(model.spec.source, "file", None),
-                 "state_dict": model.state_dict()}, path)
+    atomic_save(sealed({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"),
+                        "spec_file": getattr(model.spec.source, "file", None),
+                        "state_dict": model.state_dict()}), path)
 
 
 def read_checkpoint(path: str | Path, expected: str) -> dict:
-    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt or
-    foreign."""
+    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt,
+    foreign, damaged (checksum, metadata types, non-finite weights: :func:`integrity.verify`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -59,6 +60,7 @@ def read_checkpoint(path: str | Path, expected: str) -> dict:
                               f"last.pt?") from None
     if not isinstance(data, dict) or not str(data.get("format", "")).startswith(expected.split("/")[0]):
         raise CheckpointError(f"{path}: not a {expected.split('/')[0]} file")
+    verify(data, path)
     return data
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from flowspec.compile.condition import ConditionEmbedding, check_condition
 from flowspec.compile.invertible_backprop import run_layers
+from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
@@ -160,10 +161,12 @@ class FlowModel(nn.Module):
         return self.model_space.inverse(y).floor().clamp(0, self.levels - 1)
 
     def elbo(self, x: Tensor, c=None) -> Tensor:
-        """One-sample bound ``log p(v | c) - log q(u|x) <= log P(x | c)`` in nats, per example;
-        for continuous data ``log p(x | c)`` exactly."""
+        """One-sample bound ``log p(v | c) - log q(u|x) <= log P(x | c)`` in nats, per example; ``x``
+        holds levels in ``[0, n)``, as integers of any dtype or as floats; for continuous data
+        ``log p(x | c)`` exactly."""
         if self.continuous:
             return self.log_prob(x, c)
+        x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         v, log_q = self.dequantizer(x)
         y, scale_logdet = self.to_model_space(v)
         return self.log_prob(y, c) + scale_logdet - log_q
@@ -215,7 +218,10 @@ class FlowModel(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: Tensor, c=None) -> None:
-        """Run actnorm's data-dependent init on a batch of data (with its conditions)."""
+        """Run actnorm's data-dependent init on a batch of data (integer levels of any dtype, or
+        real values for continuous data), with its conditions."""
+        if not self.continuous:
+            x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         was_training = self.training
         self.train()
         if self.continuous:
@@ -228,3 +234,18 @@ class FlowModel(nn.Module):
     @property
     def initialized(self) -> bool:
         return all(bool(getattr(m, "initialized", True)) for m in self.modules() if m is not self)
+
+    # -- latent tools (flowspec.compile.latents) ----------------------------------------------
+    def encode(self, x: Tensor, **options):
+        """Every latent of integer-valued ``x``, encoded at the bins' centres, with ``log p``:
+        a :class:`~flowspec.compile.latents.Latents` (see :func:`~flowspec.compile.latents.encode`)."""
+        from flowspec.compile.latents import encode
+
+        return encode(self, x, **options)
+
+    def decode(self, latents, **options) -> Tensor:
+        """Integer levels of :class:`~flowspec.compile.latents.Latents`; ``decode(encode(x)) == x``
+        (see :func:`~flowspec.compile.latents.decode`)."""
+        from flowspec.compile.latents import decode
+
+        return decode(self, latents, **options)

@@ -1,8 +1,10 @@
 """Draw a spec's graph with Graphviz: :func:`to_dot` gives the DOT text, :func:`render` a file.
 
-Detail levels: ``layer`` draws each layer; ``step`` collapses each step of the multiscale form
-(``level{L}.step{K}``) into one node; ``level`` collapses each level. Collapsed nodes keep the
-shapes on the edges between them and their edges to the priors.
+Detail levels: ``paper`` draws each distinct repeated block once in a "× K" box, as papers do
+(see :mod:`flowspec.render.paper`); ``layer`` draws each layer; ``step`` collapses each step of
+the multiscale form (``level{L}.step{K}``) into one node; ``level`` collapses each level.
+Collapsed nodes keep the shapes on the edges between them and their edges to the priors.
+``auto`` is ``paper`` when ``layer`` would draw more than about 40 nodes, else ``layer``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import graphviz
 
 from flowspec.errors import FlowSpecError
 
-Detail = Literal["layer", "step", "level"]
+Detail = Literal["auto", "paper", "layer", "step", "level"]
+DETAILS = ("auto", "paper", "layer", "step", "level")
+#: ``auto`` draws the paper detail when the layer detail would have more nodes than this
+AUTO_PAPER_NODES = 40
 FORMATS = ("svg", "png", "pdf", "dot")
 
 KIND_COLOURS: dict[str, str] = {
@@ -107,10 +112,25 @@ def _cluster(data: dict) -> str | None:
     return None
 
 
+def resolve_detail(flow, detail: Detail) -> Detail:
+    """``auto``: ``paper`` when one node per layer would draw more than :data:`AUTO_PAPER_NODES`
+    nodes, else ``layer``; any other detail as it is."""
+    if detail != "auto":
+        return detail
+    parts = sum(len(part.nodes) for provider in PART_PROVIDERS for part in provider(flow))
+    return "paper" if flow.graph.number_of_nodes() + parts > AUTO_PAPER_NODES else "layer"
+
+
 def to_dot(flow, detail: Detail = "layer") -> str:
     """The DOT source of ``flow`` (a :class:`~flowspec.graph.FlowGraph` or the VAE graph)."""
-    if detail not in ("layer", "step", "level"):
-        raise FlowSpecError(f"unknown detail {detail!r}; use layer, step or level")
+    if detail not in DETAILS:
+        raise FlowSpecError(f"unknown detail {detail!r}; use {', '.join(DETAILS)}")
+    detail = resolve_detail(flow, detail)
+    if detail == "paper":
+        from flowspec.render.paper import to_paper_dot
+
+        parts = [part for provider in PART_PROVIDERS for part in provider(flow)]
+        return to_paper_dot(flow, parts, colour, CLUSTER_STYLE, shape_text)
     graph = flow.graph
     spec = flow.spec
     groups: dict[str, dict] = {}  # group id -> {kinds, members, cluster, shape}
@@ -195,8 +215,9 @@ def to_dot(flow, detail: Detail = "layer") -> str:
     return dot.source
 
 
-def render(flow, path: str | Path, detail: Detail = "layer") -> Path:
-    """Write the diagram of ``flow`` to ``path``; the format is the suffix (svg, png, pdf, dot)."""
+def render(flow, path: str | Path, detail: Detail = "auto") -> Path:
+    """Write the diagram of ``flow`` to ``path``; the format is the suffix (svg, png, pdf, dot).
+    ``detail="auto"`` draws the paper detail for large flows, one node per layer for small ones."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:

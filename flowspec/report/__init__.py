@@ -9,7 +9,7 @@ from pathlib import Path
 from flowspec.family import family_of
 from flowspec.report.costs import CostReport, Part, cost_report, count_params, grouped, layer_costs, parts_report
 from flowspec.report.devices import Device, DeviceError, get_device, load_devices, measure_cpu
-from flowspec.report.format import summary_lines, to_json, to_markdown, to_table
+from flowspec.report.format import summary_lines, to_json, to_markdown, to_table, to_text
 
 
 def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str = "float32",
@@ -26,4 +26,4 @@ def report_spec(spec, device: str | Device = "a100", batch: int = 64, dtype: str
 
 __all__ = ["CostReport", "Device", "DeviceError", "Part", "cost_report", "count_params", "get_device", "grouped",
            "layer_costs", "load_devices", "measure_cpu", "parts_report", "report_spec", "summary_lines", "to_json",
-           "to_markdown", "to_table"]
+           "to_markdown", "to_table", "to_text"]

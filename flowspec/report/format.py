@@ -66,6 +66,24 @@ def to_table(report: CostReport) -> Table:
     return table
 
 
+def to_text(report: CostReport) -> str:
+    """The table as plain text, every cell in full and columns aligned with spaces, then the
+    summary: what ``flowspec report`` prints into a pipe or a file, where a terminal's width
+    does not apply (rich would fit the table to 80 columns and cut every cell)."""
+    columns = _columns(report)
+    rows = [list(columns)] + [_cells(report, row) for row in report.rows] + [_totals(report)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    left = [c in ("layer", "kind", "input", "bound") for c in columns]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(w) if l else cell.rjust(w) for cell, w, l in zip(cells, widths, left)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [f"{report.spec_name}: cost at batch {report.batch} on {report.device} ({report.dtype})", "",
+             line(rows[0]), rule, *(line(r) for r in rows[1:-1]), rule, line(rows[-1]), ""]
+    return "\n".join(lines + summary_lines(report)) + "\n"
+
+
 def to_markdown(report: CostReport) -> str:
     columns = _columns(report)
     lines = [f"### {report.spec_name}: cost at batch {report.batch} on {report.device} ({report.dtype})", "",

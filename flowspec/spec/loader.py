@@ -15,6 +15,7 @@ from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import UNIONS
 from flowspec.spec.expand import check_layer_count
 from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, SPEC_MODELS, Spec, plain_name
+from flowspec.spec.overrides import apply_overrides, parse_overrides
 from flowspec.spec.yaml_source import SourceMap, load_yaml, read_yaml
 
 MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
@@ -152,23 +153,71 @@ def _node(data, path):
     return data
 
 
-def spec_from_data(data, source: SourceMap, stored: bool = False) -> BaseModel:
-    """Validate parsed YAML; raise one :class:`SpecError` with every problem. ``stored``: the data
-    come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it is
-    made plain instead of refused."""
+def fields_at(data, path: tuple) -> list[str]:
+    """The fields the spec allows in the mapping at ``path`` of the data (none if unknown)."""
+    model = _model_at(data, path)
+    return list(model.model_fields) if model is not None else []
+
+
+def _literal_choices(annotation) -> tuple | None:
+    """The values of a ``Literal[...]`` annotation (through Optional and Annotated), else None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return typing.get_args(annotation)
+    if origin in (typing.Annotated, typing.Union, types.UnionType):
+        found = [c for arg in typing.get_args(annotation) for c in (_literal_choices(arg) or ())]
+        return tuple(found) or None
+    return None
+
+
+def _literal_problems(value, data, path: tuple, source: SourceMap) -> list[Problem]:
+    """Problems pydantic lets through: it compares literals with ``==``, so ``parity: true``
+    passes as ``1`` and ``bf16: 1`` as ``true``. A literal's value must also have its type."""
+    problems: list[Problem] = []
+    if isinstance(value, BaseModel) and isinstance(data, dict):
+        for name, field in type(value).model_fields.items():
+            if name not in data:
+                continue
+            raw, choices = data[name], _literal_choices(field.annotation)
+            if choices and raw is not None and not isinstance(raw, str) and not any(type(raw) is type(c) and raw == c for c in choices):
+                allowed = " or ".join("true" if c is True else "false" if c is False else repr(c) for c in choices)
+                what = ("a boolean is not a number" if isinstance(raw, bool) else
+                        "a number is not a boolean" if any(isinstance(c, bool) for c in choices) else f"got {raw!r}")
+                problems.append(source.problem(f"Input should be {allowed} ({what})", path + (name,)))
+            problems += _literal_problems(getattr(value, name), raw, path + (name,), source)
+    elif isinstance(value, list) and isinstance(data, list):
+        for index, (item, raw) in enumerate(zip(value, data)):
+            problems += _literal_problems(item, raw, path + (index,), source)
+    return problems
+
+
+def spec_from_data(data, source: SourceMap, stored: bool = False, overrides=None) -> BaseModel:
+    """Validate parsed YAML, after applying ``overrides`` (``PATH=VALUE`` strings or a mapping, see
+    :mod:`flowspec.spec.overrides`); raise one :class:`SpecError` with every problem. ``stored``: the
+    data come from a saved model or checkpoint, whose ``name`` may predate the plain-name rule; it
+    is made plain instead of refused.
+
+    Validation is strict: a boolean is not a count and a string is not a number (``steps: true``,
+    ``steps: '8'`` and ``lu: 'yes'`` are errors), while an integer is a valid float.
+    """
     if stored and isinstance(data, dict) and isinstance(data.get("name"), str):
         data = dict(data, name=plain_name_from(data["name"]))
     if not isinstance(data, dict):
         raise SpecError(source.problem(f"a spec is a YAML mapping, got {type(data).__name__}"))
+    if overrides:
+        data, source.overrides = apply_overrides(data, parse_overrides(overrides), fields_at)
     kind = data.get("model", "flow")
     if not isinstance(kind, str) or kind not in MODELS:
         raise SpecError(source.problem(f"unknown model {kind!r}", ("model",),
                                        _did_you_mean(kind, sorted(MODELS))))
     try:
-        spec = MODELS[kind].model_validate(data)
+        spec = MODELS[kind].model_validate(data, strict=True)
     except ValidationError as error:
         problems = [_problem(e, data, source) for e in error.errors()]
         raise SpecError(sorted(set(problems), key=lambda p: (p.line or 0, p.column or 0, p.message))) from None
+    problems = _literal_problems(spec, data, (), source)
+    if problems:
+        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
     if spec.name is None:
         spec = spec.model_copy(update={"name": plain_name_from(Path(source.file).stem if source.file != "<spec>" else "spec")})
     spec._source = source
@@ -187,13 +236,17 @@ def plain_name_from(text: str) -> str:
         return "spec"
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Load and validate a spec file. Raises :class:`SpecError` naming file, line and field."""
+def load_spec(path: str | Path, overrides=None) -> Spec:
+    """Load and validate a spec file. Raises :class:`SpecError` naming file, line and field.
+
+    ``overrides``: ``["steps=16", "step[2].conditioner.hidden=256"]`` (values read as YAML) or
+    ``{"steps": 16}``, applied before validation, as ``flowspec ... --set`` does.
+    """
     data, source = read_yaml(path)
-    return spec_from_data(data, source)
+    return spec_from_data(data, source, overrides=overrides)
 
 
-def loads_spec(text: str, file: str = "<spec>") -> Spec:
+def loads_spec(text: str, file: str = "<spec>", overrides=None) -> Spec:
     """Like :func:`load_spec`, from YAML text."""
     data, source = load_yaml(text, file)
-    return spec_from_data(data, source)
+    return spec_from_data(data, source, overrides=overrides)

@@ -62,6 +62,16 @@ class RepeatBlock(StrictModel):
     layers: Annotated[list["LayerItem"], Field(min_length=1)]
 
 
+class _RowJsonSchema:
+    """The JSON Schema of a layer row: its mapping, or the bare name of a kind whose fields all
+    have defaults (``- squeeze``), as :func:`_shorthand` reads it."""
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        bare = sorted(kind for kind, config in LAYER_KINDS.items()
+                      if not any(f.is_required() for f in config.model_fields.values()))
+        return {"title": "LayerRow", "anyOf": [{"type": "string", "enum": bare}, handler(core_schema)]}
+
+
 LayerItem = Annotated[
     Annotated[
         Union[tuple(Annotated[config, Tag(kind)] for kind, config in LAYER_KINDS.items())
@@ -70,6 +80,7 @@ LayerItem = Annotated[
                       custom_error_message="each layer needs a kind"),
     ],
     BeforeValidator(_shorthand),
+    _RowJsonSchema(),
 ]
 RepeatBlock.model_rebuild()
 

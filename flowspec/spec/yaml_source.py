@@ -8,6 +8,7 @@ Bounds hold before anything is expanded: a spec file is a regular file of at mos
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,30 @@ MAX_SPEC_BYTES = 2 * 2 ** 20  # an expanded spec of the largest layer count is a
 MAX_YAML_NODES = 200_000  # keys, items and scalars, with aliases counted as often as they are used
 
 
+def overridden_by(overrides: list, path: tuple):
+    """The ``--set`` override (:class:`~flowspec.spec.overrides.Override`) a problem at ``path``
+    comes from: the last one that wrote ``path`` or a field above it, else the last one that wrote
+    below it (a problem of the mapping it changed)."""
+    path = tuple(path)
+    for override in reversed(overrides):
+        if path[:len(override.path)] == override.path:
+            return override
+    for override in reversed(overrides):
+        if override.path[:len(path)] == path:
+            return override
+    return None
+
+
 @dataclass
 class SourceMap:
-    """Maps a field path (tuple of keys and indices) to its 1-based (line, column)."""
+    """Maps a field path (tuple of keys and indices) to its 1-based (line, column).
+
+    Fields written by ``--set`` overrides are located at the override instead of the file.
+    """
 
     file: str
     marks: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    overrides: list = field(default_factory=list)  # flowspec.spec.overrides.Override, in order
 
     def locate(self, path: tuple) -> tuple[int | None, int | None]:
         """Position of ``path``, or of its longest prefix that exists in the file."""
@@ -37,8 +56,21 @@ class SourceMap:
     def problem(self, message: str, path: tuple = (), hint: str | None = None,
                 at: tuple | None = None) -> Problem:
         """A :class:`Problem` for ``path``; ``at`` overrides the path used for the position."""
+        override = overridden_by(self.overrides, tuple(path if at is None else at))
+        if override is not None:
+            return Problem(message, tuple(path), override.source, None, None, hint)
         line, column = self.locate(path if at is None else at)
         return Problem(message, tuple(path), self.file, line, column, hint)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """The safe loader, reading ``1e-3`` and ``1.5e3`` as numbers as YAML 1.2 (and editors) do;
+    YAML 1.1 wants a dot and a signed exponent (``1.0e-3``) and gives the string '1e-3', which
+    strict validation would reject."""
+
+
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                                 list("-+.0123456789"))
 
 
 class _TooManyNodes(Exception):
@@ -46,8 +78,8 @@ class _TooManyNodes(Exception):
         self.mark = mark
 
 
-class BoundedLoader(yaml.SafeLoader):
-    """The safe loader, stopping once it has composed :data:`MAX_YAML_NODES` nodes (an alias
+class BoundedLoader(SpecLoader):
+    """The spec loader, stopping once it has composed :data:`MAX_YAML_NODES` nodes (an alias
     counts once here; :func:`expanded_size` counts it as written out), so that a long flat list
     costs at most that many nodes' time."""
 
@@ -66,7 +98,7 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _to_python(loader: yaml.SafeLoader, node: yaml.Node, path: tuple, source: SourceMap):
+def _to_python(loader: BoundedLoader, node: yaml.Node, path: tuple, source: SourceMap):
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result: dict = {}

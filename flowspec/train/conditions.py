@@ -36,8 +36,8 @@ def load_spec_data(spec, kind: str, data_dir: str | Path | None, standardize: bo
     and the labels or contexts its condition needs."""
     from flowspec.data import load_data
 
-    return load_data(kind, data_dir, tuple(spec.input.shape), data_levels(spec), standardize=standardize,
-                     **condition_requirements(spec), **columns)
+    options = {**condition_requirements(spec), **columns, **({"standardize": True} if standardize else {})}
+    return load_data(kind, data_dir, tuple(spec.input.shape), data_levels(spec), **options)
 
 
 def split_conditions(spec, data) -> tuple[Tensor | None, Tensor | None]:

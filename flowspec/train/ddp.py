@@ -68,3 +68,14 @@ def any_true(flag: bool, device: torch.device) -> bool:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def step_summary(loss: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
+    """In one all-reduce: the mean of the scalar ``loss`` over all ranks (each rank's loss is the
+    mean over an equal share of the global batch, so this is the single-process batch mean; it is
+    non-finite when any rank's is) and whether any rank was asked to stop."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return loss.detach(), stop
+    packed = torch.stack([loss.detach().float().reshape(()), loss.new_tensor(1.0 if stop else 0.0).float()])
+    dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+    return packed[0] / dist.get_world_size(), bool(packed[1].item() > 0)

@@ -1,8 +1,10 @@
-"""Evaluate and sample a trained checkpoint (its EMA weights, as :func:`flowspec.load_model` reads).
+"""Test bits/dim of a model, and of a trained checkpoint (its EMA weights, as
+:func:`flowspec.load_model` reads them); samples of a checkpoint.
 
 Test bits/dim is the mean over the test split of ``-(log p(y) - log q(u|x) - D log n) / (D log 2)``
-with one dequantization sample per image; models whose ``bits_per_dim`` takes ``k`` also report
-the importance-weighted bound ``-log (1/k sum_i p(x, u_i) / q(u_i|x))``, which tightens with ``k``.
+with one dequantization (or posterior) sample per example; with ``k > 1`` it is the
+importance-weighted bound ``-log (1/k sum_i p(x, u_i) / q(u_i|x)) / (D log 2)`` (Burda et al. 2016,
+arXiv:1509.00519), which tightens with ``k``. Both model families take ``bits_per_dim(x, k)``.
 Continuous data (``input.data: continuous``) is scored exactly: ``nats/dim = -log p(x) / D`` and the
 test log-likelihood ``log p(x)`` in nats per example. A conditional model is scored on the test
 examples' own labels or contexts, ``log p(x | c)``.
@@ -11,13 +13,79 @@ examples' own labels or contexts, ``log p(x | c)``.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
-from flowspec.compile.export import load_model, read_checkpoint, MODEL_FORMAT
+from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
 from flowspec.errors import FlowSpecError
+from flowspec.train.images import sample_grid, save_png
+
+
+def per_dim_loss(model: nn.Module, x: Tensor, c: Tensor | None = None, k: int | None = None) -> Tensor:
+    """Per example: bits/dim (importance-weighted with ``k > 1``), or nats/dim for a flow on
+    continuous data (the model's ``unit``), given the conditions ``c`` of a conditional flow."""
+    if c is None and not getattr(model, "continuous", False):
+        return model.bits_per_dim(x, k=k or 1)
+    if k and k > 1 and not model.continuous:
+        return model.bits_per_dim(x, c, k=k)
+    return model.loss_per_dim(x, c)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | None = None,
+             max_batches: int | None = None, seed: int = 0, device: torch.device | None = None,
+             conditions: Tensor | None = None) -> float:
+    """Mean test bits/dim of ``model`` over ``data`` (importance-weighted with ``k`` samples when
+    ``k > 1``; nats/dim for continuous data), given the ``conditions`` of the examples row by row for
+    a conditional model. Deterministic in ``seed``; leaves torch's RNG as it was."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for index, start in enumerate(range(0, len(data), batch_size)):
+            if max_batches is not None and index >= max_batches:
+                break
+            x = data[start:start + batch_size].to(device)
+            c = None if conditions is None else conditions[start:start + batch_size].to(device)
+            total += per_dim_loss(model, x, c, k).double().sum().item()
+            count += len(x)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Test bits/dim of one model under independent noise draws (dequantization noise, or the
+    posterior samples of a VAE): ``values[i]`` is :func:`evaluate` with seed ``seed + i``."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / len(self.values)
+
+    @property
+    def stderr(self) -> float:
+        """Standard error of :attr:`mean` over the draws (0 for a single draw)."""
+        n = len(self.values)
+        return statistics.stdev(self.values) / math.sqrt(n) if n > 1 else 0.0
+
+
+def evaluate_draws(model: nn.Module, data: Tensor, draws: int, batch_size: int = 256, k: int | None = None,
+                   seed: int = 0) -> Draws:
+    """:func:`evaluate` ``draws`` times with seeds ``seed .. seed + draws - 1``. The mean of the
+    one-draw figures is the test bound ``-E_q[log p(x, u) - log q(u|x)] / (D log 2)`` estimated
+    with ``draws`` noise samples per example; with ``k`` each value is the importance-weighted bound."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    return Draws(tuple(evaluate(model, data, batch_size=batch_size, k=k, seed=seed + i) for i in range(draws)))
 
 
 @dataclass
@@ -49,7 +117,7 @@ class EvalReport:
         if self.iw_bpd is not None:
             lines.append(f"importance-weighted (k={self.k}) test bits/dim {self.iw_bpd:.4f}")
         elif self.k > 1:
-            lines.append(f"(this model has no importance-weighted bound; -k {self.k} ignored)")
+            lines.append(f"(continuous data is scored exactly; -k {self.k} ignored)")
         return lines
 
 
@@ -69,15 +137,13 @@ def _checkpoint_data(path: Path, model, data: str | None, data_dir):
 
 def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str | Path | None = None, k: int = 1,
                         batch_size: int = 256, seed: int = 0) -> EvalReport:
-    from flowspec.train.runner import evaluate, supports_iw
-
     path = Path(path)
     model = load_model(path)
     raw, dataset, (_, test_conditions) = _checkpoint_data(path, model, data, data_dir)
     continuous = bool(getattr(model, "continuous", False))
     bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
     iw = (evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k, conditions=test_conditions)
-          if k > 1 and supports_iw(model) and not continuous else None)
+          if k > 1 and not continuous else None)
     step = raw.get("step")
     return EvalReport(path, dataset.name, len(dataset.test), bpd, int(step) if step is not None else None, iw, k,
                       unit="nats/dim" if continuous else "bits/dim", conditional=test_conditions is not None,
@@ -89,8 +155,6 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
     """``(conditions or None, n, grid columns or None)`` for a sampling request: ``label`` for every
     sample, ``per_class`` samples of each class (one grid row per class), or one ``context`` vector
     ('0.5,-1'); a class-conditional model asked for nothing draws the classes in turn."""
-    import torch
-
     from flowspec.train.conditions import class_grid
 
     condition = getattr(model.spec, "condition", None)
@@ -140,10 +204,6 @@ def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, o
     or a ``.csv`` table; a conditional model draws them given ``label``, ``per_class`` or ``context``
     (:func:`requested_conditions`), and vector files get the conditions beside them: ``.csv``
     columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
-    import torch
-
-    from flowspec.train.runner import sample_grid, save_png
-
     output = Path(output)
     model = load_model(path)
     c, n, columns = requested_conditions(model, n, label, per_class, context)

@@ -24,6 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowspec.data.levels import as_levels
 from flowspec.vae import likelihoods
 from flowspec.vae.graph import VAEGraph
 from flowspec.vae.iaf import IAFStep
@@ -77,7 +78,9 @@ class VAEModel(nn.Module):
         return self.posterior(eps, mu, sigma, h)
 
     def log_weights(self, x: Tensor, samples: int = 1) -> Tensor:
-        """``w = log p(x|z) + log p(z) - log q(z|x)`` for ``samples`` posterior draws: ``(batch, samples)``."""
+        """``w = log p(x|z) + log p(z) - log q(z|x)`` for ``samples`` posterior draws: ``(batch, samples)``;
+        ``x`` holds levels in ``[0, n)``, as integers of any dtype or as floats."""
+        x = as_levels(x, self.levels, next(self.parameters()).dtype)
         batch = x.shape[0]
         mu, sigma, h = self.encoder(x)
         rep = lambda t: t.unsqueeze(0).expand(samples, *t.shape).reshape(samples * batch, *t.shape[1:])  # noqa: E731
@@ -141,7 +144,7 @@ class VAEModel(nn.Module):
         if self._initialized:
             return
         last = self.decoder.body[-1]
-        x = x.float()
+        x = as_levels(x, self.levels, next(self.parameters()).dtype).float()
         # statistics per element (mlp: one bias each) or per channel over pixels (conv: shared bias)
         if isinstance(last, nn.Conv2d):
             x = x.transpose(0, 1).reshape(1, x.shape[1], -1).transpose(1, 2)  # (1, C, B*H*W) -> dims (1, B*H*W, C)

@@ -1,0 +1,70 @@
+"""Sample grids: ``n`` samples at a temperature, drawn as one uint8 image and written as PNG.
+
+Both model families give ``sample(n, temperature, generator)`` and ``to_data_space(y)`` (levels
+``0 .. n-1``); the grid maps level ``l`` to grey ``round(255 l / (n - 1))``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from flowspec.errors import FlowSpecError
+
+
+def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
+                columns: int | None = None) -> np.ndarray:
+    """``n`` samples at ``temperature`` (given the conditions ``c`` of a conditional model) as one
+    uint8 image grid ``(H', W')`` or ``(H', W', 3)`` of ``columns`` columns (default: square)."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    conditioned = {} if c is None else {"c": c}
+    with torch.no_grad():
+        levels_values = model.to_data_space(model.sample(n, temperature, generator=generator,
+                                                         **conditioned)).float().cpu()
+    model.train(was_training)
+    levels = model.spec.input.levels
+    images = as_images(levels_values, tuple(model.spec.input.shape))
+    images = (images.clamp(0, levels - 1) * (255.0 / (levels - 1))).round().to(torch.uint8).numpy()
+    return tile(images, columns=columns)
+
+
+def as_images(values: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``(N, *shape)`` -> ``(N, C, H, W)``: images as they are, a square vector as a grey square."""
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return values.reshape(-1, *shape)
+    side = math.isqrt(int(np.prod(shape)))
+    if len(shape) == 1 and side * side == shape[0]:
+        return values.reshape(-1, 1, side, side)
+    raise FlowSpecError(f"samples of shape {list(shape)} cannot be drawn as images "
+                        f"(need [1|3, H, W] or a square vector); write them as .npy instead")
+
+
+def tile(images: np.ndarray, pad: int = 1, columns: int | None = None) -> np.ndarray:
+    """``(N, C, H, W)`` uint8 -> a grid of ``columns`` (default ``ceil(sqrt(N))``) columns, each
+    image upscaled to >= 32 px."""
+    n, c, h, w = images.shape
+    scale = max(1, 32 // max(h, w))
+    images = images.repeat(scale, axis=2).repeat(scale, axis=3)
+    h, w = h * scale, w * scale
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), 128, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + q * (w + pad):pad + q * (w + pad) + w] = images[i]
+    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def save_png(grid: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
