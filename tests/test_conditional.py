@@ -349,3 +349,13 @@ def test_two_process_gloo_matches_one_process_on_a_conditional_model(tmp_path):
     ddp, single = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
     for key, value in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_bench_refuses_conditional_specs_in_one_line():
+    from typer.testing import CliRunner
+
+    from flowspec.cli.app import app
+
+    result = CliRunner().invoke(app, ["bench", "specs/moons-cond.yaml"])
+    assert result.exit_code == 2 and "bench measures unconditional flows of discrete data" in result.output
+    assert "Traceback" not in result.output
