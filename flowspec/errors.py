@@ -83,3 +83,8 @@ class CheckpointError(FlowSpecError):
 
 class DataError(FlowSpecError):
     """A data set that is missing or does not fit the spec."""
+
+
+class ConditionError(FlowSpecError, ValueError):
+    """A condition ``c`` that is missing for a conditional model, given to an unconditional one, or
+    of the wrong kind, shape or range."""

@@ -17,7 +17,8 @@ from flowspec.compile.latents import (Direction, Latents, attribute_direction, c
 from flowspec.errors import DataError, FlowSpecError
 
 SPECS = sorted(path for path in (Path(__file__).resolve().parent.parent / "specs").glob("*.yaml")
-               if yaml.safe_load(path.read_text()).get("model", "flow") == "flow")
+               if yaml.safe_load(path.read_text()).get("model", "flow") == "flow"
+               and "condition" not in yaml.safe_load(path.read_text()))  # conditional: refused, tested below
 
 LOGIT = """\
 name: logit-glow
@@ -253,3 +254,13 @@ def test_a_vae_encodes_its_posterior_centre_and_decodes_its_most_likely_levels()
     glow = perturbed(narrow_spec(flowspec.load_spec(SPECS[0]), 4))
     with pytest.raises(DataError, match="latents of spec 'vae-iaf-digits'"):
         decode(glow, latents)
+
+
+def test_conditional_and_continuous_models_are_refused_in_one_line():
+    root = Path(__file__).resolve().parent.parent / "specs"
+    conditional = flowspec.compile(flowspec.load_spec(root / "glow-digits-cond.yaml"))
+    with pytest.raises(FlowSpecError, match=r"latent tools work on unconditional models; .*condition: \{kind: class\}"):
+        conditional.encode(torch.zeros(1, 1, 8, 8))
+    continuous = flowspec.compile(flowspec.loads_spec("input: {shape: [2], data: continuous}\nlayers: [scaling]\n"))
+    with pytest.raises(FlowSpecError, match="input.data is continuous"):
+        continuous.encode(torch.zeros(1, 2))

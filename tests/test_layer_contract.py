@@ -28,6 +28,7 @@ from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLP
 from flowspec.layers.coupling import MASKS, CouplingConfig
 from flowspec.layers.transforms import TRANSFORM_KINDS
 from flowspec.layers.invconv import InvConvConfig
+from flowspec.layers.maf import MAFConfig
 from flowspec.layers.permute import PermuteConfig
 from flowspec.layers.scaling import ScalingConfig
 from flowspec.layers.split import Split, SplitConfig
@@ -92,6 +93,10 @@ EXAMPLES: dict[str, list[tuple]] = {
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
     "squeeze": [(SqueezeConfig(), IMAGE), (SqueezeConfig(), (1, 4, 6))],
+    "maf": [(MAFConfig(hidden=8), VECTOR), (MAFConfig(hidden=8, order="reversed", depth=1), ODD_VECTOR, CONTEXT),
+            (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),
+            (MAFConfig(hidden=8, transform="additive"), VECTOR),
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }

@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 import flowspec
+from flowspec.compile.condition import random_condition
 from flowspec.cli import app
 from flowspec.compile.check import narrow_spec
 from flowspec.report import (Device, DeviceError, cost_report, count_params, grouped, layer_costs, load_devices, measure_cpu,
@@ -41,16 +42,22 @@ def test_matmul_flops_agree_with_flop_counter(path):
     model = flowspec.FlowModel(graph)
     batch = 3
     levels = graph.spec.input.levels
-    x = torch.randint(0, levels, (batch, *graph.input_shape)).float()
-    model.initialize(torch.randint(0, levels, (4, *graph.input_shape)).float())
+    condition = graph.spec.condition  # conditional specs: a random label / context per example
+    if graph.spec.input.continuous:
+        x, first = torch.randn(batch, *graph.input_shape), torch.randn(4, *graph.input_shape)
+    else:
+        x = torch.randint(0, levels, (batch, *graph.input_shape)).float()
+        first = torch.randint(0, levels, (4, *graph.input_shape)).float()
+    c = random_condition(condition, batch)
+    model.initialize(first, random_condition(condition, 4))
     model.train()  # no cached W / W^-1: every call pays its per-call work, as the rules count it
     report = cost_report(graph, FAKE, batch)
     predicted_fwd = sum(r.matmul_flops_forward for r in report.rows)
     predicted_inv = sum(r.matmul_flops_inverse for r in report.rows)
     eps = [torch.randn(batch, *s) for s in graph.latent_shapes]
     with torch.no_grad():
-        counted_fwd = _counted(lambda: model.elbo(x))  # dequantizer + flow + priors
-        counted_inv = _counted(lambda: model.generate(eps))
+        counted_fwd = _counted(lambda: model.elbo(x, c))  # dequantizer + condition + flow + priors
+        counted_inv = _counted(lambda: model.generate(eps, 1.0, c))
     assert counted_fwd > 0 and counted_inv > 0
     assert predicted_fwd == pytest.approx(counted_fwd, rel=0.01)
     assert predicted_inv == pytest.approx(counted_inv, rel=0.01)
@@ -218,9 +225,14 @@ def test_training_activations_match_the_saved_tensors(path):
     if model.invertible_backprop:
         pytest.skip("invertible backprop keeps one layer at a time")
     batch = 2
-    x = torch.randint(0, graph.spec.input.levels, (batch, *graph.input_shape)).float()
-    model.initialize(x)
-    exact = saved_activation_bytes(model, x / graph.spec.input.levels - 0.5)  # what backward keeps
+    c = random_condition(graph.spec.condition, batch)
+    if graph.spec.input.continuous:
+        x = y = torch.randn(batch, *graph.input_shape)
+    else:
+        x = torch.randint(0, graph.spec.input.levels, (batch, *graph.input_shape)).float()
+        y = x / graph.spec.input.levels - 0.5
+    model.initialize(x, c)
+    exact = saved_activation_bytes(model, y, lambda v: -model.log_prob(v, c).mean())  # what backward keeps
     report = cost_report(graph, FAKE, batch)
     estimate = sum(r.train_bytes for r in report.rows if r.name != "dequantizer")
     assert estimate == pytest.approx(exact, rel=0.10)

@@ -157,7 +157,8 @@ def test_layer_row_examples_are_valid():
         kinds = {r if isinstance(r, str) else r.get("kind") for r in rows}
         conditioner = next((r.get("conditioner", {}).get("kind") for r in rows
                             if isinstance(r, dict) and isinstance(r.get("conditioner"), dict)), "conv")
-        shape = [6] if conditioner == "mlp" or "scaling" in kinds and len(rows) > 1 else [4, 8, 8]
+        vector = conditioner == "mlp" or "maf" in kinds or "scaling" in kinds and len(rows) > 1
+        shape = [6] if vector else [4, 8, 8]
         flowspec.build_graph(flowspec.loads_spec(yaml.safe_dump({"input": {"shape": shape}, "layers": rows})))
         checked += 1
     assert checked >= 8

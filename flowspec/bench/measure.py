@@ -35,6 +35,7 @@ from flowspec.compile.fold import fold_for_inference, folding_error
 from flowspec.compile.model import FlowModel
 from flowspec.bench.ceiling import conv_floor, record_convs
 from flowspec.bench.memory import saved_activation_bytes, step_peak_rss
+from flowspec.errors import FlowSpecError
 from flowspec.spec.models import MemoryConfig, Spec
 
 
@@ -171,6 +172,10 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
           overrides: list[str] | None = None) -> BenchReport:
     """Measure everything listed in the module docstring for ``spec`` (float32, CPU); ``overrides``
     are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again)."""
+    if getattr(spec, "condition", None) is not None or getattr(spec.input, "continuous", False):
+        what = "a condition:" if getattr(spec, "condition", None) is not None else "input.data: continuous"
+        raise FlowSpecError(f"{spec_path}: bench measures unconditional flows of discrete data; this spec has "
+                            f"{what} (flowspec report --measure times it layer by layer and a training step)")
     torch.manual_seed(seed)
     model = with_steps(spec, invertible=False).train()
     shape = tuple(model.input_shape)

@@ -39,12 +39,16 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
+          standardize: Annotated[bool, typer.Option("--standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units")] = False,
+          features: Annotated[Optional[str], typer.Option("--features", help="csv: the feature columns, comma-separated [all but context and label]")] = None,
+          context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
+          label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
           progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
           overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
-    from flowspec.data import load_data
+    from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
@@ -60,15 +64,16 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature)
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
-    dataset = load_data(data, data_dir, tuple(parsed.input.shape), parsed.input.levels,
-                        **({"bits": parsed.input.bits} if parsed.input.bits else {}))
+    columns = csv_columns(features, context_columns, label_column)
+    dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)
     main = environment().main
     if main:
         console.print(f"{parsed.name}: {data} ({len(dataset.train)} train / {len(dataset.test)} test), "
                       f"run folder {folder}", markup=False)
     try:
         result = run_training(parsed, dataset, config, folder, resume=resume, progress=progress,
-                              data_info={"kind": data, "dir": str(data_dir) if data_dir else None},
+                              data_info={"kind": data, "dir": str(data_dir) if data_dir else None,
+                                         "standardize": standardize, "columns": columns},
                               log=lambda line: console.print(line, markup=False))
     except TrainingInterrupted as stopped:  # a checkpoint was written; exit as the signal would
         if main:
@@ -76,7 +81,18 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
         raise typer.Exit(stopped.exit_code) from None
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
-        console.print(f"step {result.steps}: test bits/dim {test}; wrote {folder / 'last.pt'}", markup=False)
+        unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
+        console.print(f"step {result.steps}: test {unit} {test}; wrote {folder / 'last.pt'}", markup=False)
+
+
+def csv_columns(features: str | None, context_columns: str | None, label_column: str | None) -> dict:
+    """``load_data``'s column arguments from the comma-separated options (empty when none given)."""
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+    columns = {"features": names(features), "context_columns": names(context_columns) or (),
+               "label_column": label_column}
+    return {key: value for key, value in columns.items() if value}
 
 
 @app.command(name="eval")
@@ -87,7 +103,8 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
              k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (the importance-weighted bound, flows and VAEs), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
              batch_size: Annotated[int, typer.Option(min=1)] = 256,
              seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
-    """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported."""
+    """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
+    continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
     from flowspec.train.evaluate import evaluate_checkpoint
 
     if k > MAX_IMPORTANCE_SAMPLES:
@@ -103,11 +120,46 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
 def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
            n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
            temperature: Annotated[float, typer.Option(help="prior std scale (finite, >= 0)")] = 0.7,
-           output: Annotated[Path, typer.Option("--output", "-o", help=".png grid or .npy array")] = Path("samples.png"),
-           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0) -> None:
-    """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid or .npy."""
+           output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, .npy array or .csv table")] = Path("samples.png"),
+           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
+           label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
+           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
+           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
+    """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
+    a conditional model's conditions are written beside vector samples."""
     from flowspec.train.evaluate import sample_checkpoint
 
     finite_temperature(temperature)
-    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed)
-    console.print(f"wrote {n} samples (temperature {temperature:g}) to {path}", markup=False)
+    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                             label=label, per_class=per_class, context=context)
+    count = f"{per_class} samples per class" if per_class else f"{n} samples"
+    console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
+
+
+@app.command(name="plot-density")
+@reports_errors
+def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt of a 2-D continuous model", show_default=False)],
+                 output: Annotated[Path, typer.Option("--output", "-o", help="PNG file")] = Path("density.png"),
+                 size: Annotated[int, typer.Option(min=16, max=1024, help="grid points per axis")] = 160,
+                 points: Annotated[bool, typer.Option("--points/--no-points", help="overlay the test points")] = True,
+                 context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: the context, comma-separated")] = None) -> None:
+    """Draw p(x | c) of a 2-D continuous model as a PNG: one panel per class (class-conditional),
+    the run's test points overlaid."""
+    from flowspec.compile.export import load_model
+    from flowspec.train.density_plot import plot_density as draw
+    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
+
+    model = load_model(checkpoint)
+    conditions = None
+    if context is not None:
+        c, _, _ = requested_conditions(model, 1, context=context)
+        conditions = [c[0]]
+    xy, labels = None, None
+    if points:
+        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
+        xy = dataset.test.numpy()
+        labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
+        if context is not None:
+            labels = None
+    path = draw(model, output, xy, labels, size, conditions)
+    console.print(f"wrote the density of {model.spec.name or 'the model'} to {path}", markup=False)

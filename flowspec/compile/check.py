@@ -3,7 +3,9 @@
 The narrow copy keeps every layer and shrinks conditioner widths (and the image size, as far as
 the levels allow), perturbs every parameter away from its identity init, then measures:
 the round-trip error ``max|f^{-1}(f(x)) - x|`` and the log-det error
-``max|logdet - log|det J_f(x)||`` with ``J_f`` the autograd Jacobian.
+``max|logdet - log|det J_f(x)||`` with ``J_f`` the autograd Jacobian. A conditional spec is checked
+at a fixed random condition per example (seeded labels or standard normal contexts), the same in
+both directions.
 """
 
 from __future__ import annotations
@@ -60,14 +62,21 @@ def narrow_spec(spec: Spec, width: int = 8) -> Spec:
 
 def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e-6, seed: int = 0) -> CheckResult:
     from flowspec.compile import compile
+    from flowspec.compile.condition import random_condition
 
     torch.manual_seed(seed)
     narrow = narrow_spec(spec, width)
     model = compile(narrow).double()
     shape = model.input_shape
+    condition = getattr(narrow, "condition", None)
+
+    def fixed(n: int):
+        c = random_condition(condition, n, torch.Generator().manual_seed(seed + 1))
+        return c if c is None or c.dtype == torch.long else c.double()
+
     with torch.no_grad():
         model.train()
-        model.log_prob(torch.randn(16, *shape, dtype=torch.float64))  # actnorm's data init
+        model.log_prob(torch.randn(16, *shape, dtype=torch.float64), fixed(16))  # actnorm's data init
         # 0.05 per parameter, shrunk as 1/sqrt(depth) past 16 layers: a random perturbation of
         # a deep stack (Glow's 3 x 32 steps) otherwise compounds into a map so ill-conditioned
         # that float64 itself cannot invert it, which says nothing about the layers' exactness.
@@ -76,16 +85,18 @@ def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e
             parameter.add_(noise * torch.randn_like(parameter))
     model.eval()
     x = torch.randn(batch, *shape, dtype=torch.float64)
+    c = fixed(batch)
     with torch.no_grad():
-        zs, logdet = model(x)
-        x_back, inverse_logdet = model.inverse(zs)
+        zs, logdet = model(x, c)
+        x_back, inverse_logdet = model.inverse(zs, c)
 
-    def flat(v):
-        zs, _ = model(v.view(1, *shape))
+    def flat(v, i):
+        zs, _ = model(v.view(1, *shape), None if c is None else c[i:i + 1])
         return torch.cat([z.flatten() for z in zs])
 
     reference = torch.stack([
-        torch.linalg.slogdet(torch.autograd.functional.jacobian(flat, x[i].flatten(), vectorize=True))[1]
+        torch.linalg.slogdet(torch.autograd.functional.jacobian(lambda v: flat(v, i), x[i].flatten(),
+                                                                vectorize=True))[1]
         for i in range(batch)])
     return CheckResult(
         input_shape=tuple(shape),

@@ -3,7 +3,9 @@
 ``save_model`` writes the spec and the state dict in one file; ``load_model`` rebuilds the model
 with one call (``weights_only`` loading). ``export_programs`` writes the density direction
 (``x -> (*zs, logdet)``) and the sampling direction (``(*eps, temperature) -> x``) as ``.pt2``
-files that ``torch.export.load`` runs without flowspec installed, at any batch size.
+files that ``torch.export.load`` runs without flowspec installed, at any batch size. A conditional
+model's programs take the condition as an input after ``x`` / ``temperature``: ``(x, c)`` and
+``(temperature, c, *eps)``, ``c`` int64 labels ``(batch,)`` or contexts ``(batch, dim)``.
 """
 
 from __future__ import annotations
@@ -100,6 +102,17 @@ class _Sampler(nn.Module):
         return self.model.generate(list(eps), temperature)
 
 
+class _ConditionalDensity(_Density):
+    def forward(self, x: Tensor, c: Tensor):
+        zs, logdet, log_pz = self.model._encode(x, c)
+        return (*zs, logdet, log_pz + logdet)
+
+
+class _ConditionalSampler(_Sampler):
+    def forward(self, temperature: Tensor, c: Tensor, *eps: Tensor):
+        return self.model.generate(list(eps), temperature, c)
+
+
 def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check: bool = True) -> dict[str, Path]:
     """Export the density (``x -> (*zs, logdet, log_prob)``) and sampling
     (``(temperature, *eps) -> x``) directions with ``torch.export``; check each loaded program
@@ -113,6 +126,8 @@ def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check:
     temperature = torch.tensor(0.7, dtype=reference.dtype)
     paths = {"density": folder / "density.pt2", "sample": folder / "sample.pt2"}
     batch_dim = torch.export.Dim("batch", min=1, max=1 << 20)  # any batch size, not only `batch`
+    if getattr(model, "condition_config", None) is not None:
+        return _export_conditional(model, folder, x, eps, temperature, paths, batch_dim, check)
     with torch.no_grad():
         density = torch.export.export(_Density(model), (x,), dynamic_shapes={"x": {0: batch_dim}})
         sampler = torch.export.export(_Sampler(model), (temperature, *eps), dynamic_shapes={
@@ -123,6 +138,27 @@ def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check:
             _check_equal(torch.export.load(paths["density"]).module()(x), _Density(model)(x), "density")
             _check_equal(torch.export.load(paths["sample"]).module()(temperature, *eps),
                          _Sampler(model)(temperature, *eps), "sampling")
+    return paths
+
+
+def _export_conditional(model, folder, x, eps, temperature, paths, batch_dim, check) -> dict[str, Path]:
+    """The programs of a conditional model: ``(x, c)`` and ``(temperature, c, *eps)``."""
+    from flowspec.compile.condition import random_condition
+
+    c = random_condition(model.condition_config, x.shape[0], torch.Generator().manual_seed(0))
+    c = c if c.dtype == torch.long else c.to(x.dtype)
+    condition_dims = {0: batch_dim}
+    with torch.no_grad():
+        density = torch.export.export(_ConditionalDensity(model), (x, c),
+                                      dynamic_shapes={"x": {0: batch_dim}, "c": condition_dims})
+        sampler = torch.export.export(_ConditionalSampler(model), (temperature, c, *eps), dynamic_shapes={
+            "temperature": None, "c": condition_dims, "eps": tuple({0: batch_dim} for _ in eps)})
+        torch.export.save(density, paths["density"])
+        torch.export.save(sampler, paths["sample"])
+        if check:
+            _check_equal(torch.export.load(paths["density"]).module()(x, c), _ConditionalDensity(model)(x, c), "density")
+            _check_equal(torch.export.load(paths["sample"]).module()(temperature, c, *eps),
+                         _ConditionalSampler(model)(temperature, c, *eps), "sampling")
     return paths
 
 

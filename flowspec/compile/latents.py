@@ -274,11 +274,24 @@ class _EvalMode:
 
 
 # -- encode / decode --------------------------------------------------------------------------
+def check_supported(model) -> None:
+    """The latent tools work on unconditional models of discrete data: a :class:`FlowSpecError`
+    naming the spec field otherwise (a conditional model's latents depend on its condition)."""
+    condition = getattr(model.spec, "condition", None)
+    if condition is not None:
+        raise FlowSpecError(f"the latent tools work on unconditional models; this one is conditional "
+                            f"(condition: {{kind: {condition.kind}}}), use log_prob(x, c) / sample(n, c=...)")
+    if getattr(model.spec.input, "continuous", False):
+        raise FlowSpecError("the latent tools encode discrete levels; this model's input.data is continuous "
+                            "(model(x) gives its latents)")
+
+
 @torch.no_grad()
 def encode(model, x: Tensor, batch_size: int = 256, progress: Callable[[int], None] | None = None) -> Latents:
     """Every latent of integer-valued data ``x`` ``(N, *input_shape)`` (a flow's at the centre
     ``x + 1/2`` of each bin, with ``log p(v)`` there); ``progress(k)`` is called after each chunk
     of ``k`` examples."""
+    check_supported(model)
     family = codec(model)
     check_data(model, x)
     reference = _reference(model)
@@ -304,6 +317,7 @@ def decode(model, latents: Latents, *, continuous: bool = False, temperature: fl
     point ``v in [0, n)`` before flooring. ``temperature`` (a number) keeps the top latent and
     draws every factored one afresh from its conditional prior at that temperature (a flow
     without splits, and a VAE, have none)."""
+    check_supported(model)
     family = codec(model)
     if continuous and family.to_continuous is None:
         raise FlowSpecError(f"the continuous value before flooring works on flow specs; this is a "

@@ -5,7 +5,13 @@ latent; ``logdet = log|det dz/dx|``, shape ``(batch,)``); ``inverse(zs) -> (x, l
 back. ``log p(x) = sum_i log p_i(z_i | ...) + logdet``.
 
 On discrete data the model sees ``y = (x + u) / n - 1/2`` (``centred``) and
-``bits/dim = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``.
+``bits/dim = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``. Continuous data
+(``input.data: continuous``) is modelled as it is: ``nats/dim = -log p(x) / D``.
+
+A conditional spec (``condition:``) models ``p(x | c)``: every method takes the condition ``c``
+(class labels ``(batch,)`` or context vectors ``(batch, dim)``) after ``x``, embeds it once into the
+features ``h = e(c)`` and hands ``h`` to every layer and prior. ``c`` is required exactly when the
+spec has a condition (:class:`~flowspec.errors.ConditionError` otherwise).
 """
 
 from __future__ import annotations
@@ -15,12 +21,18 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowspec.compile.condition import ConditionEmbedding, check_condition
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
+from flowspec.graph.condition import top_prior_context
 from flowspec.layers.base import numel
 from flowspec.layers.split import TopPrior
+
+
+def _plus(total: Tensor | None, term: Tensor) -> Tensor:
+    return term if total is None else total + term
 
 
 class FlowModel(nn.Module):
@@ -29,13 +41,21 @@ class FlowModel(nn.Module):
         spec = flow_graph.spec
         self.spec = spec
         self.names = [node.name for node in flow_graph.layers]
-        self.layers = nn.ModuleList(node.config.build(node.in_shape) for node in flow_graph.layers)
+        self.condition_config = getattr(spec, "condition", None)
+        #: c -> h, the features every layer sees (None for an unconditional spec)
+        self.condition = ConditionEmbedding(self.condition_config) if self.condition_config is not None else None
+        self.layers = nn.ModuleList(node.config.build(node.in_shape, flow_graph.context_of(node))
+                                    for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior)
+        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec))
+        self.continuous = bool(getattr(spec.input, "continuous", False))
+        #: what :meth:`loss_per_dim` measures
+        self.unit = "nats/dim" if self.continuous else "bits/dim"
         self.levels = spec.input.levels
         self.centred = getattr(spec.dequantization, "centred", True)
-        self.dequantizer = build_dequantizer(spec.dequantization, self.input_shape, self.levels)
+        self.dequantizer = None if self.continuous else build_dequantizer(spec.dequantization, self.input_shape,
+                                                                          self.levels)
         preprocess = getattr(spec, "preprocess", None)
         #: v = x + u -> model space (scale, or RealNVP's logit), with its log-det
         self.model_space = ToModelSpace(self.levels, self.centred,
@@ -44,13 +64,24 @@ class FlowModel(nn.Module):
         #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
         self.invertible_backprop = bool(memory and memory.invertible_backprop)
 
+    # -- the condition -----------------------------------------------------------------------
+    def features(self, c, batch: int | None, like: Tensor) -> Tensor | None:
+        """The features ``h = e(c)`` of the condition ``c`` for a batch of ``batch`` (None when the
+        model is unconditional); raises :class:`~flowspec.errors.ConditionError` when ``c`` is
+        missing, unexpected or malformed."""
+        c = check_condition(self.condition_config, c, batch, like.device, like.dtype)
+        if c is None:
+            return None
+        h = self.condition(c)
+        return h if h.dtype == like.dtype else h.to(like.dtype)
+
     # -- the flow: layers are graph nodes (encode / decode / generate); a node may factor out a latent
-    def _encode(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor, Tensor]:
+    def _encode(self, x: Tensor, context=None) -> tuple[list[Tensor], Tensor, Tensor]:
         """``(zs, logdet, log p(zs))``; with ``invertible_backprop`` each run of layers between
         factoring nodes recomputes its activations by inversion in backward."""
+        context = self.features(context, x.shape[0], x)
         zs: list[Tensor] = []
-        logdet = x.new_zeros(x.shape[0])
-        log_pz = x.new_zeros(x.shape[0])
+        logdet = log_pz = None  # sums started by their first term (no zeros and adds to dispatch)
         run: list[nn.Module] = []
         invertible = self.invertible_backprop and torch.is_grad_enabled()
         for layer in self.layers:
@@ -59,17 +90,19 @@ class FlowModel(nn.Module):
                 continue
             if run:
                 x, run_logdet = run_layers(run, x, invertible=True, context=context)
-                logdet, run = logdet + run_logdet, []
+                logdet, run = _plus(logdet, run_logdet), []
             x, step_logdet, factored = layer.encode(x, context)
-            logdet = logdet + step_logdet
+            logdet = _plus(logdet, step_logdet)
             if factored is not None:
                 zs.append(factored.latent)
-                log_pz = log_pz + factored.log_prob
+                log_pz = _plus(log_pz, factored.log_prob)
         if run:
             x, run_logdet = run_layers(run, x, invertible=True, context=context)
-            logdet = logdet + run_logdet
+            logdet = _plus(logdet, run_logdet)
         zs.append(x)
-        return zs, logdet, log_pz + self.top_prior.log_prob(x)
+        if logdet is None:
+            logdet = x.new_zeros(x.shape[0])
+        return zs, logdet, _plus(log_pz, self.top_prior.log_prob(x, context))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """``x -> (zs, logdet)``: latents (factored ones in order, top last) and ``log|det dz/dx|``."""
@@ -80,14 +113,15 @@ class FlowModel(nn.Module):
         """``zs -> (x, logdet)`` with ``logdet = log|det dx/dz| = -forward's``."""
         factored = list(zs[:-1])
         x = zs[-1]
+        context = self.features(context, x.shape[0], x)
         logdet = x.new_zeros(x.shape[0])
         for layer in reversed(self.layers):
             x, step_logdet = layer.decode(x, factored.pop() if layer.factors_out else None, context)
             logdet = logdet + step_logdet
         return x, logdet
 
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """``log p(x)`` of continuous ``x`` (in model space), shape ``(batch,)``."""
+    def log_prob(self, x: Tensor, context=None) -> Tensor:
+        """``log p(x | c)`` of continuous ``x`` (in model space), shape ``(batch,)``."""
         _, logdet, log_pz = self._encode(x, context)
         return log_pz + logdet
 
@@ -95,38 +129,67 @@ class FlowModel(nn.Module):
         """Sampling direction, deterministic in the noise: ``eps`` are standard normal draws of the
         latents' shapes; every prior's standard deviation is scaled by ``temperature``."""
         factored = list(eps[:-1])
-        x = self.top_prior.generate(eps[-1], temperature)
+        context = self.features(context, eps[-1].shape[0], eps[-1])
+        x = self.top_prior.generate(eps[-1], temperature, context)
         for layer in reversed(self.layers):
             x = layer.generate(x, factored.pop() if layer.factors_out else None, temperature, context)
         return x
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` samples in model space."""
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None, c=None) -> Tensor:
+        """``n`` samples in model space, drawn from ``p(x | c)`` for a conditional model (``c``: a
+        label or context for all ``n``, or one per sample)."""
         reference = self.top_prior.mean
         eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype).to(reference.device)
                for shape in self.latent_shapes]
-        return self.generate(eps, temperature)
+        return self.generate(eps, temperature, c)
 
     # -- discrete data ------------------------------------------------------------------------
     def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """``y = v / n (- 1/2)`` and its log-det ``-D log n``; with ``preprocess: {kind: logit}``
-        ``y = logit(alpha + (1 - 2 alpha) v / n)`` and its log-det (:class:`ToModelSpace`)."""
+        ``y = logit(alpha + (1 - 2 alpha) v / n)`` and its log-det (:class:`ToModelSpace`).
+        Continuous data: the identity, log-det 0."""
+        if self.continuous:
+            return v, v.new_zeros(v.shape[0])
         return self.model_space(v)
 
     def to_data_space(self, y: Tensor) -> Tensor:
-        """Inverse of :meth:`to_model_space` followed by rounding down to the data's levels."""
+        """Inverse of :meth:`to_model_space` followed by rounding down to the data's levels
+        (continuous data: ``y`` as it is)."""
+        if self.continuous:
+            return y
         return self.model_space.inverse(y).floor().clamp(0, self.levels - 1)
 
-    def elbo(self, x: Tensor) -> Tensor:
-        """One-sample bound ``log p(v) - log q(u|x) <= log P(x)`` in nats, per example; ``x`` holds
-        levels in ``[0, n)``, as integers of any dtype or as floats."""
+    def elbo(self, x: Tensor, c=None) -> Tensor:
+        """One-sample bound ``log p(v | c) - log q(u|x) <= log P(x | c)`` in nats, per example; ``x``
+        holds levels in ``[0, n)``, as integers of any dtype or as floats; for continuous data
+        ``log p(x | c)`` exactly."""
+        if self.continuous:
+            return self.log_prob(x, c)
         x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         v, log_q = self.dequantizer(x)
         y, scale_logdet = self.to_model_space(v)
-        return self.log_prob(y) + scale_logdet - log_q
+        return self.log_prob(y, c) + scale_logdet - log_q
 
-    def log_weights(self, x: Tensor, k: int) -> Tensor:
+    def nats_per_dim(self, x: Tensor, c=None) -> Tensor:
+        """``-log p(x | c) / D`` per example (continuous data; on discrete data the dequantized
+        bound's ``-elbo / D``)."""
+        return -self.elbo(x, c) / numel(self.input_shape)
+
+    def loss_per_dim(self, x: Tensor, c=None) -> Tensor:
+        """The training and evaluation figure per example in :attr:`unit`: bits/dim for discrete
+        data, nats/dim for continuous data."""
+        return self.nats_per_dim(x, c) if self.continuous else self.bits_per_dim(x, c)
+
+    def _repeat(self, c, n: int, batch: int):
+        if c is None:
+            return None
+        c = torch.as_tensor(c)
+        if c.dim() == 0 or (c.dim() == 1 and self.condition_config.kind == "vector"):
+            return c  # one condition for the whole batch
+        return c.unsqueeze(0).expand(n, *c.shape).reshape(n * batch, *c.shape[1:])
+
+    def log_weights(self, x: Tensor, k: int, c=None) -> Tensor:
         """``log p(v_j) - log q(u_j|x)`` for ``k`` dequantization draws, shape ``(batch, k)``; the
         draws run in chunks of at most ~4096 examples."""
         chunk = max(1, min(k, 4096 // max(1, x.shape[0])))
@@ -134,33 +197,38 @@ class FlowModel(nn.Module):
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
             repeated = x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
-            weights.append(self.elbo(repeated).view(n, x.shape[0]))
+            weights.append(self.elbo(repeated, self._repeat(c, n, x.shape[0])).view(n, x.shape[0]))
         return torch.cat(weights).T
 
-    def iw_log_likelihood(self, x: Tensor, k: int = 64) -> Tensor:
+    def iw_log_likelihood(self, x: Tensor, k: int = 64, c=None) -> Tensor:
         """Importance-weighted bound ``log (1/k) sum_j p(v_j) / q(u_j|x)`` in nats per example; it
         is ``<= log P(x)``, ``>=`` the one-draw bound on average, and tightens as ``k`` grows."""
-        return torch.logsumexp(self.log_weights(x, k), dim=1) - math.log(k)
+        return torch.logsumexp(self.log_weights(x, k, c), dim=1) - math.log(k)
 
-    def bits_per_dim(self, x: Tensor, k: int = 1) -> Tensor:
-        """``-elbo / (D log 2)`` per example, for integer-valued data ``x``; with ``k > 1`` the
-        importance-weighted figure :meth:`iw_bits_per_dim`."""
-        if k > 1:
-            return self.iw_bits_per_dim(x, k)
-        return -self.elbo(x) / (numel(self.input_shape) * math.log(2))
+    def bits_per_dim(self, x: Tensor, c=None, k: int = 1) -> Tensor:
+        """``-elbo / (D log 2)`` per example, for integer-valued data ``x`` (given ``c`` for a
+        conditional model); with ``k > 1`` the importance-weighted figure :meth:`iw_bits_per_dim`."""
+        if k > 1 and not self.continuous:
+            return self.iw_bits_per_dim(x, k, c)
+        return -self.elbo(x, c) / (numel(self.input_shape) * math.log(2))
 
-    def iw_bits_per_dim(self, x: Tensor, k: int = 64) -> Tensor:
+    def iw_bits_per_dim(self, x: Tensor, k: int = 64, c=None) -> Tensor:
         """``-iw_log_likelihood(x, k) / (D log 2)`` per example."""
-        return -self.iw_log_likelihood(x, k) / (numel(self.input_shape) * math.log(2))
+        return -self.iw_log_likelihood(x, k, c) / (numel(self.input_shape) * math.log(2))
 
     @torch.no_grad()
-    def initialize(self, x: Tensor) -> None:
-        """Run actnorm's data-dependent init on a batch of integer-valued data."""
-        x = as_levels(x, self.levels, self.top_prior.mean.dtype)
+    def initialize(self, x: Tensor, c=None) -> None:
+        """Run actnorm's data-dependent init on a batch of data (integer levels of any dtype, or
+        real values for continuous data), with its conditions."""
+        if not self.continuous:
+            x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         was_training = self.training
         self.train()
-        v, _ = self.dequantizer(x)
-        self.log_prob(self.to_model_space(v)[0])
+        if self.continuous:
+            self.log_prob(x, c)
+        else:
+            v, _ = self.dequantizer(x)
+            self.log_prob(self.to_model_space(v)[0], c)
         self.train(was_training)
 
     @property

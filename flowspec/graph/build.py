@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
+from flowspec.graph.condition import add_condition_node, context_shape, layer_context
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.family import family_of
 from flowspec.layers.base import LayerConfig, Shape, numel
@@ -62,6 +63,15 @@ class FlowGraph:
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    @property
+    def context_shape(self) -> Shape | None:
+        """``(E,)``: the condition's features every layer may see; None without ``condition:``."""
+        return context_shape(self.spec)
+
+    def context_of(self, node: "LayerNode") -> Shape | None:
+        """The context shape ``node`` is built and costed with."""
+        return layer_context(self.spec, node.config)
 
     def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
         source = self.spec.source
@@ -128,10 +138,14 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
     graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
-    problems += dequantizer_problems(spec, tuple(spec.input.shape), flow.problem)
+    continuous = getattr(spec.input, "continuous", False)
+    if not continuous:
+        problems += dequantizer_problems(spec, tuple(spec.input.shape), flow.problem)
     if problems:
         raise ShapeError(problems)
-    add_dequantizer_nodes(graph, spec, INPUT)  # cluster="dequantizer", after the flow's own checks
+    if not continuous:
+        add_dequantizer_nodes(graph, spec, INPUT)  # cluster="dequantizer", after the flow's own checks
+    add_condition_node(flow, TOP_PRIOR)  # after the structure checks: its edges are side inputs
     return flow
 
 

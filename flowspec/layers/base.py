@@ -65,6 +65,8 @@ class LayerCost:
     #: tensor operations one forward call dispatches (in eager PyTorch each costs a fixed latency,
     #: which dominates small layers; the report's roofline adds ``ops * latency``)
     ops: int = 0
+    #: elements a training step keeps once per call whatever the batch (masked weights ``W * M``)
+    call_activations: int = 0
 
 
 class LayerConfig(BaseModel):

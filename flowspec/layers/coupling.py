@@ -98,11 +98,14 @@ class CouplingConfig(LayerConfig):
         net = self.conditioner.cost(n_in, n_out, numel(shape[1:]), context_channels(context))
         entry = self.transform.cost()
         n = numel(shape)
+        # with a context, the conditioner's input is a new tensor: the kept part and the features
+        # broadcast over the pixels, which its first conv / linear keeps for backward
+        joined = (n_in + context_channels(context)) * numel(shape[1:]) if context else 0
         return LayerCost(params=net.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
                          flops_inverse=net.matmul_flops + net.elementwise + entry.flops_inverse * n,
                          matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=entry.flops_logdet * n,
-                         activations=int(n + net.outputs + entry.saved * n),  # input, net outputs, transform
+                         activations=int(n + net.outputs + entry.saved * n + joined),  # input, net outputs, transform
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops

@@ -28,6 +28,7 @@ KIND_COLOURS: dict[str, str] = {
     "data": "#ffffff", "input": "#ffffff", "dequantizer": "#fbcfe8", "squeeze": "#e5e7eb",
     "actnorm": "#fde68a", "invconv": "#bfdbfe", "coupling": "#bbf7d0", "permute": "#ddd6fe",
     "scaling": "#fed7aa", "split": "#fecaca", "prior": "#f3f4f6", "group": "#e0f2fe",
+    "condition": "#fef9c3",
 }
 _PALETTE = ("#a5f3fc", "#d9f99d", "#fbcfe8", "#c7d2fe", "#fde047", "#99f6e4", "#fca5a5", "#e9d5ff")
 
@@ -76,9 +77,12 @@ def register_part(provider: Callable[[object], list[Part]]) -> Callable[[object]
 @register_part
 def dequantizer_part(flow) -> list[Part]:
     """The data and the dequantizer feeding the flow's input: ``v = x + u``, ``u ~ q(u|x)``; nothing
-    when the graph already has nodes of a ``dequantizer`` cluster (the graph then draws its own)."""
+    when the graph already has nodes of a ``dequantizer`` cluster (the graph then draws its own), or
+    for continuous data (modelled as it is)."""
     spec = flow.spec
     config = getattr(spec, "dequantization", None)
+    if getattr(spec.input, "continuous", False):
+        return []
     if config is None or any(d.get("cluster") == "dequantizer" for _, d in flow.graph.nodes(data=True)):
         return []
     shape = tuple(spec.input.shape)
@@ -143,6 +147,8 @@ def to_dot(flow, detail: Detail = "layer") -> str:
             entry["prior"] = data["prior"]
         if data.get("shape") is not None and kind == "input":
             entry["shape"] = data["shape"]
+        if kind == "condition":
+            entry["detail"] = data.get("detail", "")
 
     dot = graphviz.Digraph(name=spec.name or "flow", graph_attr={
         "rankdir": "TB", "fontname": "Helvetica", "label": f"{spec.name or 'flow'} ({detail} detail)",
@@ -158,6 +164,8 @@ def to_dot(flow, detail: Detail = "layer") -> str:
                 return f"{group}\nprior ({entry.get('prior', '')})", kind
             if kind == "input":
                 return f"input\n{shape_text(entry.get('shape', ()))}", kind
+            if kind == "condition":
+                return f"condition\n{entry.get('detail', '')}", kind
             return f"{group}\n{kind}", kind
         return f"{group}\n{len(members)} layers: {', '.join(kinds)}", kinds[0] if len(kinds) == 1 else "group"
 
@@ -189,7 +197,8 @@ def to_dot(flow, detail: Detail = "layer") -> str:
         if a == b or (a, b) in seen:
             continue
         seen.add((a, b))
-        attrs = {"style": "dashed", "color": "#b91c1c"} if data.get("latent") else {}
+        attrs = ({"style": "dashed", "color": "#b91c1c"} if data.get("latent")
+                 else {"style": "dotted", "color": "#a16207"} if data.get("context") else {})
         dot.edge(a, b, label=shape_text(data.get("shape", ())), **attrs)
     for part in parts:
         for source, target, shape in part.edges:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from flowspec.graph.build import FlowGraph
+from flowspec.graph.condition import top_prior_context
 from flowspec.layers.base import LayerCost, numel
 from flowspec.report.devices import Device
 from flowspec.report.rates import MatmulOp, matmul_ops
@@ -146,21 +147,38 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
     n = numel(flow.output_shape)
     if flow.spec.prior == "logistic":
         return LayerCost(flops_forward=9.0 * n, flops_inverse=11.0 * n, activations=n, ops=7)
-    return LayerCost(params=2 * n if flow.spec.prior == "learned" else 0,
-                     flops_forward=6.0 * n, flops_inverse=3.0 * n, activations=n, ops=10)
+    shift = 2 * n * top_prior_context(flow.spec)  # a conditional prior: (mu, log sigma) += W h, no bias
+    return LayerCost(params=(2 * n if flow.spec.prior == "learned" else 0) + shift,
+                     flops_forward=6.0 * n + 2.0 * shift, flops_inverse=3.0 * n + 2.0 * shift,
+                     matmul_flops_forward=2.0 * shift, matmul_flops_inverse=2.0 * shift,
+                     activations=n, ops=10 + (3 if shift else 0))
 
 
 def flow_parts(flow: FlowGraph) -> list[Part]:
     """The dequantizer (its config's ``cost(shape)``: one training-step pass; it does not run when
-    sampling), every layer (its config's ``cost(in_shape)``), then the top prior."""
+    sampling; none for continuous data), the condition's embedding (its config's ``cost()``), every
+    layer (its config's ``cost(in_shape, context)``), then the top prior."""
     shape = tuple(flow.input_shape)
     dequantization = flow.spec.dequantization
-    return [Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
-                 dequantization.cost(shape), sampling=False)] \
-        + [Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, n.config.cost(n.in_shape),
-                tuple(matmul_ops(n.config, tuple(n.in_shape)))) for n in flow.layers] \
-        + [Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
-                top_prior_cost(flow))]
+    parts = []
+    if not getattr(flow.spec.input, "continuous", False):
+        parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
+                          dequantization.cost(shape), sampling=False))
+    condition = getattr(flow.spec, "condition", None)
+    if condition is not None:
+        features = (condition.features,)
+        parts.append(Part("condition", f"condition ({condition.kind})", None,
+                          (condition.dim,) if condition.kind == "vector" else (1,), features,
+                          condition.cost(), tuple(condition.matmul_ops())))
+    for n in flow.layers:
+        cost = n.config.cost(n.in_shape, flow.context_of(n))
+        parts.append(Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, cost,
+                          tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
+                          call_activations=cost.call_activations))
+    top = top_prior_context(flow.spec)
+    parts.append(Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
+                      top_prior_cost(flow), tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())))
+    return parts
 
 
 def layer_costs(flow: FlowGraph) -> list[tuple[str, str, int | None, tuple, tuple, LayerCost]]:

@@ -10,10 +10,11 @@ import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
-                      PrivateAttr, Tag, field_validator, model_validator)
+                      PrivateAttr, Tag, field_validator, model_serializer, model_validator)
 
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.split import SplitConfig
+from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
 from flowspec.spec.training import TrainingConfig
 
 
@@ -85,16 +86,47 @@ RepeatBlock.model_rebuild()
 
 
 class InputSpec(StrictModel):
-    """The data: its shape without the batch, ``[C, H, W]`` or ``[D]``, and its discrete levels."""
+    """The data: its shape without the batch, ``[C, H, W]`` or ``[D]``, and whether it is discrete
+    (integers ``0 .. levels-1``, dequantized, scored in bits/dim) or continuous (real values modelled
+    as they are: no dequantization, no levels, scored in nats/dim)."""
 
     shape: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)]
     levels: Annotated[int, Field(ge=2, le=65536)] = 256
+    data: Literal["discrete", "continuous"] = Field(
+        "discrete", description="discrete: integer levels, dequantized, bits/dim; continuous: real "
+                                "values, no dequantization, nats/dim")
+
     bits: Optional[Annotated[int, Field(ge=1, le=8)]] = Field(
         None, description="reduce 8-bit data to n bits, x -> floor(x / 2^(8 - n)); levels is then 2^n")
 
     @model_validator(mode="after")
+    def _continuous_has_no_levels(self):
+        if self.data == "continuous" and "levels" in self.model_fields_set:
+            raise ValueError("continuous data has no levels; remove levels, or use data: discrete")
+        return self
+
+    @property
+    def continuous(self) -> bool:
+        return self.data == "continuous"
+
+    @model_serializer(mode="wrap")
+    def _without_levels_when_continuous(self, handler):
+        """A dump loads back: continuous data has no levels to write (and ``data: discrete``, the
+        default, is left out so discrete specs dump as before)."""
+        data = handler(self)
+        if self.continuous:
+            data.pop("levels", None)
+        else:
+            data.pop("data", None)
+        if self.bits is None:
+            data.pop("bits", None)
+        return data
+
+    @model_validator(mode="after")
     def _levels_of_bits(self):
         if self.bits is not None:
+            if self.data == "continuous":
+                raise ValueError("bits reduces 8-bit discrete data; continuous data has no bits")
             if "levels" in self.model_fields_set and self.levels != 2 ** self.bits:
                 raise ValueError(f"bits: {self.bits} gives {2 ** self.bits} levels, but levels is {self.levels} "
                                  f"(drop levels, or set it to {2 ** self.bits})")
@@ -142,6 +174,9 @@ class Spec(StrictModel):
     preprocess: Optional[Preprocess] = Field(
         None, description="map of the dequantized data into model space: none (scale to [0,1), "
                           "centred as the dequantization says) or {kind: logit, alpha}")
+    condition: Optional[Condition] = Field(
+        None, description="what the flow is conditioned on, p(x | c): {kind: class, classes, embed} or "
+                          "{kind: vector, dim, hidden}")
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
     memory: MemoryConfig = Field(default_factory=MemoryConfig,
                                  description="memory options of a training step")
@@ -162,6 +197,31 @@ class Spec(StrictModel):
         if self.layers is not None and not self.layers:
             raise ValueError("layers is empty; a flow needs at least one layer")
         return self
+
+    @model_validator(mode="after")
+    def _continuous_and_condition(self):
+        if self.input.continuous:
+            given = [f for f in ("dequantization", "preprocess") if f in self.model_fields_set
+                     and getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"input.data: continuous is modelled as it is; remove {' and '.join(given)} "
+                                 f"(they map discrete levels into model space)")
+        if self.condition is not None and self.condition.prior == "conditional" and self.prior == "logistic":
+            raise ValueError("a logistic top prior has no mean and scale to condition; use prior: learned "
+                             "or standard, or condition.prior: plain")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_dequantization_when_continuous(self, handler):
+        """A dump loads back: continuous data has no dequantization or preprocess to write; an
+        unconditional spec dumps as before (no ``condition`` key)."""
+        data = handler(self)
+        if self.input.continuous:
+            data.pop("dequantization", None)
+            data.pop("preprocess", None)
+        if self.condition is None:
+            data.pop("condition", None)
+        return data
 
     @property
     def source(self):

@@ -31,7 +31,7 @@ def _label(model: nn.Module, qualified: str, detail: str) -> str:
     return f"module {qualified!r} ({detail})"
 
 
-def find_nonfinite(model: nn.Module, x: Tensor) -> str | None:
+def find_nonfinite(model: nn.Module, x: Tensor, c: Tensor | None = None) -> str | None:
     """Re-run the forward pass on ``x`` with hooks and name the first submodule whose output or
     log-det is NaN/Inf (``None`` when every one is finite). Non-finite data are named first."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
@@ -58,7 +58,7 @@ def find_nonfinite(model: nn.Module, x: Tensor) -> str | None:
                for qualified, module in model.named_modules() if qualified]
     try:
         with torch.no_grad():
-            model.bits_per_dim(x)
+            model.bits_per_dim(x) if c is None else model.loss_per_dim(x, c)
     except Exception as error:  # a layer may raise on non-finite input; report what we know
         found.append(f"the forward pass raised {type(error).__name__}: {error}")
     finally:

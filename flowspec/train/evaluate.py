@@ -5,6 +5,9 @@ Test bits/dim is the mean over the test split of ``-(log p(y) - log q(u|x) - D l
 with one dequantization (or posterior) sample per example; with ``k > 1`` it is the
 importance-weighted bound ``-log (1/k sum_i p(x, u_i) / q(u_i|x)) / (D log 2)`` (Burda et al. 2016,
 arXiv:1509.00519), which tightens with ``k``. Both model families take ``bits_per_dim(x, k)``.
+Continuous data (``input.data: continuous``) is scored exactly: ``nats/dim = -log p(x) / D`` and the
+test log-likelihood ``log p(x)`` in nats per example. A conditional model is scored on the test
+examples' own labels or contexts, ``log p(x | c)``.
 """
 
 from __future__ import annotations
@@ -23,11 +26,23 @@ from flowspec.errors import FlowSpecError
 from flowspec.train.images import sample_grid, save_png
 
 
+def per_dim_loss(model: nn.Module, x: Tensor, c: Tensor | None = None, k: int | None = None) -> Tensor:
+    """Per example: bits/dim (importance-weighted with ``k > 1``), or nats/dim for a flow on
+    continuous data (the model's ``unit``), given the conditions ``c`` of a conditional flow."""
+    if c is None and not getattr(model, "continuous", False):
+        return model.bits_per_dim(x, k=k or 1)
+    if k and k > 1 and not model.continuous:
+        return model.bits_per_dim(x, c, k=k)
+    return model.loss_per_dim(x, c)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | None = None,
-             max_batches: int | None = None, seed: int = 0, device: torch.device | None = None) -> float:
+             max_batches: int | None = None, seed: int = 0, device: torch.device | None = None,
+             conditions: Tensor | None = None) -> float:
     """Mean test bits/dim of ``model`` over ``data`` (importance-weighted with ``k`` samples when
-    ``k > 1``). Deterministic in ``seed``; leaves torch's RNG as it was."""
+    ``k > 1``; nats/dim for continuous data), given the ``conditions`` of the examples row by row for
+    a conditional model. Deterministic in ``seed``; leaves torch's RNG as it was."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -38,7 +53,8 @@ def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | Non
             if max_batches is not None and index >= max_batches:
                 break
             x = data[start:start + batch_size].to(device)
-            total += model.bits_per_dim(x, k=k or 1).double().sum().item()
+            c = None if conditions is None else conditions[start:start + batch_size].to(device)
+            total += per_dim_loss(model, x, c, k).double().sum().item()
             count += len(x)
     model.train(was_training)
     return total / max(count, 1)
@@ -81,44 +97,157 @@ class EvalReport:
     step: int | None
     iw_bpd: float | None = None
     k: int = 1
+    unit: str = "bits/dim"
+    conditional: bool = False
+
+    @property
+    def log_likelihood(self) -> float | None:
+        """Test log-likelihood in nats per example (continuous data: ``-nats/dim * D``)."""
+        return None if self.unit != "nats/dim" else -self.bpd * self.dims
+
+    dims: int = 0
 
     def lines(self) -> list[str]:
         step = f" at step {self.step}" if self.step is not None else ""
-        lines = [f"{self.checkpoint}{step}: test bits/dim {self.bpd:.4f} on {self.examples} {self.data} images"]
+        given = " (conditional, on the test conditions)" if self.conditional else ""
+        what = "examples" if self.unit == "nats/dim" else "images"
+        lines = [f"{self.checkpoint}{step}: test {self.unit} {self.bpd:.4f} on {self.examples} {self.data} {what}{given}"]
+        if self.unit == "nats/dim":
+            lines.append(f"test log-likelihood {self.log_likelihood:.4f} nats per example ({self.dims} dims)")
         if self.iw_bpd is not None:
             lines.append(f"importance-weighted (k={self.k}) test bits/dim {self.iw_bpd:.4f}")
+        elif self.k > 1:
+            lines.append(f"(continuous data is scored exactly; -k {self.k} ignored)")
         return lines
 
 
-def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str | Path | None = None, k: int = 1,
-                        batch_size: int = 256, seed: int = 0) -> EvalReport:
-    from flowspec.data import load_data
+def _checkpoint_data(path: Path, model, data: str | None, data_dir):
+    """The test split a checkpoint was trained with (or ``data`` / ``data_dir``), with conditions."""
+    from flowspec.train.conditions import load_spec_data, split_conditions
 
-    path = Path(path)
-    model = load_model(path)
     raw = read_checkpoint(path, MODEL_FORMAT)
     info = raw.get("data") or {}
     kind = data or info.get("kind") or "digits"
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
-    dataset = load_data(kind, folder, tuple(model.spec.input.shape), model.spec.input.levels,
-                        bits=getattr(model.spec.input, "bits", None))
-    bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed)
-    iw = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k) if k > 1 else None
-    return EvalReport(path, dataset.name, len(dataset.test), bpd, raw.get("step"), iw, k)
+    same = data is None  # the run's own data: its standardisation and CSV columns
+    columns = (info.get("columns") or {}) if same else {}
+    dataset = load_spec_data(model.spec, kind, folder, standardize=bool(info.get("standardize")) and same, **columns)
+    return raw, dataset, split_conditions(model.spec, dataset)
+
+
+def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str | Path | None = None, k: int = 1,
+                        batch_size: int = 256, seed: int = 0) -> EvalReport:
+    path = Path(path)
+    model = load_model(path)
+    raw, dataset, (_, test_conditions) = _checkpoint_data(path, model, data, data_dir)
+    continuous = bool(getattr(model, "continuous", False))
+    bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
+    iw = (evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k, conditions=test_conditions)
+          if k > 1 and not continuous else None)
+    step = raw.get("step")
+    return EvalReport(path, dataset.name, len(dataset.test), bpd, int(step) if step is not None else None, iw, k,
+                      unit="nats/dim" if continuous else "bits/dim", conditional=test_conditions is not None,
+                      dims=int(math.prod(model.spec.input.shape)))
+
+
+def requested_conditions(model, n: int, label: int | None = None, per_class: int | None = None,
+                         context: str | None = None):
+    """``(conditions or None, n, grid columns or None)`` for a sampling request: ``label`` for every
+    sample, ``per_class`` samples of each class (one grid row per class), or one ``context`` vector
+    ('0.5,-1'); a class-conditional model asked for nothing draws the classes in turn."""
+    from flowspec.train.conditions import class_grid
+
+    condition = getattr(model.spec, "condition", None)
+    asked = [name for name, value in (("--class", label), ("--per-class", per_class), ("--context", context))
+             if value is not None]
+    if condition is None:
+        if asked:
+            raise FlowSpecError(f"{asked[0]}: this model is unconditional (its spec has no condition:)")
+        return None, n, None
+    if len(asked) > 1 and "--context" in asked:
+        raise FlowSpecError(f"give one of {', '.join(asked)}")
+    if condition.kind == "class":
+        if context is not None:
+            raise FlowSpecError(f"--context: this model is class-conditional (condition.classes: {condition.classes}); "
+                                f"use --class or --per-class")
+        if label is not None and label >= condition.classes:
+            raise FlowSpecError(f"--class {label} is outside 0..{condition.classes - 1} "
+                                f"(condition.classes: {condition.classes})")
+        if per_class is not None:
+            labels = class_grid(condition.classes, per_class)
+            if label is not None:
+                labels = torch.full((per_class,), label)
+            return labels, len(labels), per_class
+        if label is not None:
+            return torch.full((n,), label), n, None
+        return torch.arange(n) % condition.classes, n, None
+    if label is not None or per_class is not None:
+        raise FlowSpecError(f"{asked[0]}: this model is context-conditional (condition.dim: {condition.dim}); "
+                            f"use --context")
+    if context is None:
+        raise FlowSpecError(f"this model is context-conditional (condition.dim: {condition.dim}); pass "
+                            f"--context with {condition.dim} comma-separated numbers")
+    try:
+        values = [float(v) for v in context.split(",")]
+    except ValueError:
+        raise FlowSpecError(f"--context {context!r}: expected {condition.dim} comma-separated numbers") from None
+    if len(values) != condition.dim or not all(math.isfinite(v) for v in values):
+        raise FlowSpecError(f"--context {context!r}: expected {condition.dim} finite comma-separated numbers "
+                            f"(condition.dim: {condition.dim})")
+    return torch.tensor(values).expand(n, -1), n, None
 
 
 def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
-                      seed: int = 0) -> Path:
-    """Write ``n`` samples as a PNG grid (``.png``) or as integer levels in a ``.npy`` array."""
+                      seed: int = 0, label: int | None = None, per_class: int | None = None,
+                      context: str | None = None) -> Path:
+    """Write samples as a PNG grid (``.png``), as an ``.npy`` array (integer levels for discrete data)
+    or a ``.csv`` table; a conditional model draws them given ``label``, ``per_class`` or ``context``
+    (:func:`requested_conditions`), and vector files get the conditions beside them: ``.csv``
+    columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
     output = Path(output)
     model = load_model(path)
-    if output.suffix == ".npy":
+    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    suffix = output.suffix.lower()
+    if suffix in (".npy", ".csv"):
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            values = model.to_data_space(model.sample(n, temperature, generator=generator))
+            values = model.to_data_space(model.sample(n, temperature, generator=generator, **({"c": c} if c is not None else {})))
+        values = _unstandardized(path, model, values.cpu())
+        values = values if getattr(model, "continuous", False) else values.astype(np.int64)
         output.parent.mkdir(parents=True, exist_ok=True)
-        np.save(output, values.cpu().numpy().astype(np.int64))
+        if suffix == ".npy":
+            np.save(output, values)
+            if c is not None:
+                np.save(output.with_suffix(".conditions.npy"), c.numpy())
+            return output
+        _write_csv(output, values.reshape(n, -1), None if c is None else c.numpy(), model.spec)
         return output
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
-        raise FlowSpecError(f"{output}: write samples to a .png (grid) or .npy file")
-    return save_png(sample_grid(model, n, temperature, seed=seed), output)
+    if suffix not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+        raise FlowSpecError(f"{output}: write samples to a .png (grid), .npy or .csv file")
+    return save_png(sample_grid(model, n, temperature, seed=seed, c=c, columns=columns), output)
+
+
+def _unstandardized(path, model, values) -> np.ndarray:
+    """Samples of a model trained with ``--standardize`` mapped back to the data's units."""
+    info = read_checkpoint(path, MODEL_FORMAT).get("data") or {}
+    if not info.get("standardize"):
+        return values.numpy()
+    _, dataset, _ = _checkpoint_data(Path(path), model, None, None)
+    return np.asarray(dataset.unstandardize(values))
+
+
+def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, spec) -> None:
+    header = [f"x{i}" for i in range(values.shape[1])]
+    rows = values
+    if conditions is not None:
+        conditions = conditions.reshape(len(conditions), -1)
+        header += ["class"] if spec.condition.kind == "class" else [f"c{i}" for i in range(conditions.shape[1])]
+        rows = np.concatenate([values.astype(np.float64), conditions.astype(np.float64)], axis=1)
+    discrete = not getattr(spec.input, "continuous", False)
+    integer = [discrete] * values.shape[1]
+    if conditions is not None:
+        integer += [spec.condition.kind == "class"] * (len(header) - values.shape[1])
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))
+    path.write_text("\n".join(lines) + "\n")

@@ -16,18 +16,22 @@ from torch import Tensor, nn
 from flowspec.errors import FlowSpecError
 
 
-def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0) -> np.ndarray:
-    """``n`` samples at ``temperature`` as one uint8 image grid ``(H', W')`` or ``(H', W', 3)``."""
+def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
+                columns: int | None = None) -> np.ndarray:
+    """``n`` samples at ``temperature`` (given the conditions ``c`` of a conditional model) as one
+    uint8 image grid ``(H', W')`` or ``(H', W', 3)`` of ``columns`` columns (default: square)."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
+    conditioned = {} if c is None else {"c": c}
     with torch.no_grad():
-        levels_values = model.to_data_space(model.sample(n, temperature, generator=generator)).float().cpu()
+        levels_values = model.to_data_space(model.sample(n, temperature, generator=generator,
+                                                         **conditioned)).float().cpu()
     model.train(was_training)
     levels = model.spec.input.levels
     images = as_images(levels_values, tuple(model.spec.input.shape))
     images = (images.clamp(0, levels - 1) * (255.0 / (levels - 1))).round().to(torch.uint8).numpy()
-    return tile(images)
+    return tile(images, columns=columns)
 
 
 def as_images(values: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -41,13 +45,14 @@ def as_images(values: Tensor, shape: tuple[int, ...]) -> Tensor:
                         f"(need [1|3, H, W] or a square vector); write them as .npy instead")
 
 
-def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """``(N, C, H, W)`` uint8 -> a grid of ``ceil(sqrt(N))`` columns, each image upscaled to >= 32 px."""
+def tile(images: np.ndarray, pad: int = 1, columns: int | None = None) -> np.ndarray:
+    """``(N, C, H, W)`` uint8 -> a grid of ``columns`` (default ``ceil(sqrt(N))``) columns, each
+    image upscaled to >= 32 px."""
     n, c, h, w = images.shape
     scale = max(1, 32 // max(h, w))
     images = images.repeat(scale, axis=2).repeat(scale, axis=3)
     h, w = h * scale, w * scale
-    cols = math.ceil(math.sqrt(n))
+    cols = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     grid = np.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), 128, dtype=np.uint8)
     for i in range(n):

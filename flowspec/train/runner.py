@@ -4,7 +4,10 @@ Objective (a lower bound on ``log P(x)`` under dequantization, see ``docs/math.m
 mean over a batch of ``bits/dim(x) = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``, which
 the model computes as ``model.bits_per_dim(x)``. The loop uses only what both model families
 (``FlowModel``, ``VAEModel``) provide: ``bits_per_dim(x, k)``, ``initialize(x)``,
-``sample(n, temperature, generator)``, ``to_data_space(y)`` and ``spec``.
+``sample(n, temperature, generator)``, ``to_data_space(y)`` and ``spec``. A conditional flow spec
+(``condition:``) also gets each example's label or context (:mod:`.conditions`): the batch carries
+them, and the model is called with them; on continuous data (``input.data: continuous``) the loss is
+the exact nats/dim (:func:`.evaluate.per_dim_loss`).
 
 The other concerns live beside it: data order and noise seeds (:mod:`.sampler`), evaluation
 (:mod:`.evaluate`), sample grids (:mod:`.images`), metrics and progress (:mod:`.metrics`), NaN
@@ -32,11 +35,12 @@ from flowspec.errors import CheckpointError, DataError, FlowSpecError
 from flowspec.train import ddp
 from flowspec.train.checkpoints import (load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
                                         set_rng_state)
+from flowspec.train.conditions import data_levels, default_sample_conditions, split_conditions
 from flowspec.train.config import TrainingConfig
 from flowspec.train.device import pick_device
 from flowspec.train.diagnosis import TrainingDiverged, diverged_message, find_nonfinite, first_nonfinite_gradient
 from flowspec.train.ema import EMA
-from flowspec.train.evaluate import Draws, evaluate, evaluate_draws
+from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_loss
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
 from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
@@ -64,8 +68,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model.bits_per_dim(x)
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return per_dim_loss(self.model, x, c)
 
 
 def _same_spec(a: dict, b: dict) -> bool:
@@ -107,7 +111,7 @@ def _check_inputs(spec, data, config: TrainingConfig, env: ddp.DistEnv) -> None:
 
     if config.batch_size % env.world_size:
         raise FlowSpecError(f"batch size {config.batch_size} does not divide over {env.world_size} processes")
-    check_fits(data, tuple(spec.input.shape), spec.input.levels)  # finite values first, then shape and levels
+    check_fits(data, tuple(spec.input.shape), data_levels(spec))  # finite values first, then shape and levels
 
 
 @contextlib.contextmanager
@@ -154,6 +158,9 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     total = config.total_steps(batches_per_epoch)
     example_size = int(np.prod(data.train.shape[1:]))
     rank_offset = env.rank * local_batch * example_size
+    # the label or context of each example, row by row (None: unconditional)
+    train_conditions, test_conditions = split_conditions(spec, data)
+    sample_conditions = default_sample_conditions(spec, config.samples, test_conditions)
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2 ** 32))
@@ -166,14 +173,16 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
 
     order_cache: dict[int, list[int]] = {}
 
-    def batch(step: int) -> Tensor:
+    def batch(step: int) -> tuple[Tensor, Tensor | None]:
+        """The examples of ``step`` and their conditions."""
         epoch, position = divmod(step, batches_per_epoch)
         if epoch not in order_cache:
             order_cache.clear()
             sampler.set_epoch(epoch)
             order_cache[epoch] = list(iter(sampler))
         indices = order_cache[epoch][position * local_batch:(position + 1) * local_batch]
-        return data.train[indices].to(device, non_blocking=True)
+        c = None if train_conditions is None else train_conditions[indices].to(device, non_blocking=True)
+        return data.train[indices].to(device, non_blocking=True), c
 
     decay_params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamax":
@@ -206,9 +215,10 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     else:
         if last.is_file():
             raise FlowSpecError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        first = batch(0)
+        first, first_c = batch(0)
         seed_step(config.seed, -1, rank_offset, device)
-        model.initialize(first)  # actnorm's data-dependent init; all-reduced across ranks under DDP
+        # actnorm's data-dependent init; all-reduced across ranks under DDP
+        model.initialize(first) if first_c is None else model.initialize(first, first_c)
         if ema is not None:
             ema.reset()
 
@@ -247,7 +257,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         with progress_bar(progress) as bar:
             task = bar.add_task("", total=total, completed=start) if bar is not None else None
             for step in range(start, total):
-                x = batch(step)
+                x, c = batch(step)
                 if config.flip:
                     x = random_flip(x, seed=(config.seed * 1_000_003 + step) * 4096 + rank_offset)
                 lr = config.lr * config.lr_factor(step, total)
@@ -255,13 +265,13 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                     group["lr"] = lr
                 seed_step(config.seed, step, rank_offset, device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    bpd = objective(x)
+                    bpd = objective(x) if c is None else objective(x, c)
                 loss = bpd.float().mean()
                 mean_loss, stop_asked = ddp.step_summary(loss, stop.signum is not None)
                 value = mean_loss.item()
                 if not math.isfinite(value):
                     seed_step(config.seed, step, rank_offset, device)
-                    where = (find_nonfinite(model, x)
+                    where = (find_nonfinite(model, x, c)
                              or "no single layer is non-finite; the sum of the log-densities overflowed")
                     if where.startswith("the batch itself"):
                         where = f"{where}: data set {data.name!r}"
@@ -297,7 +307,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                 if env.main and (done % config.eval_every == 0 or is_last):
                     with evaluation_model() as evaluated:
                         test = evaluate(evaluated, data.test, batch_size=256, seed=config.seed,
-                                        max_batches=None if is_last else config.eval_batches)
+                                        max_batches=None if is_last else config.eval_batches,
+                                        conditions=test_conditions)
                     result.test_bpd = test
                     metrics.log(done, test_bpd=test)
                     if test < best_bpd:
@@ -316,7 +327,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                 if env.main and (done % config.sample_every == 0 or is_last):
                     with evaluation_model() as evaluated:
                         try:
-                            save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed),
+                            save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed,
+                                                 c=sample_conditions),
                                      out / "samples" / f"step{done:06d}.png")
                         except FlowSpecError:
                             pass  # vector data that is not a square image: no grid

@@ -1,0 +1,57 @@
+"""The condition's part of the flow graph: a ``condition`` node with an edge to every node that reads
+the condition's features (its shape on the edge).
+
+Which layers read it is asked of each kind's own cost rule, so nothing here names a kind: a layer
+reads the condition when its cost with the context differs from its cost without (a conditioner
+that appends the features, a prior shifted by them). The top prior reads it when
+``condition.prior`` is ``conditional``.
+"""
+
+from __future__ import annotations
+
+CONDITION = "condition"
+
+
+def context_shape(spec) -> tuple[int, ...] | None:
+    """``(E,)``, the features every layer may see, or None for an unconditional spec."""
+    condition = getattr(spec, "condition", None)
+    return None if condition is None else (condition.features,)
+
+
+def layer_context(spec, config) -> tuple[int, ...] | None:
+    """The context shape a layer is built with: nodes that factor out a latent to a prior see the
+    condition only when ``condition.prior`` is ``conditional``."""
+    shape = context_shape(spec)
+    if shape is not None and config.factors_out and spec.condition.prior != "conditional":
+        return None
+    return shape
+
+
+def top_prior_context(spec) -> int:
+    """Feature count the top prior is shifted by (0: an unconditional top prior)."""
+    condition = getattr(spec, "condition", None)
+    return condition.features if condition is not None and condition.prior == "conditional" else 0
+
+
+def reads_condition(config, in_shape, context) -> bool:
+    """True when the layer's cost rule counts the context (so its module reads it)."""
+    return context is not None and config.cost(in_shape, context) != config.cost(in_shape, None)
+
+
+def add_condition_node(flow, top_prior: str) -> None:
+    """Add the ``condition`` node and its edges (``context=True``, ``shape=(E,)``) to ``flow.graph``."""
+    spec = flow.spec
+    shape = context_shape(spec)
+    if shape is None:
+        return
+    graph = flow.graph
+    condition = spec.condition
+    detail = (f"class 0..{condition.classes - 1} -> embed {condition.embed}" if condition.kind == "class"
+              else f"vector {condition.dim}" + (f" -> mlp {condition.hidden}" if condition.hidden else ""))
+    graph.add_node(CONDITION, kind="condition", detail=detail, shape=shape, path=("condition",))
+    for node in flow.layers:
+        context = layer_context(spec, node.config)
+        if reads_condition(node.config, node.in_shape, context):
+            graph.add_edge(CONDITION, node.name, shape=shape, context=True)
+    if top_prior_context(spec):
+        graph.add_edge(CONDITION, top_prior, shape=shape, context=True)
