@@ -146,6 +146,21 @@ def test_expand_shipped_repeat_specs(name, tmp_path):
            [(n.name, n.in_shape, n.out_shape) for n in original.layers]
 
 
+def test_expand_keeps_a_training_length_given_in_epochs(tmp_path):
+    """A spec whose training runs for ``epochs`` expands to one that loads back (steps left out)."""
+    spec = tmp_path / "epochs.yaml"
+    spec.write_text("input: {shape: [4], levels: 4}\n"
+                    "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [8]}}]\n"
+                    "training: {epochs: 3, batch_size: 8}\n")
+    result = _run("expand", spec)
+    assert result.exit_code == 0, result.output
+    training = yaml.safe_load(result.stdout)["training"]
+    assert training["epochs"] == 3 and "steps" not in training
+    expanded = tmp_path / "expanded.yaml"
+    expanded.write_text(result.stdout)
+    assert flowspec.load_spec(expanded).training == flowspec.load_spec(spec).training
+
+
 def test_expand_bad_spec(bad):
     result = _run("expand", bad)
     assert result.exit_code == 2 and result.stdout == ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class TrainingConfig(BaseModel):
@@ -55,6 +55,15 @@ class TrainingConfig(BaseModel):
         if self.epochs is not None and "steps" in self.model_fields_set and self.steps is not None:
             raise ValueError("give steps or epochs, not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _one_length(self, handler):
+        """A dump names the run's length once: ``epochs`` when given, else ``steps`` (so that
+        ``flowspec expand`` writes a spec that loads back)."""
+        data = handler(self)
+        if self.epochs is not None:
+            data.pop("steps", None)
+        return data
 
     def total_steps(self, batches_per_epoch: int) -> int:
         """Steps to run: ``steps``, or ``epochs * batches_per_epoch`` when epochs are given."""
