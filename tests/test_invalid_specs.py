@@ -173,6 +173,12 @@ layers:
     scale: exp
     clamp: 0
 """, r"clamp must be in \(0, 50\)", ("layers", 0, "clamp"), 5),
+    ("dropout-under-invertible-backprop", """\
+input: {shape: [4, 4, 4]}
+memory: {invertible_backprop: true}
+layers:
+  - {kind: coupling, conditioner: {kind: gated, hidden: 8, blocks: 1, heads: 2, dropout: 0.1}}
+""", r"invertible backprop re-runs it", ("layers", 0, "conditioner", "dropout"), 4),
     ("exp-scale-clamp-negative", """\
 input: {shape: [2, 4, 4]}
 layers:

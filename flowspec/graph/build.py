@@ -138,6 +138,7 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
     graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
+    problems += _check_invertible_backprop(flow)
     continuous = getattr(spec.input, "continuous", False)
     if not continuous:
         problems += dequantizer_problems(spec, tuple(spec.input.shape), flow.problem)
@@ -169,4 +170,21 @@ def _check_structure(flow: FlowGraph) -> list[Problem]:
     for name in graph.nodes:
         if graph.out_degree(name) == 0 and name not in priors:
             problems.append(flow.problem(f"{name}: its output reaches no prior", ()))
+    return problems
+
+
+def _check_invertible_backprop(flow: FlowGraph) -> list[Problem]:
+    """Invertible backprop re-runs each layer in the backward pass: a layer whose training pass is
+    random (dropout) would draw other masks there, and its gradients would be wrong."""
+    memory = getattr(flow.spec, "memory", None)
+    if not (memory and memory.invertible_backprop):
+        return []
+    problems = []
+    for node in flow.layers:
+        field = node.config.random_field()
+        if field is not None:
+            problems.append(flow.problem(
+                f"{node.name} ({node.kind}): {'.'.join(field)} makes its training pass random, and invertible "
+                f"backprop re-runs it in backward with other random draws, so its gradients would be wrong",
+                node.path + field, "set it to 0, or memory: {invertible_backprop: false}"))
     return problems

@@ -100,6 +100,11 @@ class LayerConfig(BaseModel):
         these shapes); none for elementwise kinds."""
         return []
 
+    def random_field(self) -> tuple | None:
+        """The field that makes a training-mode forward random (dropout), or ``None``. Invertible
+        backprop re-runs layers in backward, so it needs them deterministic."""
+        return None
+
     def narrow(self, width: int) -> "LayerConfig":
         """A copy whose networks are at most ``width`` wide (``flowspec check``'s narrow model)."""
         return self

@@ -115,6 +115,10 @@ class CouplingConfig(LayerConfig):
         n_in, n_out, _ = self._net_channels(shape)
         return self.conditioner.matmul_ops(n_in, n_out, tuple(shape[1:]), context_channels(context))
 
+    def random_field(self) -> tuple | None:
+        inner = self.conditioner.random_field()
+        return None if inner is None else ("conditioner", *inner)
+
     def narrow(self, width: int) -> "CouplingConfig":
         return self.model_copy(update={"conditioner": self.conditioner.narrow(width)})
 

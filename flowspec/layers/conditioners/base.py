@@ -128,5 +128,9 @@ class ConditionerConfig(BaseModel):
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list:
         raise NotImplementedError
 
+    def random_field(self) -> tuple | None:
+        """The field that makes a training-mode pass random (dropout), or ``None``."""
+        return None
+
     def narrow(self, width: int) -> "ConditionerConfig":
         return self

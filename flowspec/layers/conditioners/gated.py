@@ -16,7 +16,7 @@ training only. The context, if any, enters as extra input channels of the first 
 Attention costs ``4 (HW)^2 hidden`` FLOPs per block and keeps ``heads (HW)^2`` weights per
 example for the backward pass: at CIFAR's 32 x 16 half-images, 262k per block; the report counts
 both. Dropout draws new masks on every call: with ``memory.invertible_backprop`` the re-run of a
-layer would draw other masks than its forward did, so use dropout 0 there.
+layer would draw other masks than its forward did, so validate refuses dropout > 0 there.
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ class GatedConditioner(ConditionerConfig):
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
         """The convs (attention's batched matmuls are counted in the FLOPs, not timed as convs)."""
         return [MatmulOp(i, o, k, spatial) for i, o, k in self.convs(in_channels, out_channels, context)]
+
+    def random_field(self) -> tuple | None:
+        return ("dropout",) if self.dropout > 0 else None
 
     def narrow(self, width: int) -> "GatedConditioner":
         hidden = min(self.hidden, width)
