@@ -1,10 +1,10 @@
 """Model families: what a spec's ``model:`` selects (``flow``, ``vae``).
 
-A :class:`Family` bundles a family's pipeline (its spec model registers with
-:func:`flowspec.spec.models.register_spec_model`): graph, compiled model, cost
-report, measurement, ``flowspec check``, ``expand``, ``build`` and ``bench``. Callers (the CLI, report,
-compile, the runner) look a family up from the spec and never branch on ``model:``. This module is a leaf of the import graph;
-the families register themselves from :mod:`flowspec.families`, which the package imports.
+A :class:`Family` bundles a family's pipeline: graph, compiled model, cost report, measurement,
+``check``, ``expand``, ``build``, ``bench`` and the latent tools (its spec model registers with
+:func:`flowspec.spec.models.register_spec_model`). Callers (the CLI, report, compile, the runner)
+look a family up from the spec and never branch on ``model:``. This module is a leaf of the import
+graph; the families register themselves from :mod:`flowspec.families`, which the package imports.
 The compiled models share one interface: ``bits_per_dim(x, k=1)``, ``elbo(x)``,
 ``sample(n, temperature, generator)``, ``to_data_space(y)``, ``initialize(x)``.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
-
 
 
 @dataclass(frozen=True)
