@@ -17,7 +17,6 @@ from flowspec.compile.export import save_model
 from flowspec.compile.model import FlowModel
 from flowspec.family import family_of
 from flowspec.graph.build import FlowGraph
-from flowspec.spec.models import Spec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, channel_view, numel, per_example, register
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, Shape, channel_view, numel, per_example, register
 
 
 @register

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, MatmulOp, Shape, numel, per_example, register
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, MatmulOp, Shape, numel, per_example, register
 
 def random_rotation(channels: int, seed: int) -> Tensor:
     generator = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, register, zeros_like_batch
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, Shape, register, zeros_like_batch
 
 
 @register

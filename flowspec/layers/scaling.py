@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, numel, per_example, register
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, Shape, numel, per_example, register
 
 
 @register

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, Factored, LayerCost, MatmulOp, Shape, numel, register
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape, numel, register
 
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)

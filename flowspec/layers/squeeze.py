@@ -11,7 +11,7 @@ from typing import Literal
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import FlowLayer, LayerConfig, ContextShape, LayerCost, Shape, numel, register, zeros_like_batch
+from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, Shape, register, zeros_like_batch
 
 
 @register

@@ -10,7 +10,6 @@ own conv / linear shapes achieves, measured when the report asks for it.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

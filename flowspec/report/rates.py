@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from flowspec.layers.base import MatmulOp, numel
+from flowspec.layers.base import MatmulOp
 
 
 def best_time(fn, repeats: int) -> float:

@@ -12,7 +12,6 @@ parameter counts, which sum to the model's.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from torch import nn
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from flowspec.layers.base import MatmulOp
-from flowspec.layers.conditioners.base import (ConditionerConfig, NetCost, register_conditioner, stack_cost,
-                                               with_context)
+from flowspec.layers.conditioners.base import ConditionerConfig, NetCost, register_conditioner, stack_cost
+from flowspec.layers.conditioners.resnet import ResidualStack
 
 
 @register_conditioner
@@ -72,31 +71,14 @@ class WeightNormLinear(nn.Module):
         return F.linear(x, weight, self.bias)
 
 
-class ResMLP(nn.Module):
-    def __init__(self, cin: int, cout: int, hidden: int, blocks: int, norm: str, zero_init: bool):
-        super().__init__()
+class ResMLP(ResidualStack):
+    """The vector counterpart of :class:`~flowspec.layers.conditioners.resnet.ResNet` (linears)."""
 
+    def __init__(self, cin: int, cout: int, hidden: int, blocks: int, norm: str, zero_init: bool):
         def linear(i: int, o: int) -> nn.Module:
             return WeightNormLinear(i, o) if norm == "weight" else nn.Linear(i, o)
 
         def normalise() -> nn.Module:
             return nn.BatchNorm1d(hidden) if norm == "batch" else nn.Identity()
 
-        self.first = linear(cin, hidden)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(normalise(), nn.ReLU(), linear(hidden, hidden), normalise(), nn.ReLU(), linear(hidden, hidden))
-            for _ in range(blocks))
-        self.head = nn.Sequential(normalise(), nn.ReLU())
-        self.last = linear(hidden, cout)
-        if zero_init:
-            with torch.no_grad():
-                for p in self.last.parameters():
-                    p.zero_()
-                if norm == "weight":  # g = 0 zeroes the layer; v stays random so its norm is not 0
-                    self.last.v.copy_(torch.randn_like(self.last.v))
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        h = self.first(with_context(x, context))
-        for block in self.blocks:
-            h = h + block(h)
-        return self.last(self.head(h))
+        super().__init__(linear, normalise, cin, cout, hidden, blocks, zero_init)

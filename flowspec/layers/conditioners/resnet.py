@@ -80,27 +80,25 @@ class WeightNormConv2d(nn.Module):
         return F.conv2d(x, weight, self.bias, padding=self.padding)
 
 
-class ResNet(nn.Module):
-    def __init__(self, cin: int, cout: int, hidden: int, blocks: int, norm: str, zero_init: bool):
+class ResidualStack(nn.Module):
+    """``first -> [h + block(h)] * blocks -> norm, ReLU -> last`` with ``block = (norm, ReLU,
+    layer) * 2``; ``layer(i, o)`` and ``normalise()`` make the convs or linears and their norms.
+    With ``zero_init`` the last layer starts at zero (weight norm: ``g = 0``, ``v`` kept random
+    so that its norm is not 0)."""
+
+    def __init__(self, layer, normalise, cin: int, cout: int, hidden: int, blocks: int, zero_init: bool):
         super().__init__()
-
-        def conv(i: int, o: int) -> nn.Module:
-            return WeightNormConv2d(i, o, 3) if norm == "weight" else nn.Conv2d(i, o, 3, padding=1)
-
-        def normalise() -> nn.Module:
-            return nn.BatchNorm2d(hidden) if norm == "batch" else nn.Identity()
-
-        self.first = conv(cin, hidden)
+        self.first = layer(cin, hidden)
         self.blocks = nn.ModuleList(
-            nn.Sequential(normalise(), nn.ReLU(), conv(hidden, hidden), normalise(), nn.ReLU(), conv(hidden, hidden))
+            nn.Sequential(normalise(), nn.ReLU(), layer(hidden, hidden), normalise(), nn.ReLU(), layer(hidden, hidden))
             for _ in range(blocks))
         self.head = nn.Sequential(normalise(), nn.ReLU())
-        self.last = conv(hidden, cout)
+        self.last = layer(hidden, cout)
         if zero_init:
             with torch.no_grad():
                 for p in self.last.parameters():
                     p.zero_()
-                if norm == "weight":  # g = 0 zeroes the conv; v stays random so its norm is not 0
+                if hasattr(self.last, "v"):
                     self.last.v.copy_(torch.randn_like(self.last.v))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -108,3 +106,16 @@ class ResNet(nn.Module):
         for block in self.blocks:
             h = h + block(h)
         return self.last(self.head(h))
+
+
+class ResNet(ResidualStack):
+    """RealNVP's residual conv stack (3x3 convs, batch or weight norm)."""
+
+    def __init__(self, cin: int, cout: int, hidden: int, blocks: int, norm: str, zero_init: bool):
+        def conv(i: int, o: int) -> nn.Module:
+            return WeightNormConv2d(i, o, 3) if norm == "weight" else nn.Conv2d(i, o, 3, padding=1)
+
+        def normalise() -> nn.Module:
+            return nn.BatchNorm2d(hidden) if norm == "batch" else nn.Identity()
+
+        super().__init__(conv, normalise, cin, cout, hidden, blocks, zero_init)
