@@ -36,7 +36,7 @@ def kind_union(kinds: dict[str, type[BaseModel]], what: str):
     """A pydantic union discriminated by ``kind`` over the registered ``kinds``; a bare string
     ``"affine"`` is short for ``{kind: affine}``."""
     UNIONS[what] = kinds
-    members = tuple(Annotated[config, Tag(kind)] for kind, config in kinds.items())
+    members = tuple(Annotated[config, Tag(kind)] for kind, config in sorted(kinds.items()))
     return Annotated[
         Annotated[Union[members], Discriminator(_kind_of, custom_error_type="missing_kind",
                                                 custom_error_message=f"each {what} needs a kind")],
