@@ -217,6 +217,14 @@ def check_fits(data: Dataset, shape: tuple[int, ...], levels: int | None) -> Non
                             + (f"; set {FIELD_LEVELS}: {data.levels}" if data.levels != levels else ""))
 
 
+def _aligned(data: Dataset, part: str, rows, what: str):
+    """``data``'s ``part`` (labels or contexts), which must have one entry per example in ``rows``."""
+    tensor = getattr(data, part)
+    if len(tensor) != len(rows):
+        raise DataError(f"{data.file(part)}: {len(tensor)} {what} in {part} for {len(rows)} examples")
+    return tensor
+
+
 def check_condition(data: Dataset, classes: int | None = None, context_dim: int | None = None) -> None:
     """Raise :class:`DataError` unless ``data`` carries what a conditional spec needs.
 
@@ -229,9 +237,7 @@ def check_condition(data: Dataset, classes: int | None = None, context_dim: int 
                             f"class-conditional ({FIELD_CLASSES}: {classes})"
                             + _hint(data.info.get("labels_hint")))
         for part, rows in (("labels_train", data.train), ("labels_test", data.test)):
-            tensor = getattr(data, part)
-            if len(tensor) != len(rows):
-                raise DataError(f"{data.file(part)}: {len(tensor)} labels in {part} for {len(rows)} examples")
+            tensor = _aligned(data, part, rows, "labels")
             if not len(tensor):
                 continue
             low, high = int(tensor.min()), int(tensor.max())
@@ -245,9 +251,7 @@ def check_condition(data: Dataset, classes: int | None = None, context_dim: int 
                             f"spec is context-conditional ({FIELD_CONTEXT}: {context_dim})"
                             + _hint(data.info.get("context_hint")))
         for part, rows in (("context_train", data.train), ("context_test", data.test)):
-            tensor = getattr(data, part)
-            if len(tensor) != len(rows):
-                raise DataError(f"{data.file(part)}: {len(tensor)} context rows in {part} for {len(rows)} examples")
+            tensor = _aligned(data, part, rows, "context rows")
             if tensor.ndim != 2 or tensor.shape[1] != context_dim:
                 raise DataError(f"{data.file(part)}: {part} has shape {list(tensor.shape)}, the spec's "
                                 f"{FIELD_CONTEXT} is {context_dim} (expected [N, {context_dim}])")

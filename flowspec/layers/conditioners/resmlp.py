@@ -15,8 +15,8 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from flowspec.layers.base import MatmulOp
-from flowspec.layers.conditioners.base import ConditionerConfig, NetCost, register_conditioner, stack_cost
-from flowspec.layers.conditioners.resnet import ResidualStack
+from flowspec.layers.conditioners.base import ConditionerConfig, NetCost, register_conditioner
+from flowspec.layers.conditioners.resnet import ResidualStack, residual_stack_cost
 
 
 @register_conditioner
@@ -37,17 +37,10 @@ class ResMLPConditioner(ConditionerConfig):
         return [(in_features + context, h, 1)] + [(h, h, 1)] * (2 * self.blocks) + [(h, out_features, 1)]
 
     def cost(self, in_features: int, out_features: int, spatial: int = 1, context: int = 0) -> NetCost:
-        """The linears' ``sum(i o + o)`` params and ``2 i o`` FLOPs; ``batch`` adds ``2 hidden``
-        params per norm (``2B + 1`` norms) and their outputs; ``weight`` adds ``o`` (the ``g``) per
-        linear. Each block adds its residual."""
-        linears = self.linears(in_features, out_features, context)
-        net = stack_cost(linears, spatial)
-        h, norms = self.hidden, 2 * self.blocks + 1
-        if self.norm == "batch":
-            return net._replace(params=net.params + 2 * h * norms, outputs=net.outputs + norms * h,
-                                elementwise=4.0 * norms * h + self.blocks * h, extra_ops=norms + self.blocks)
-        return net._replace(params=net.params + sum(o for _, o, _ in linears), elementwise=float(self.blocks * h),
-                            extra_ops=4 * len(linears) + self.blocks)
+        """The linears' ``sum(i o + o)`` params and ``2 i o`` FLOPs, plus the norms and residuals of
+        :func:`~flowspec.layers.conditioners.resnet.residual_stack_cost`."""
+        return residual_stack_cost(self.linears(in_features, out_features, context), self.hidden, self.blocks,
+                                   self.norm, 1)
 
     def matmul_ops(self, in_features: int, out_features: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
         return [MatmulOp(i, o, 1, ()) for i, o, _ in self.linears(in_features, out_features, context)]

@@ -45,21 +45,30 @@ class ResNetConditioner(ConditionerConfig):
         ``2 H`` params per norm (``2B + 1`` norms: 2 FLOPs per element in evaluation, ~5 in
         training, counted as 4) and their outputs; ``weight`` adds ``o`` (the ``g``) per conv.
         Each block adds its residual (1 FLOP per element)."""
-        convs = self.convs(in_channels, out_channels, context)
-        net = stack_cost(convs, spatial)
-        h, norms = self.hidden, 2 * self.blocks + 1
-        residual = self.blocks * h * spatial
-        if self.norm == "batch":
-            return net._replace(params=net.params + 2 * h * norms, outputs=net.outputs + norms * h * spatial,
-                                elementwise=4.0 * norms * h * spatial + residual, extra_ops=norms + self.blocks)
-        return net._replace(params=net.params + sum(o for _, o, _ in convs), elementwise=float(residual),
-                            extra_ops=4 * len(convs) + self.blocks)  # norm of v, divide, scale per conv
+        return residual_stack_cost(self.convs(in_channels, out_channels, context), self.hidden, self.blocks,
+                                   self.norm, spatial)
 
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
         return [MatmulOp(i, o, k, spatial) for i, o, k in self.convs(in_channels, out_channels, context)]
 
     def narrow(self, width: int) -> "ResNetConditioner":
         return self.model_copy(update={"hidden": min(self.hidden, width)})
+
+
+def residual_stack_cost(layers: list[tuple[int, int, int]], hidden: int, blocks: int, norm: str,
+                        spatial: int) -> NetCost:
+    """The :class:`NetCost` of a :class:`ResidualStack` of convs / linears ``(in, out, kernel)`` over
+    ``spatial`` pixels (1 for linears): ``batch`` adds ``2 hidden`` params per norm (``2B + 1``
+    norms, counted as 4 FLOPs per element) and their outputs; ``weight`` adds ``o`` (the ``g``) per
+    layer and 4 ops (norm of v, divide, scale); each block adds its residual (1 FLOP per element)."""
+    net = stack_cost(layers, spatial)
+    norms = 2 * blocks + 1
+    residual = blocks * hidden * spatial
+    if norm == "batch":
+        return net._replace(params=net.params + 2 * hidden * norms, outputs=net.outputs + norms * hidden * spatial,
+                            elementwise=4.0 * norms * hidden * spatial + residual, extra_ops=norms + blocks)
+    return net._replace(params=net.params + sum(o for _, o, _ in layers), elementwise=float(residual),
+                        extra_ops=4 * len(layers) + blocks)
 
 
 class WeightNormConv2d(nn.Module):
