@@ -243,7 +243,7 @@ def test_examples_cover_every_option():
 def test_row_shorthand_folds_into_the_affine_transform():
     config = CouplingConfig(scale="exp", clamp=1.5)
     assert (config.transform.scale, config.transform.clamp) == ("exp", 1.5)
-    with pytest.raises(ValueError, match="apply to transform: affine"):
+    with pytest.raises(ValueError, match="scale applies to transform: affine, not additive"):
         CouplingConfig(transform="additive", scale="exp")
 
 

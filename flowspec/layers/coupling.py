@@ -56,8 +56,8 @@ class CouplingConfig(LayerConfig):
         options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp)) if v is not None}
         if options:
             if self.transform.kind != "affine":
-                raise ValueError(f"{' and '.join(options)} apply to transform: affine, not "
-                                 f"{self.transform.kind}")
+                verb = "apply" if len(options) > 1 else "applies"
+                raise ValueError(f"{' and '.join(options)} {verb} to transform: affine, not {self.transform.kind}")
             object.__setattr__(self, "transform", self.transform.model_copy(update=options))
             object.__setattr__(self, "scale", None)
             object.__setattr__(self, "clamp", None)
