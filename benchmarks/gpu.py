@@ -89,11 +89,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int, warmup: int) -> tuple[float, float]:
-    """``(median seconds per call, peak bytes allocated)`` of ``fn`` after ``warmup`` calls."""
+def timed(fn, device: torch.device, repeats: int, warmup: int, seconds: float = 3.0) -> tuple[float, float]:
+    """``(median seconds per call, peak bytes allocated)`` of ``fn`` after ``warmup`` calls; a slow
+    ``fn`` gets fewer repeats (at least 3), about ``seconds`` in all."""
+    tic = time.perf_counter()
     for _ in range(warmup):
         fn()
     sync(device)
+    if warmup:
+        per_call = (time.perf_counter() - tic) / warmup
+        repeats = max(3, min(repeats, int(seconds / max(per_call, 1e-9))))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -226,6 +231,7 @@ class Suite:
                      "torch": torch.__version__, "cuda": torch.version.cuda, "profile": profile.name,
                      "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
                      "matmul_precision": torch.get_float32_matmul_precision(),
+                     "cudnn_benchmark": torch.backends.cudnn.benchmark,
                      "device_count": torch.cuda.device_count() if device.type == "cuda" else 0,
                      "budget_s": args.budget, "compile_steps": args.compile_steps, "ddp": None}
 
@@ -282,7 +288,7 @@ class Suite:
                 row[f"{what}_images_s"] = subject.batch / seconds
                 row[f"{what}_peak_mib"] = peak / MIB
                 if compiled:
-                    after, breaks_after = dynamo_counts()
+                    after, _ = dynamo_counts()
                     row[f"{what}_graphs"], row[f"{what}_graph_breaks"] = graphs, breaks
                     row[f"{what}_recompiled_while_timed"] = after - graphs
             except OverTime as error:  # keep what this row measured, then end the spec

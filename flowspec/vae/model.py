@@ -118,7 +118,8 @@ class VAEModel(nn.Module):
         """``n`` samples in data space (levels ``0..n-1``, float): ``z ~ N(0, T^2 I)``, then the
         most likely level of ``p(x|z)`` (``mean=True``, clean pictures) or a draw from it."""
         reference = next(self.parameters())
-        z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype).to(reference.device)
+        where = reference.device if generator is None else generator.device  # no host draw and copy on a GPU
+        z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype, device=where).to(reference.device)
         params = self.decoder(temperature * z)
         if mean:
             return likelihoods.mode(self.likelihood, params, self.levels)
