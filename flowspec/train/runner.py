@@ -218,7 +218,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         first, first_c = batch(0)
         seed_step(config.seed, -1, rank_offset, device)
         # actnorm's data-dependent init; all-reduced across ranks under DDP
-        model.initialize(first) if first_c is None else model.initialize(first, first_c)
+        model.initialize(first, condition=first_c)
         if ema is not None:
             ema.reset()
 
@@ -265,7 +265,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                     group["lr"] = lr
                 seed_step(config.seed, step, rank_offset, device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    bpd = objective(x) if c is None else objective(x, c)
+                    bpd = objective(x, c)
                 loss = bpd.float().mean()
                 mean_loss, stop_asked = ddp.step_summary(loss, stop.signum is not None)
                 value = mean_loss.item()
