@@ -124,12 +124,9 @@ class Objective(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
-        self.per_dim = (model.bits_per_dim if not getattr(model, "continuous", False)
-                        and getattr(model, "condition", None) is None else model.loss_per_dim)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        loss = self.per_dim(x) if c is None else self.per_dim(x, c)
-        return loss.float().mean()
+        return self.model.loss_per_dim(x, condition=c).float().mean()
 
 
 def example_batch(spec, model, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -165,7 +162,7 @@ class Subject:
         self.model = family.compile(self.graph).to(device)
         self.x, self.c = example_batch(spec, self.model, batch, device)
         with torch.no_grad():
-            self.model.initialize(self.x) if self.c is None else self.model.initialize(self.x, self.c)
+            self.model.initialize(self.x, condition=self.c)
         self.objective = Objective(self.model)
         self.params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=1e-5,
@@ -194,7 +191,7 @@ class Subject:
 
         def sample():
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                return model.sample(batch) if c is None else model.sample(batch, c=c)
+                return model.sample(batch, condition=c)
         return sample
 
     def sampler(self, fn):
