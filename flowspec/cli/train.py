@@ -10,7 +10,6 @@ import typer
 from flowspec.cli.app import SetOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
-from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
@@ -50,7 +49,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
     from flowspec.data import BUNDLED_KINDS
     from flowspec.train.conditions import load_spec_data
-    from flowspec.train.config import override
+    from flowspec.train.config import TrainingConfig, override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
     from flowspec.train.signals import TrainingInterrupted
