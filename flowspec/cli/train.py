@@ -33,6 +33,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
           device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
           bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast of the training forward pass, on the CPU too (default: on a GPU only)")] = None,
+          compiled: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the loss, evaluation and sampling (training.compile)")] = None,
           eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
@@ -60,7 +61,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     refuse_oversized(graph)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
-                      bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                      bf16=bf16, compile=compiled, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature, data=data, standardize=standardize)
     named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
     data, standardize = config.data_set, config.standardize
@@ -127,14 +128,15 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
-           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
+           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
+           compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
     a conditional model's conditions are written beside vector samples."""
     from flowspec.train.evaluate import sample_checkpoint
 
     finite_temperature(temperature)
     path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             label=label, per_class=per_class, context=context)
+                             label=label, per_class=per_class, context=context, compile=compiled)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
 

@@ -196,13 +196,18 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
 
 def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
                       seed: int = 0, label: int | None = None, per_class: int | None = None,
-                      context: str | None = None) -> Path:
+                      context: str | None = None, compile: bool = False) -> Path:
     """Write samples as a PNG grid (``.png``), as an ``.npy`` array (integer levels for discrete data)
     or a ``.csv`` table; a conditional model draws them given ``label``, ``per_class`` or ``context``
     (:func:`requested_conditions`), and vector files get the conditions beside them: ``.csv``
-    columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
+    columns after the features, ``.npy`` in ``<name>.conditions.npy``. ``compile``: sample with
+    :func:`~flowspec.core.speed.compile_model` (the same samples, one compiled graph)."""
     output = Path(output)
     model = load_model(path)
+    if compile:
+        from flowspec.core.speed import compile_model
+
+        compile_model(model)
     c, n, columns = requested_conditions(model, n, label, per_class, context)
     suffix = output.suffix.lower()
     if suffix in (".npy", ".csv"):

@@ -227,6 +227,10 @@ class TrainingLoop:
                 self.ema.reset()
         if self.env.main:
             self.out.mkdir(parents=True, exist_ok=True)
+        if self.config.compile:  # after the data-dependent init, which runs eagerly
+            from flowspec.core.speed import compile_model
+
+            compile_model(self.model)
         objective = _Objective(self.model)
         if self.env.distributed:
             objective = nn.parallel.DistributedDataParallel(
