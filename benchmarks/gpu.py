@@ -12,7 +12,9 @@ For every shipped spec (``specs/*.yaml``), on one CUDA device:
   weights of both ranks agree after the steps), otherwise the line ``1 device: DDP skipped``.
 
 Eager figures are of the spec as shipped, at its training batch (halved until the cost report says
-it fits). Compiling a 96-step Glow takes minutes, so compiled figures are of a shallow copy
+it fits). Compiled is what ``training.compile: true`` runs (:func:`flowspec.core.speed.compile_model`:
+the loss and sampling's ``generate``, each one graph, ``fullgraph=True``; a graph break is a failure
+line). Compiling a 96-step Glow takes minutes, so compiled figures are of a shallow copy
 (``steps`` per level at most ``--compile-steps``, 2 by default; 0 keeps the spec's depth), timed
 against the same shallow copy in eager mode, so the ratio compares like with like. Compilation runs
 in phases after all eager figures, float32 before bf16, while ``--budget`` seconds last; what did
@@ -264,10 +266,12 @@ class Suite:
         row = {"spec": label, "batch": subject.batch, "params": subject.params, "precision": precision,
                "mode": "compiled" if compiled else "eager",
                "depth": "shallow" if label.endswith("(shallow)") else "full"}
-        loss, sample = subject.loss_fn(bf16), subject.sample_fn(bf16)
-        if compiled:
+        if compiled:  # what training.compile runs: the model's loss and generate, fullgraph=True
+            from flowspec.core.speed import compile_model
+
             torch._dynamo.reset()
-            loss, sample = torch.compile(loss), torch.compile(sample)
+            compile_model(subject.model)
+        loss, sample = subject.loss_fn(bf16), subject.sample_fn(bf16)
         step, draw = subject.train_step(loss), subject.sampler(sample)
         for what, fn in (("train", step), ("sample", draw)):
             try:
