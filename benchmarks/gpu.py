@@ -507,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     args.budget = args.budget if args.budget is not None else (150.0 if args.quick else 270.0)
     args.repeats = args.repeats or (3 if args.quick else 10)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # a dry run on a shared machine: no oversubscription
     torch._logging.set_logs(dynamo=logging.ERROR, inductor=logging.ERROR)  # breaks are counted, not logged
     warnings.filterwarnings("ignore", category=FutureWarning)
     import flowspec.families  # noqa: F401  (registers the model families)
