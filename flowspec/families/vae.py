@@ -1,10 +1,12 @@
 """The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016).
 
-Its spec model registers here (``model: vae`` parses once this module is imported); every stage is
-a reference, imported when first used (:class:`~flowspec.family.Family`)."""
+Its spec model and every stage are references, imported when first used (a spec with
+``model: vae``; :class:`~flowspec.family.Family`)."""
 
-import flowspec.vae.config  # noqa: F401  (registers the VAE spec model)
 from flowspec.family import Family, register_family
+from flowspec.spec.models import register_spec_model
+
+register_spec_model("vae", "flowspec.vae.config:VAESpec")
 
 VAE = register_family(Family(
     name="vae", build_graph="flowspec.vae.graph:build_vae_graph", compile="flowspec.vae.model:VAEModel",
