@@ -137,13 +137,13 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str
     path = Path(path)
     model = load_model(path)
     raw, dataset, (_, test_conditions) = checkpoint_data(path, model, data, data_dir)
-    continuous = bool(getattr(model, "continuous", False))
+    continuous = model.unit == "nats/dim"  # exact: no importance weighting applies
     bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
     iw = (evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k, conditions=test_conditions)
           if k > 1 and not continuous else None)
     step = raw.get("step")
     return EvalReport(path, dataset.name, len(dataset.test), bpd, int(step) if step is not None else None, iw, k,
-                      unit="nats/dim" if continuous else "bits/dim", conditional=test_conditions is not None,
+                      unit=model.unit, conditional=test_conditions is not None,
                       dims=int(math.prod(model.spec.input.shape)))
 
 
