@@ -45,7 +45,7 @@ def best(fn):
 train = batch / best(step)
 model.eval()
 with torch.no_grad():
-    sample = batch / best(lambda: model.sample(batch, 0.7))
+    sample = batch / best(lambda: model.sample(batch, temperature=0.7))
 print(json.dumps({"train": train, "sample": sample}))
 """
 
