@@ -120,11 +120,11 @@ class EvalReport:
 
 def checkpoint_data(path: Path, model, data: str | None, data_dir):
     """The test split a checkpoint was trained with (or ``data`` / ``data_dir``), with conditions."""
-    from flowspec.train.conditions import load_spec_data, split_conditions
+    from flowspec.train.conditions import load_spec_data, spec_data_set, split_conditions
 
     raw = read_checkpoint(path, MODEL_FORMAT)
     info = raw.get("data") or {}
-    kind = data or info.get("kind") or "digits"
+    kind = data or info.get("kind") or spec_data_set(model.spec)
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
     same = data is None  # the run's own data: its standardisation and CSV columns
     columns = (info.get("columns") or {}) if same else {}

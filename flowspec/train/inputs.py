@@ -55,17 +55,19 @@ def is_latents_file(token) -> bool:
 
 class TrainedRun:
     """A checkpoint's model (``RUN/last.pt``, ``best.pt`` or a saved model; EMA weights) and its
-    data set: ``data`` / ``data_dir`` default to the run's own; ``split`` is what indices index."""
+    data set: ``data`` / ``data_dir`` default to the run's own (else the spec's ``training.data``);
+    ``split`` is what indices index."""
 
     def __init__(self, checkpoint: str | Path, data: str | None = None, data_dir: str | Path | None = None,
                  split: str = "test", progress: Progress | None = None):
         from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
+        from flowspec.train.conditions import spec_data_set
 
         if split not in ("train", "test"):
             raise FlowSpecError(f"split {split!r}: train or test")
         self.model = load_model(checkpoint)
         info = read_checkpoint(checkpoint, MODEL_FORMAT).get("data") or {}
-        self.data = data or info.get("kind") or "digits"
+        self.data = data or info.get("kind") or spec_data_set(self.model.spec)
         self.data_dir = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
         self.split = split
         self.progress = progress or _no_progress
