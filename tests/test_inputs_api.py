@@ -123,3 +123,5 @@ def test_write_samples_of_a_class_writes_its_conditions(tmp_path):
     assert np.array_equal(np.load(tmp_path / "s.conditions.npy"), np.full(4, 3))
     write_samples(model, tmp_path / "c.pt", n=4, output=tmp_path / "d.npy")  # nothing asked: the classes in turn
     assert np.array_equal(np.load(tmp_path / "d.conditions.npy"), np.arange(4))
+    write_samples(model, tmp_path / "c.pt", n=4, output=tmp_path / "e.npy", condition=torch.tensor([9, 8, 7, 6]))
+    assert np.array_equal(np.load(tmp_path / "e.conditions.npy"), [9, 8, 7, 6])

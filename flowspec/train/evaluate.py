@@ -157,13 +157,13 @@ def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7
                   seed: int = 0, condition=None, columns: int | None = None) -> Path:
     """Write ``n`` samples of ``model`` (loaded from the checkpoint ``path``) as a PNG grid of
     ``columns`` columns (``.png``), an ``.npy`` array (integer levels for discrete data) or a
-    ``.csv`` table. A conditional model draws them given ``condition`` (a label or context for
-    all, or one per sample; default: the classes in turn), and vector files get the conditions
+    ``.csv`` table. A conditional model draws them given ``condition`` (one row per sample, or a
+    label or context vector for all; default: the classes in turn), and vector files get the conditions
     beside them: ``.csv`` columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
     from flowspec.train.conditions import default_sample_conditions
 
     output = Path(output)
-    c = _one_per_sample(model.spec, condition, n) if condition is not None else default_sample_conditions(model.spec, n)
+    c = _one_per_sample(condition, n) if condition is not None else default_sample_conditions(model.spec, n)
     suffix = output.suffix.lower()
     if suffix in (".npy", ".csv"):
         generator = torch.Generator().manual_seed(seed)
@@ -184,12 +184,11 @@ def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7
     return save_png(sample_grid(model, n, temperature, seed=seed, c=c, columns=columns), output)
 
 
-def _one_per_sample(spec, condition, n: int) -> Tensor:
-    """``condition`` as one row per sample: a label (or a context vector) given once is repeated."""
+def _one_per_sample(condition, n: int) -> Tensor:
+    """``condition`` as one row per sample: a label, or a context vector, given once (anything
+    whose first dimension is not ``n``) is repeated ``n`` times."""
     c = torch.as_tensor(condition)
-    kind = getattr(getattr(spec, "condition", None), "kind", None)
-    once = c.dim() == 0 or (c.dim() == 1 and kind is not None and kind != "class")
-    return c.expand(n, *c.shape) if once else c
+    return c.expand(n, *c.shape) if c.dim() == 0 or c.shape[0] != n else c
 
 
 def _unstandardized(path, model, values) -> np.ndarray:
