@@ -80,6 +80,9 @@ def _coupling_examples():
                         shapes = [IMAGE]
                     for shape in shapes:
                         out.append((config, shape, CONTEXT if len(out) % 2 else None))
+        for mask, shape in (("channel", ODD_IMAGE), ("checkerboard", IMAGE)):  # Glow's interleaved parameters
+            out.append((CouplingConfig(transform=transform, mask=mask, parity=1, layout="interleaved",
+                                       conditioner=CONV), shape, None))
     return out
 
 
@@ -96,7 +99,8 @@ EXAMPLES: dict[str, list[tuple]] = {
     "maf": [(MAFConfig(hidden=8), VECTOR), (MAFConfig(hidden=8, order="reversed", depth=1), ODD_VECTOR, CONTEXT),
             (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),
             (MAFConfig(hidden=8, transform="additive"), VECTOR),
-            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR)],
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR),
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }
