@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowspec.data.loaders import random_flip
+from flowspec.data.loaders import random_flip, random_shift
 from flowspec.errors import CheckpointError, DataError, FlowSpecError
 from flowspec.train import ddp
 from flowspec.train.checkpoints import (load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
@@ -184,13 +184,35 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
         c = None if train_conditions is None else train_conditions[indices].to(device, non_blocking=True)
         return data.train[indices].to(device, non_blocking=True), c
 
+    def augmented(x: Tensor, step: int) -> Tensor:
+        """``training.shift`` then ``training.flip``, seeded by seed, step and rank (step -1: the init batch)."""
+        seed = (config.seed * 1_000_003 + step) * 4096 + rank_offset
+        if config.shift:
+            x = random_shift(x, config.shift, seed=seed + 1)
+        if config.flip:
+            x = random_flip(x, seed=seed)
+        return x
+
+    def init_batch() -> tuple[Tensor, Tensor | None]:
+        """The examples of the data-dependent init: the first training batch as it is, or the first
+        ``init_batch`` examples of the first epoch's order (this rank's share), augmented as
+        training batches are (Glow initialises on its augmented train iterator)."""
+        if config.init_batch is None:
+            return batch(0)
+        sampler.set_epoch(0)
+        indices = list(iter(sampler))[:max(1, config.init_batch // env.world_size)]
+        c = None if train_conditions is None else train_conditions[indices].to(device)
+        return augmented(data.train[indices].to(device), -1), c
+
     decay_params = [p for p in model.parameters() if p.requires_grad]
+    betas = config.adam_betas(batches_per_epoch)
     if config.optimizer == "adamax":
-        optimizer = torch.optim.Adamax(decay_params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adamax(decay_params, lr=config.lr, weight_decay=config.weight_decay, betas=betas)
     else:  # the fused kernel: one pass over all parameters, measured 2x faster than foreach here
-        optimizer = torch.optim.Adam(decay_params, lr=config.lr, weight_decay=config.weight_decay,
+        optimizer = torch.optim.Adam(decay_params, lr=config.lr, weight_decay=config.weight_decay, betas=betas,
                                      fused=True)
-    ema = EMA(model, config.ema) if config.ema is not None else None
+    ema_decay = config.polyak_decay(batches_per_epoch)
+    ema = EMA(model, ema_decay) if ema_decay is not None else None
     start, best_bpd, running = 0, math.inf, None
 
     if resume:
@@ -215,7 +237,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     else:
         if last.is_file():
             raise FlowSpecError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        first, first_c = batch(0)
+        first, first_c = init_batch()
         seed_step(config.seed, -1, rank_offset, device)
         # actnorm's data-dependent init; all-reduced across ranks under DDP
         model.initialize(first) if first_c is None else model.initialize(first, first_c)
@@ -258,8 +280,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
             task = bar.add_task("", total=total, completed=start) if bar is not None else None
             for step in range(start, total):
                 x, c = batch(step)
-                if config.flip:
-                    x = random_flip(x, seed=(config.seed * 1_000_003 + step) * 4096 + rank_offset)
+                x = augmented(x, step)
                 lr = config.lr * config.lr_factor(step, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
