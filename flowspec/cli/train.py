@@ -58,8 +58,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     parsed, graph = load_validated(spec, overrides=overrides)
     if temperature is not None:
         finite_temperature(temperature)
-    if getattr(parsed, "model", "flow") == "flow":
-        refuse_oversized(graph)
+    refuse_oversized(graph)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
@@ -87,8 +86,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
         raise typer.Exit(stopped.exit_code) from None
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
-        unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
-        console.print(f"step {result.steps}: test {unit} {test}; wrote {folder / 'last.pt'}", markup=False)
+        console.print(f"step {result.steps}: test {result.unit} {test}; wrote {folder / 'last.pt'}", markup=False)
 
 
 def csv_columns(features: str | None, context_columns: str | None, label_column: str | None) -> dict:
