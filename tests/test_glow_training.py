@@ -104,3 +104,25 @@ def test_per_channel_top_prior(tmp_path):
 
     graph = flowspec.build_graph(parsed)
     assert count_params(graph) == sum(p.numel() for p in model.parameters()) == 2 * 8 + 2 * 8  # actnorm + prior
+
+
+def test_weight_decay_on_scales_decays_only_the_weight_norm_gains_and_tanh_scales():
+    """RealNVP's L2: the optimizer's decayed group holds exactly the g of every weight-normed conv
+    and the learned tanh scales."""
+    import flowspec
+    from flowspec.train.step import build_optimizer
+
+    spec = flowspec.loads_spec("""
+input: {shape: [2, 4, 4], levels: 17}
+layers:
+  - {kind: coupling, mask: checkerboard, scale: tanh, conditioner: {kind: realnvp, hidden: 4, blocks: 1}}
+  - {kind: batchnorm, affine: false}
+""")
+    model = flowspec.compile(spec)
+    config = TrainingConfig(weight_decay=5e-5, weight_decay_on="scales")
+    decayed, plain = build_optimizer(model, config).param_groups
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 5e-5 and plain["weight_decay"] == 0.0
+    decayed_names = sorted(names[id(p)].rsplit(".", 1)[-1] for p in decayed["params"])
+    assert decayed_names == ["g"] * (2 + 3 * 1 + 1) + ["tanh_scale"]  # in conv, in skip, 3 per block, out
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))

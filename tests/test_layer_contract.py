@@ -24,6 +24,7 @@ import typing
 from flowspec.compile.invertible_backprop import invertible_run
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
+from flowspec.layers.batchnorm import BatchNormConfig
 from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLPConditioner
 from flowspec.layers.coupling import MASKS, CouplingConfig
 from flowspec.layers.transforms import TRANSFORM_KINDS
@@ -95,6 +96,7 @@ EXAMPLES: dict[str, list[tuple]] = {
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
+    "batchnorm": [(BatchNormConfig(), IMAGE), (BatchNormConfig(), VECTOR), (BatchNormConfig(affine=False), IMAGE)],
     "squeeze": [(SqueezeConfig(), IMAGE), (SqueezeConfig(), (1, 4, 6))],
     "maf": [(MAFConfig(hidden=8), VECTOR), (MAFConfig(hidden=8, order="reversed", depth=1), ODD_VECTOR, CONTEXT),
             (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),

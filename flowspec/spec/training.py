@@ -29,6 +29,9 @@ class TrainingConfig(BaseModel):
         "none", description="after warm-up: keep lr, or cosine-decay it to lr_min_ratio * lr")
     lr_min_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    weight_decay_on: Literal["all", "scales"] = Field(
+        "all", description="the parameters weight_decay acts on: all, or only the weight-norm gains g and the "
+                           "affine transform's tanh scales (RealNVP's official L2)")
     grad_clip: Optional[Annotated[float, Field(gt=0)]] = Field(
         50.0, description="clip the global gradient norm to this value (null: no clipping)")
     batch_size: Annotated[int, Field(ge=1)] = 64
