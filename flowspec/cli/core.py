@@ -14,6 +14,7 @@ import yaml
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
 from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
 from flowspec.family import family_of
+from flowspec.files import write_text
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -104,7 +105,7 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="writ
 
     text = schema_text()
     if out:
-        out.write_text(text)
+        write_text(out, text)
         console.print(f"wrote {out}", markup=False)
     else:
         print(text, end="")

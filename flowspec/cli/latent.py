@@ -21,6 +21,7 @@ import typer
 from flowspec.cli.app import app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, writable_folder
 from flowspec.errors import DataError, FlowSpecError
+from flowspec.files import save_array
 
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
@@ -165,9 +166,8 @@ def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> 
     from flowspec.data.images import save_grid
 
     if output.suffix == ".npy":
-        output.parent.mkdir(parents=True, exist_ok=True)
         array = x.detach().cpu().numpy().astype(np.int64)
-        np.save(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
+        save_array(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
         return output
     if output.suffix.lower() != ".png":
         raise FlowSpecError(f"{output}: write a .png (grid) or .npy (levels)")
@@ -271,11 +271,11 @@ def decode(checkpoint: Checkpoint,
     cols = math.ceil(math.sqrt(len(x)))
     written = [_write(x, run.levels, math.ceil(len(x) / cols), cols, output)]
     if output.suffix == ".png":
-        np.save(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
+        save_array(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
         written.append(output.with_suffix(".npy"))
     if v is not None:
         path = output.with_suffix(".continuous.npy")
-        np.save(path, v.cpu().numpy())
+        save_array(path, v.cpu().numpy())
         written.append(path)
     console.print(f"decoded {len(x)} examples; wrote {', '.join(map(str, written))}", markup=False)
 

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from flowspec.errors import DataError, FlowSpecError
+from flowspec.files import open_for_writing
 
 LATENTS_FORMAT = "flowspec-latents/1"
 DIRECTION_FORMAT = "flowspec-direction/1"
@@ -192,9 +193,9 @@ def _save_npz(path: str | Path, kind: str, spec_name: str, fingerprint: str, arr
     path = Path(path)
     if path.suffix != ".npz":
         raise DataError(f"{path}: latents and directions are written to .npz files")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, format=np.array(kind), spec_name=np.array(spec_name), fingerprint=np.array(fingerprint),
-             **arrays)
+    with open_for_writing(path) as stream:
+        np.savez(stream, format=np.array(kind), spec_name=np.array(spec_name), fingerprint=np.array(fingerprint),
+                 **arrays)
     return path
 
 

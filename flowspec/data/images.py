@@ -17,6 +17,7 @@ from torch import Tensor
 
 from flowspec.data.arrays import checked_examples
 from flowspec.errors import DataError
+from flowspec.files import open_for_writing
 
 ARRAY_SUFFIXES = {".npy", ".npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -146,6 +147,6 @@ def save_grid(x: Tensor, levels: int, rows: int, cols: int, path: Path) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid(to_pixels(x, levels), rows, cols)).save(path)
+    with open_for_writing(path) as stream:
+        Image.fromarray(grid(to_pixels(x, levels), rows, cols)).save(stream, format="PNG")
     return path

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import open_for_writing
 
 #: anchors of a viridis-like ramp (t = 0, .25, .5, .75, 1)
 RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
@@ -79,6 +80,6 @@ def plot_density(model, output: str | Path, points: np.ndarray | None = None, la
     gap = np.full((size, 4, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for image in images for part in (image, gap)][:-1], axis=1)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(row).save(output)
+    with open_for_writing(output) as stream:
+        Image.fromarray(row).save(stream, format="PNG")
     return output

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import open_for_writing
 
 
 def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
@@ -65,6 +66,6 @@ def save_png(grid: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
+    with open_for_writing(path) as stream:
+        Image.fromarray(grid).save(stream, format="PNG")
     return path

@@ -44,6 +44,7 @@ from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_los
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
 from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
+from flowspec.files import make_folder
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
 
@@ -223,7 +224,7 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
             ema.reset()
 
     if env.main:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)
     objective = _Objective(model)
     if env.distributed:
         objective = nn.parallel.DistributedDataParallel(

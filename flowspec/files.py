@@ -1,0 +1,110 @@
+"""Every file flowspec creates or truncates goes through here, and none follows a symbolic link.
+
+A run folder, a build folder or an output path may hold a link planted by someone else (``RUN/.lock
+-> ~/.bashrc``): opening it for writing would truncate the link's target outside the folder, and a
+dangling link would create a file elsewhere. :func:`open_for_writing` opens with ``O_NOFOLLOW``
+(the kernel refuses a link as the last part of the path), :func:`make_folder` refuses a folder that
+is a link, and :func:`replace_atomically` writes a fresh temporary file (``O_EXCL``) and renames it
+over the path (a rename replaces a link, never writes through it), after refusing a link there too,
+so that every writer answers a link with the same one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from flowspec.errors import FlowSpecError
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class LinkRefused(FlowSpecError):
+    """flowspec was asked to write through a symbolic link."""
+
+
+def _refused(path: Path) -> LinkRefused:
+    return LinkRefused(f"{path}: is a symbolic link; flowspec does not write through links "
+                       f"(remove the link or choose another path)")
+
+
+def refuse_link(path: str | Path) -> Path:
+    """``path`` if it is not a symbolic link (``lstat``), else :class:`LinkRefused`."""
+    path = Path(path)
+    if path.is_symlink():
+        raise _refused(path)
+    return path
+
+
+def make_folder(folder: str | Path) -> Path:
+    """``mkdir -p folder``, refusing a ``folder`` that is a symbolic link."""
+    folder = refuse_link(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return refuse_link(folder)
+
+
+def open_descriptor(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open(path, flags | O_NOFOLLOW | O_CLOEXEC)``; a link is :class:`LinkRefused`."""
+    path = Path(path)
+    try:
+        return os.open(path, flags | NOFOLLOW | CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP or (error.errno == errno.EEXIST and path.is_symlink()):
+            raise _refused(path) from None
+        raise
+
+
+def open_for_writing(path: str | Path, mode: str = "wb", encoding: str | None = None) -> IO:
+    """Open ``path`` to write (``"w"``/``"wb"``: created or truncated; ``"a"``/``"ab"``: appended),
+    never through a symbolic link; its parent folder is made when missing. Use it as ``with``."""
+    path = Path(path)
+    make_folder(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    descriptor = open_descriptor(path, flags)
+    text = "b" not in mode
+    return os.fdopen(descriptor, mode, encoding=(encoding or "utf-8") if text else None)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with open_for_writing(path, "wb") as stream:
+        stream.write(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with open_for_writing(path, "w") as stream:
+        stream.write(text)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def replace_atomically(path: str | Path) -> Iterator[IO]:
+    """A binary stream to a new temporary file beside ``path``, renamed over ``path`` once written
+    and synced (a reader never sees half a file; a crash leaves the old one)."""
+    path = refuse_link(path)
+    make_folder(path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        refuse_link(path)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_array(path: str | Path, array) -> Path:
+    """``numpy.save`` of ``array`` to ``path`` exactly (no ``.npy`` appended), never through a link."""
+    import numpy as np
+
+    with open_for_writing(path) as stream:
+        np.save(stream, array)
+    return Path(path)
