@@ -59,25 +59,39 @@ def open_descriptor(path: str | Path, flags: int, mode: int = 0o644) -> int:
         raise
 
 
-def open_for_writing(path: str | Path, mode: str = "wb", encoding: str | None = None) -> IO:
+def open_for_writing(path: str | Path, mode: str = "wb", encoding: str | None = None,
+                     make_parent: bool = True) -> IO:
     """Open ``path`` to write (``"w"``/``"wb"``: created or truncated; ``"a"``/``"ab"``: appended),
-    never through a symbolic link; its parent folder is made when missing. Use it as ``with``."""
+    never through a symbolic link; its parent folder is made when missing (with ``make_parent``).
+    Use it as ``with``."""
     path = Path(path)
-    make_folder(path.parent)
+    if make_parent:
+        make_folder(path.parent)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
     descriptor = open_descriptor(path, flags)
     text = "b" not in mode
     return os.fdopen(descriptor, mode, encoding=(encoding or "utf-8") if text else None)
 
 
+@contextlib.contextmanager
+def _named(path: str | Path) -> Iterator[None]:
+    """An :class:`OSError` of a write (a full disk) that names no file names ``path``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno is not None:
+            raise OSError(error.errno, error.strerror or os.strerror(error.errno), str(path)) from None
+        raise
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    with open_for_writing(path, "wb") as stream:
+    with _named(path), open_for_writing(path, "wb") as stream:
         stream.write(data)
     return Path(path)
 
 
-def write_text(path: str | Path, text: str) -> Path:
-    with open_for_writing(path, "w") as stream:
+def write_text(path: str | Path, text: str, make_parent: bool = True) -> Path:
+    with _named(path), open_for_writing(path, "w", make_parent=make_parent) as stream:
         stream.write(text)
     return Path(path)
 

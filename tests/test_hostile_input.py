@@ -354,10 +354,14 @@ def test_permission_denied_is_one_line(tmp_path, monkeypatch):
     """As root the chmod test above is skipped; the same line comes from the refused write here."""
     target = tmp_path / "schema.json"
 
-    def denied(self, *args, **kwargs):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "write_text", denied)
+    def denied(path, *args, **kwargs):
+        if Path(path) == target:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
     assert _one_line(_run("schema", "-o", target)) == f"error: {target}: permission denied"
 
 
@@ -376,10 +380,15 @@ def test_train_checks_its_folder_before_loading_data(tmp_path, monkeypatch):
 def test_disk_full_is_one_line(tmp_path, monkeypatch):
     target = tmp_path / "schema.json"
 
-    def full(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+    import io
 
-    monkeypatch.setattr(Path, "write_text", full)
+    import flowspec.files
+
+    class Full(io.StringIO):
+        def write(self, text):  # what a full disk answers: an errno, no file name
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(flowspec.files.os, "fdopen", lambda *args, **kwargs: Full())
     line = _one_line(_run("schema", "-o", target))
     assert line == f"error: {target}: no space left on the device (the disk is full)"
 

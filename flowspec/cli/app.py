@@ -14,8 +14,10 @@ from flowspec.errors import FlowSpecError, SpecError
 
 app = typer.Typer(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
                   add_completion=False, pretty_exceptions_enable=False)
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+# Neither console reads markup (``[bold]``) or emoji codes (``:100:``) in what it prints: a message
+# quotes the user's files, names and values, and must show them exactly as they are.
+console = Console(soft_wrap=True, markup=False, emoji=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 EXIT_SPEC = 2
 EXIT_FAILURE = 1

@@ -105,7 +105,7 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="writ
 
     text = schema_text()
     if out:
-        write_text(out, text)
+        write_text(out, text, make_parent=False)
         console.print(f"wrote {out}", markup=False)
     else:
         print(text, end="")

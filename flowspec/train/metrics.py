@@ -61,5 +61,6 @@ def progress_bar(enabled: bool):
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+    return Progress(TextColumn("train", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.description}", markup=False),
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
