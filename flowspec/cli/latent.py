@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,17 +96,23 @@ def _progress_bar(enabled: bool, total: int, what: str):
         yield lambda n: bar.advance(task, n)
 
 
+INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+MAX_INDICES = 1 << 16  # --index and integer INPUTS: examples gathered in one batch
+
+
 def _indices(text: str | None) -> list[int]:
     if not text:
         return []
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise FlowSpecError(f"--index {text!r}: integers, e.g. 3,17,42") from None
+    parts = text.replace(",", " ").split()
+    if not all(INTEGER.fullmatch(part) for part in parts):
+        raise FlowSpecError(f"--index {text[:80]!r}: integers, e.g. 3,17,42")
+    if len(parts) > MAX_INDICES:
+        raise FlowSpecError(f"--index: {len(parts):,} indices; at most {MAX_INDICES:,} in one run")
+    return [int(part) for part in parts]
 
 
 def _is_index(token: str) -> bool:
-    return token.lstrip("-").isdigit() and not Path(token).exists()
+    return INTEGER.fullmatch(token) is not None and not Path(token).exists()
 
 
 def _gather(run: _Run, inputs: list[str] | None, index: str | None):
@@ -208,7 +215,7 @@ def _group(run: _Run, value: str, flag: str, progress: bool):
     names = list(dataset.classes or (str(k) for k in range(dataset.num_classes)))
     if value in names:
         label = names.index(value)
-    elif value.isdigit() and int(value) < len(names):
+    elif INTEGER.fullmatch(value) and 0 <= int(value) < len(names):
         label = int(value)
     else:
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")

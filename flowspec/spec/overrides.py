@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 from flowspec.errors import Problem, SpecError, dotted
 from flowspec.spec.yaml_source import load_bounded_value
 
-_PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|\d+)\s*((?:\[\s*-?\d+\s*\])*)\s*$")
+_PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|[0-9]+)\s*((?:\[\s*-?[0-9]+\s*\])*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def parse_path(text: str, source: str) -> tuple:
                                          "e.g. step[2].conditioner.hidden"))
         key, indices = match.groups()
         path.append(int(key) if key.isdigit() else key)
-        path += [int(i) for i in re.findall(r"-?\d+", indices)]
+        path += [int(i) for i in re.findall(r"-?[0-9]+", indices)]
     return tuple(path)
 
 
