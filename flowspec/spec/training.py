@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_valid
 class TrainingConfig(BaseModel):
     """How to train a spec. Every field can be overridden on the command line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     optimizer: Literal["adam", "adamax"] = "adam"
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
