@@ -122,3 +122,27 @@ def save_array(path: str | Path, array) -> Path:
     with open_for_writing(path) as stream:
         np.save(stream, array)
     return Path(path)
+
+
+def image_format(path: str | Path) -> str:
+    """Pillow's format name for ``path``'s suffix (``.png`` -> ``PNG``); a :class:`FlowSpecError`
+    for a suffix that names no image format (``.txt``, none at all)."""
+    from PIL import Image
+
+    path = Path(path)
+    found = Image.registered_extensions().get(path.suffix.lower())
+    if found is None or found not in Image.SAVE:
+        raise FlowSpecError(f"{path}: cannot tell an image format from {path.suffix or 'no suffix'!r}; "
+                            f"write a .png (or .jpg, .bmp, .tif, .webp)")
+    return found
+
+
+def save_image(pixels, path: str | Path) -> Path:
+    """Write an ``(H, W)`` or ``(H, W, 3)`` uint8 array as an image, its format from the suffix,
+    never through a symbolic link."""
+    from PIL import Image
+
+    image_format_name = image_format(path)
+    with open_for_writing(path) as stream:
+        Image.fromarray(pixels).save(stream, format=image_format_name)
+    return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +11,7 @@ import typer
 from flowspec.cli.app import SetOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
+from flowspec.files import image_format
 from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
@@ -149,6 +151,10 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     from flowspec.train.density_plot import plot_density as draw
     from flowspec.train.evaluate import _checkpoint_data, requested_conditions
 
+    image_format(output)
+    if output.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(output))
+    writable_folder(output.parent)
     model = load_model(checkpoint)
     conditions = None
     if context is not None:
