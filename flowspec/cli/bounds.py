@@ -84,6 +84,26 @@ def refuse_oversized(graph, available: int | None = None) -> None:
     raise SpecError(graph.problem(message, (), hint))
 
 
+def refuse_oversized_check(graph, batch: int, jacobian: int, available: int | None = None) -> None:
+    """A :class:`SpecError` when ``flowspec check``'s narrow copy (``graph``) cannot fit: float64
+    parameters, float64 training activations of ``batch`` examples (the vectorised Jacobian
+    backpropagates one cotangent per input value, as a batch would), and the ``jacobian x
+    jacobian`` float64 Jacobian (cost rules only: nothing is allocated)."""
+    from flowspec.family import family_of
+    from flowspec.report import load_devices
+
+    report = family_of(graph.spec).cost_report(graph, load_devices()["a100"], max(batch, 1))
+    available = available_memory() if available is None else available
+    need = 2 * (4 * report.params + report.train_activation_bytes) + 8 * jacobian ** 2
+    if need <= available:
+        return
+    message = (f"the narrow float64 copy that `check` builds needs {binary_size(need)} ({report.params:,} "
+               f"parameters, a {jacobian:,} x {jacobian:,} Jacobian); this machine has {binary_size(available)} "
+               f"available")
+    raise SpecError(graph.problem(message, (), "`check` narrows conditioner widths and image sizes only, not a vector input, a "
+                                               "condition or spline bins"))
+
+
 def finite_temperature(value: float, option: str = "--temperature") -> float:
     """``value`` if it is a finite temperature >= 0 (the scale of every prior's std; 0 draws the
     priors' means)."""

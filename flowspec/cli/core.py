@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
-from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
+from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized, refuse_oversized_check
 from flowspec.family import family_of
 from flowspec.files import write_text
 
@@ -75,7 +75,7 @@ def check(spec: SpecPath,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
     parsed, _ = load_validated(spec, overrides=overrides)
-    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
+    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance, guard=refuse_oversized_check)
     console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
