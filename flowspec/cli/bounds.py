@@ -10,8 +10,30 @@ import os
 from pathlib import Path
 
 from flowspec.errors import FlowSpecError, Problem, SpecError
+from flowspec.spec.training import MAX_BATCH as TRAINING_MAX_BATCH
+from flowspec.spec.training import MAX_EPOCHS as TRAINING_MAX_EPOCHS
+from flowspec.spec.training import MAX_STEPS as TRAINING_MAX_STEPS
 
 EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
+
+# The bounds of the size-like options (each stated in its --help and in docs/guide.md#limits-and-errors):
+MAX_BATCH = TRAINING_MAX_BATCH  # --batch, --batch-size: examples in one pass (as training.batch_size)
+MAX_OUTPUT_EXAMPLES = 4_096  # sample -n, --per-class x classes, interpolate pairs x steps, manipulate inputs x strengths
+MAX_STEPS_BETWEEN = 1_024  # interpolate --steps
+MAX_STRENGTHS = 64  # manipulate --strengths
+MAX_WIDTH = 4_096  # check --width
+MAX_REPEATS = 1_000  # bench --repeats
+MAX_THREADS = 1_024  # bench --threads
+MAX_SEED = 2 ** 63 - 1  # --seed: torch's generator takes a 64-bit seed
+MAX_TRAINING_STEPS = TRAINING_MAX_STEPS  # train --steps, --warmup, --eval-every, ... (as the spec's)
+MAX_EPOCHS = TRAINING_MAX_EPOCHS  # train --epochs
+
+
+def refuse_too_many(count: int, what: str, bound: int = MAX_OUTPUT_EXAMPLES) -> int:
+    """``count`` if it is at most ``bound``, else a :class:`FlowSpecError` naming ``what``."""
+    if count > bound:
+        raise FlowSpecError(f"{what}: {count:,} examples; at most {bound:,} in one run")
+    return count
 
 
 def load_validated(path: Path, overrides: list[str] | None = None):

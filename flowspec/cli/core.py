@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
-from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized, refuse_oversized_check
+from flowspec.cli.bounds import MAX_WIDTH, load_validated, named_folder, refuse_oversized, refuse_oversized_check
 from flowspec.family import family_of
 from flowspec.files import write_text
 
@@ -70,7 +70,7 @@ def build(spec: SpecPath,
 @app.command()
 @reports_errors
 def check(spec: SpecPath,
-          width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
+          width: Annotated[int, typer.Option(min=1, max=MAX_WIDTH, help="conditioner width of the narrow copy")] = 8,
           tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""

@@ -20,7 +20,8 @@ import torch
 import typer
 
 from flowspec.cli.app import app, console, errors, reports_errors
-from flowspec.cli.bounds import finite_temperature, writable_folder
+from flowspec.cli.bounds import (MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_STEPS_BETWEEN, MAX_STRENGTHS, finite_temperature,
+                                  refuse_too_many, writable_folder)
 from flowspec.errors import DataError, FlowSpecError
 from flowspec.files import save_array
 
@@ -35,7 +36,7 @@ DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folde
 SplitOption = Annotated[str, typer.Option("--split", help="train | test: the split integer INPUTS index")]
 IndexOption = Annotated[Optional[str], typer.Option("--index", help="indices into the split, e.g. 3,17,42 (or --index 3 17 42)")]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar on long encodes")]
-SeedOption = Annotated[int, typer.Option(help="seed of resampled factored latents")]
+SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of resampled factored latents")]
 
 
 class _Run:
@@ -182,8 +183,11 @@ def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> 
 
 
 def _strengths(text: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) > MAX_STRENGTHS:
+        raise FlowSpecError(f"--strengths: {len(parts):,} values; at most {MAX_STRENGTHS}")
     values = []
-    for part in text.split(","):
+    for part in parts:
         try:
             value = float(part)
         except ValueError:
@@ -316,7 +320,7 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
 def interpolate(checkpoint: Checkpoint,
                 a: Annotated[str, typer.Argument(help="start: image, .npy/.npz, latents .npz or an index", show_default=False)],
                 b: Annotated[str, typer.Argument(help="end: as A, with as many examples", show_default=False)],
-                steps: Annotated[int, typer.Option(min=2, help="images from A to B, both included")] = 8,
+                steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS_BETWEEN, help=f"images from A to B, both included (pairs x steps at most {MAX_OUTPUT_EXAMPLES})")] = 8,
                 method: Annotated[str, typer.Option(help="linear | spherical")] = "linear",
                 top_only: Annotated[bool, typer.Option("--top-only", help="move the top latent only; factored ones from A")] = False,
                 temperature: Annotated[Optional[float], typer.Option(min=0.0, help="with --top-only: redraw the factored latents at this temperature instead")] = None,
@@ -336,6 +340,7 @@ def interpolate(checkpoint: Checkpoint,
     writable_folder(output.parent)
     run = _Run(checkpoint, data, data_dir, split)
     start, end = _latents_of(run, a, progress), _latents_of(run, b, progress)
+    refuse_too_many(len(start) * steps, f"interpolate: {len(start)} pairs x --steps {steps}")
     path_latents = interpolate_latents(start, end, steps, method, top_only)
     x = decode_latents(run.model, path_latents, temperature=temperature,
                        generator=torch.Generator().manual_seed(seed))
@@ -350,7 +355,7 @@ def interpolate(checkpoint: Checkpoint,
 def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
                toward: Annotated[Optional[str], typer.Option(help="class label (digits), or a folder / .npy of examples with the attribute")] = None,
                away: Annotated[Optional[str], typer.Option(help="class label, or a folder / .npy of examples without it")] = None,
-               strengths: Annotated[str, typer.Option(help="multiples of the direction, comma-separated")] = "-1,-0.5,0,0.5,1",
+               strengths: Annotated[str, typer.Option(help=f"multiples of the direction, comma-separated (at most {MAX_STRENGTHS}; inputs x strengths at most {MAX_OUTPUT_EXAMPLES})")] = "-1,-0.5,0,0.5,1",
                direction: Annotated[Optional[Path], typer.Option(help="a direction .npz saved with --save-direction")] = None,
                save_direction: Annotated[Optional[Path], typer.Option(help="write the direction to this .npz")] = None,
                output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (a row per input) or .npy")] = Path("manipulate.png"),
@@ -372,6 +377,7 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
             writable_folder(path.parent)
     run = _Run(checkpoint, data, data_dir, split)
     latents = _inputs_as_latents(run, inputs, index, progress)
+    refuse_too_many(len(latents) * len(values), f"manipulate: {len(latents)} inputs x {len(values)} strengths")
     if direction is not None:
         chosen = Direction.load(direction)
         check_latents(run.model, chosen, str(direction))

@@ -152,7 +152,7 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str
 
 
 def requested_conditions(model, n: int, label: int | None = None, per_class: int | None = None,
-                         context: str | None = None):
+                         context: str | None = None, limit: int | None = None):
     """``(conditions or None, n, grid columns or None)`` for a sampling request: ``label`` for every
     sample, ``per_class`` samples of each class (one grid row per class), or one ``context`` vector
     ('0.5,-1'); a class-conditional model asked for nothing draws the classes in turn."""
@@ -174,6 +174,9 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
         if label is not None and label >= condition.classes:
             raise FlowSpecError(f"--class {label} is outside 0..{condition.classes - 1} "
                                 f"(condition.classes: {condition.classes})")
+        if per_class is not None and label is None and limit is not None and per_class * condition.classes > limit:
+            raise FlowSpecError(f"--per-class {per_class} x {condition.classes:,} classes is "
+                                f"{per_class * condition.classes:,} samples; at most {limit:,} in one run")
         if per_class is not None:
             labels = class_grid(condition.classes, per_class)
             if label is not None:
@@ -200,14 +203,14 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
 
 def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
                       seed: int = 0, label: int | None = None, per_class: int | None = None,
-                      context: str | None = None) -> Path:
+                      context: str | None = None, limit: int | None = None) -> Path:
     """Write samples as a PNG grid (``.png``), as an ``.npy`` array (integer levels for discrete data)
     or a ``.csv`` table; a conditional model draws them given ``label``, ``per_class`` or ``context``
     (:func:`requested_conditions`), and vector files get the conditions beside them: ``.csv``
     columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
     output = Path(output)
     model = load_model(path)
-    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    c, n, columns = requested_conditions(model, n, label, per_class, context, limit)
     suffix = output.suffix.lower()
     if suffix in (".npy", ".csv"):
         generator = torch.Generator().manual_seed(seed)
