@@ -444,3 +444,127 @@ def test_a_saved_model_with_an_old_style_name_still_loads(model_file):
     del data["checksum"]  # such files predate checksums too (a changed name breaks the checksum)
     torch.save(data, model_file)
     assert flowspec.load_model(model_file).spec.name == "my_glow___v1"
+
+
+# ---- the verbs, enumerated from the typer app (a new verb is covered when it is added) ----------
+
+def _verbs() -> dict[str, dict[str, tuple]]:
+    """``{verb: {parameter: (type, typer info)}}`` of every command of the app."""
+    from typing import Annotated, get_args, get_origin, get_type_hints
+
+    found = {}
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        params = {}
+        for parameter, hint in get_type_hints(info.callback, include_extras=True).items():
+            if get_origin(hint) is Annotated:
+                base, meta = get_args(hint)[0], get_args(hint)[1]
+                params[parameter] = (base, meta)
+        found[name] = params
+    return found
+
+
+VERBS = _verbs()
+SET_VERBS = sorted(verb for verb, params in VERBS.items() if "overrides" in params)
+#: verbs that read a spec but build no model (every other --set verb builds one)
+NO_MODEL_VERBS = {"validate", "expand", "render", "report"}
+MODEL_VERBS = sorted(set(SET_VERBS) - NO_MODEL_VERBS)
+#: verbs that read a latents .npz (their help says so)
+LATENT_VERBS = sorted(verb for verb, params in VERBS.items()
+                      if any("latents .npz" in (getattr(info, "help", None) or "") for _, info in params.values()))
+CHECKPOINT_VERBS = sorted(verb for verb, params in VERBS.items() if "checkpoint" in params)
+
+
+def _spec_args(verb: str, spec: Path, tmp_path: Path) -> list:
+    """``VERB SPEC`` with options that keep its outputs under ``tmp_path``."""
+    extra = {"render": ["-o", tmp_path / "flow.svg"], "build": ["-o", tmp_path / "built", "--no-export"],
+             "train": ["--out", tmp_path / "run", "--steps", "1", "--no-progress"],
+             "bench": ["--repeats", "1", "--no-baselines", "--no-memory"]}
+    return [verb, spec, *extra.get(verb, [])]
+
+
+def test_the_verb_lists_are_not_empty():
+    assert {"validate", "build", "train", "check", "bench"} <= set(SET_VERBS)
+    assert {"build", "check", "train", "bench"} <= set(MODEL_VERBS)
+    assert {"decode", "interpolate", "manipulate"} <= set(LATENT_VERBS)
+
+
+@pytest.mark.parametrize("verb", SET_VERBS)
+def test_set_alias_bomb_is_refused_fast_on_every_spec_verb(tmp_path, monkeypatch, verb):
+    """A 1 KB alias bomb as a --set value gets the spec file's node bound (it used to run 30 s
+    to a MemoryError at 2.7 GB)."""
+    monkeypatch.chdir(tmp_path)
+    bomb = "{" + ", ".join(_bomb().splitlines()[:10]) + "}"
+    start = time.perf_counter()
+    line = _one_line(_run(*_spec_args(verb, _write(tmp_path, OK), tmp_path), "--set", f"name={bomb}"))
+    assert time.perf_counter() - start < BOUND_S
+    assert line.startswith("--set name={a0: &a0 [lol") and "...: name: " in line
+    assert f"more than {MAX_YAML_NODES:,} nodes" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # nothing written
+
+
+@pytest.mark.parametrize("verb", SET_VERBS)
+def test_set_value_past_the_byte_bound_is_refused(tmp_path, monkeypatch, verb):
+    monkeypatch.chdir(tmp_path)
+    value = "x" * (MAX_SPEC_BYTES + 1)
+    line = _one_line(_run(*_spec_args(verb, _write(tmp_path, OK), tmp_path), "--set", f"name={value}"))
+    assert len(line) < 400 and "name: the value is 2.0 MiB; a value is at most 2.0 MiB" in line
+
+
+@pytest.mark.parametrize("verb", SET_VERBS)
+@pytest.mark.parametrize("override, field", [
+    ("training.temperature=.inf", "training.temperature"), ("training.weight_decay=.inf", "training.weight_decay"),
+    ("training.lr=.nan", "training.lr"), ("layers[2].conditioner.hidden=.inf", "layers[2].conditioner.hidden")])
+def test_set_infinity_is_refused_on_every_spec_verb(tmp_path, monkeypatch, verb, override, field):
+    monkeypatch.chdir(tmp_path)
+    result = _run(*_spec_args(verb, _write(tmp_path, OK), tmp_path), "--set", override)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"--set {override}: {field}: " in result.stderr
+
+
+INFINITE = [
+    ("spline bound", "input: {shape: [4]}\nlayers:\n  - {kind: coupling, transform: {kind: spline, bound: .inf}}\n",
+     3, "layers[0].transform.bound"),
+    ("batchnorm eps", "input: {shape: [4]}\nlayers:\n  - {kind: batchnorm, eps: .inf}\n", 3, "layers[0].eps"),
+    ("temperature", "input: {shape: [4]}\nlayers: [scaling]\ntraining:\n  temperature: .inf\n", 4,
+     "training.temperature"),
+    ("weight decay", "input: {shape: [4]}\nlayers: [scaling]\ntraining:\n  weight_decay: .inf\n", 4,
+     "training.weight_decay"),
+]
+
+
+@pytest.mark.parametrize("text, line, field", [case[1:] for case in INFINITE], ids=[case[0] for case in INFINITE])
+def test_infinity_passes_no_bound(tmp_path, text, line, field):
+    spec = _write(tmp_path, text)
+    out = _one_line(_run("validate", spec))
+    assert re.match(rf"{re.escape(str(spec))}:{line}:\d+: {re.escape(field)}: Input should be a finite number", out), out
+
+
+def test_a_continuous_vae_is_refused_at_validation(tmp_path):
+    text = (ROOT / "specs" / "vae-iaf-digits.yaml").read_text().replace("levels: 17", "data: continuous")
+    assert "data: continuous" in text
+    spec = _write(tmp_path, text)
+    line = _one_line(_run("validate", spec))
+    assert line.startswith(f"{spec}:6:1: input: a VAE's likelihood") and "needs a flow spec" in line
+
+
+# ---- text the terminal would rewrite -------------------------------------------------------------
+
+@pytest.mark.parametrize("verb", SET_VERBS)
+def test_messages_print_the_users_text_exactly(tmp_path, monkeypatch, verb):
+    """rich reads ':100:' as an emoji code and '[bold]' as markup; neither may touch a message."""
+    monkeypatch.chdir(tmp_path)
+    kind = ":smile: [bold]x[/bold] :100:"
+    spec = _write(tmp_path, "input: {shape: [4]}\nlayers:\n" + "  - scaling\n" * 97 + f"  - {{kind: '{kind}'}}\n")
+    result = _run(*_spec_args(verb, spec, tmp_path), "--set", "name=:100:")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    first, second = result.stderr.strip().splitlines()
+    assert first == "--set name=:100:: name: Input should be a valid string"
+    assert second.startswith(f"{spec}:100:6: layers[97].kind: unknown kind {kind!r} (hint: known: ")
+
+
+def test_a_latents_error_prints_a_file_name_exactly(tmp_path, model_file):
+    path = tmp_path / ":100: [red]x.npz"
+    path.write_bytes(b"not a zip")
+    line = _one_line(_run("decode", model_file, path, "-o", tmp_path / "d.png"))
+    assert line.startswith(f"error: {path}: not a readable .npz (")
