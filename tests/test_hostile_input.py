@@ -568,3 +568,111 @@ def test_a_latents_error_prints_a_file_name_exactly(tmp_path, model_file):
     path.write_bytes(b"not a zip")
     line = _one_line(_run("decode", model_file, path, "-o", tmp_path / "d.png"))
     assert line.startswith(f"error: {path}: not a readable .npz (")
+
+
+# ---- no file is written through a symbolic link --------------------------------------------------
+
+@pytest.fixture
+def latents_file(tmp_path, model_file) -> Path:
+    path = tmp_path / "latents.npz"
+    result = _run("encode", model_file, "--data", "digits", "--index", "1,2", "-o", path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture
+def plane_model(tmp_path) -> Path:
+    """A 2-D continuous model (plot-density's kind)."""
+    from flowspec.compile.export import save_model
+
+    path = tmp_path / "plane.pt"
+    save_model(flowspec.compile(flowspec.loads_spec(
+        "input: {shape: [2], data: continuous}\nlayers: [actnorm, {kind: coupling, conditioner: {kind: mlp, hidden: [4]}}]\n")), path)
+    return path
+
+
+#: (verb, the path planted as a link, relative to OUT, and the arguments); {spec}, {model}, {latents},
+#: {plane} and {out} are filled in. Every file or folder each verb creates is here.
+LINK_CASES = [
+    ("train", "run/.lock", ["train", "{spec}", "--steps", "2", "--out", "{out}/run", "--no-progress"]),
+    ("train", "run/metrics.jsonl", ["train", "{spec}", "--steps", "2", "--out", "{out}/run", "--no-progress"]),
+    ("train", "run/last.pt", ["train", "{spec}", "--steps", "2", "--out", "{out}/run", "--no-progress"]),
+    ("train", "run/best.pt", ["train", "{spec}", "--steps", "2", "--eval-every", "1", "--out", "{out}/run", "--no-progress"]),
+    ("train", "run/samples", ["train", "{spec}", "--steps", "2", "--sample-every", "1", "--out", "{out}/run", "--no-progress"]),
+    ("train", "run/samples/step000001.png", ["train", "{spec}", "--steps", "2", "--sample-every", "1", "--out", "{out}/run", "--no-progress"]),
+    ("build", "built/expanded.yaml", ["build", "{spec}", "-o", "{out}/built", "--no-export"]),
+    ("build", "built/model.pt", ["build", "{spec}", "-o", "{out}/built", "--no-export"]),
+    ("build", "built/report.md", ["build", "{spec}", "-o", "{out}/built", "--no-export"]),
+    ("build", "built/diagram.svg", ["build", "{spec}", "-o", "{out}/built", "--no-export"]),
+    ("build", "built", ["build", "{spec}", "-o", "{out}/built", "--no-export"]),
+    ("render", "flow.dot", ["render", "{spec}", "-o", "{out}/flow.dot"]),
+    ("render", "flow.svg", ["render", "{spec}", "-o", "{out}/flow.svg"]),
+    ("schema", "schema.json", ["schema", "-o", "{out}/schema.json"]),
+    ("sample", "samples.png", ["sample", "{model}", "-n", "2", "-o", "{out}/samples.png"]),
+    ("sample", "samples.npy", ["sample", "{model}", "-n", "2", "-o", "{out}/samples.npy"]),
+    ("sample", "samples.csv", ["sample", "{model}", "-n", "2", "-o", "{out}/samples.csv"]),
+    ("plot-density", "density.png", ["plot-density", "{plane}", "--no-points", "--size", "16", "-o", "{out}/density.png"]),
+    ("encode", "latents.npz", ["encode", "{model}", "--data", "digits", "--index", "1", "-o", "{out}/latents.npz"]),
+    ("decode", "decoded.png", ["decode", "{model}", "{latents}", "-o", "{out}/decoded.png"]),
+    ("decode", "decoded.npy", ["decode", "{model}", "{latents}", "-o", "{out}/decoded.png"]),
+    ("decode", "decoded.continuous.npy", ["decode", "{model}", "{latents}", "--continuous", "-o", "{out}/decoded.png"]),
+    ("reconstruct", "reconstruct.png", ["reconstruct", "{model}", "--data", "digits", "--index", "1", "-o", "{out}/reconstruct.png"]),
+    ("interpolate", "interpolate.png", ["interpolate", "{model}", "{latents}", "{latents}", "--steps", "2", "-o", "{out}/interpolate.png"]),
+    ("interpolate", "interpolate.npy", ["interpolate", "{model}", "{latents}", "{latents}", "--steps", "2", "-o", "{out}/interpolate.npy"]),
+    ("manipulate", "manipulate.png", ["manipulate", "{model}", "{latents}", "--toward", "1", "--away", "2", "--data", "digits", "-o", "{out}/manipulate.png"]),
+    ("manipulate", "direction.npz", ["manipulate", "{model}", "{latents}", "--toward", "1", "--away", "2", "--data", "digits", "--save-direction", "{out}/direction.npz", "-o", "{out}/m.png"]),
+]
+#: verbs that write nothing (they print)
+PRINTING_VERBS = {"validate", "expand", "check", "eval", "bench", "report"}
+
+
+def test_every_verb_that_writes_has_link_cases():
+    assert set(VERBS) == {case[0] for case in LINK_CASES} | PRINTING_VERBS
+
+
+@pytest.mark.parametrize("planted", ["file", "dangling"])
+@pytest.mark.parametrize("verb, link, args", LINK_CASES, ids=[f"{case[0]}:{case[1]}" for case in LINK_CASES])
+def test_no_file_is_written_through_a_link(tmp_path, monkeypatch, model_file, latents_file, plane_model,
+                                           verb, link, args, planted):
+    """A link planted where flowspec writes (the run lock, a checkpoint, an export, a folder it
+    makes) is refused in one line; the link's target, outside the output folder, is untouched (or
+    for a dangling link, never created)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "target"
+    if planted == "file":
+        target.write_text("precious\n")
+    if "." not in Path(link).name and planted == "file":  # a folder flowspec makes
+        target = outside / "folder"
+        target.mkdir()
+    place = out / link
+    place.parent.mkdir(parents=True, exist_ok=True)
+    place.symlink_to(target)
+    values = {"spec": _write(tmp_path, OK), "model": model_file, "latents": latents_file, "plane": plane_model,
+              "out": out}
+    line = _one_line(_run(*[a.format(**values) for a in args]))
+    assert line.startswith("error: ") and "is a symbolic link; flowspec does not write through links" in line
+    if target.is_dir():
+        assert list(target.iterdir()) == []
+    elif planted == "file":
+        assert target.read_text() == "precious\n"
+    else:
+        assert not target.exists()
+    assert place.is_symlink()
+
+
+def test_the_file_helpers_refuse_links(tmp_path):
+    from flowspec.files import LinkRefused, make_folder, open_for_writing, replace_atomically, write_text
+
+    (tmp_path / "target").write_text("precious")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for write in (lambda p: write_text(p, "x"), lambda p: open_for_writing(p, "a").close(),
+                  lambda p: replace_atomically(p).__enter__(), make_folder):
+        for name in ("link", "dangling"):
+            with pytest.raises(LinkRefused, match="is a symbolic link"):
+                write(tmp_path / name)
+    assert (tmp_path / "target").read_text() == "precious" and not (tmp_path / "nowhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "link", "target"]  # no temporary left

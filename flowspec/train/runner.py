@@ -44,13 +44,15 @@ from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_los
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
 from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
-from flowspec.files import make_folder
+from flowspec.files import make_folder, refuse_link
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
 
 #: names importable from here since the runner was one module
 __all__ = ["BlockSampler", "Draws", "RunResult", "TrainingDiverged", "TrainingInterrupted", "evaluate",
            "evaluate_draws", "find_nonfinite", "pick_device", "sample_grid", "save_png", "tile", "train"]
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "samples", "tensorboard")  # what a run writes in its folder
 
 
 @dataclass
@@ -124,6 +126,8 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
     if env.main:
         try:
             lock = RunLock(out).acquire()
+            for name in RUN_FILES:  # refused now, not at the first checkpoint after minutes of training
+                refuse_link(out / name)
             removed = remove_stale_temporaries(out)
             if removed:
                 log(f"{out}: removed {len(removed)} temporary file(s) left by a killed run "
@@ -328,11 +332,12 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                 if env.main and (done % config.sample_every == 0 or is_last):
                     with evaluation_model() as evaluated:
                         try:
-                            save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed,
-                                                 c=sample_conditions),
-                                     out / "samples" / f"step{done:06d}.png")
+                            grid = sample_grid(evaluated, config.samples, config.temperature, seed=config.seed,
+                                               c=sample_conditions)
                         except FlowSpecError:
-                            pass  # vector data that is not a square image: no grid
+                            grid = None  # vector data that is not a square image: no grid
+                    if grid is not None:
+                        save_png(grid, out / "samples" / f"step{done:06d}.png")
     finally:
         metrics.close()
     if result.best_bpd is None and math.isfinite(best_bpd):
