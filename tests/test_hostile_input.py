@@ -14,7 +14,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
@@ -469,9 +471,10 @@ SET_VERBS = sorted(verb for verb, params in VERBS.items() if "overrides" in para
 #: verbs that read a spec but build no model (every other --set verb builds one)
 NO_MODEL_VERBS = {"validate", "expand", "render", "report"}
 MODEL_VERBS = sorted(set(SET_VERBS) - NO_MODEL_VERBS)
-#: verbs that read a latents .npz (their help says so)
+#: verbs that read a latents .npz (an argument whose help says so)
 LATENT_VERBS = sorted(verb for verb, params in VERBS.items()
-                      if any("latents .npz" in (getattr(info, "help", None) or "") for _, info in params.values()))
+                      if any(isinstance(info, typer.models.ArgumentInfo) and "latents .npz" in (info.help or "")
+                             for _, info in params.values()))
 CHECKPOINT_VERBS = sorted(verb for verb, params in VERBS.items() if "checkpoint" in params)
 
 
@@ -676,3 +679,118 @@ def test_the_file_helpers_refuse_links(tmp_path):
                 write(tmp_path / name)
     assert (tmp_path / "target").read_text() == "precious" and not (tmp_path / "nowhere").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "link", "target"]  # no temporary left
+
+
+# ---- latent and direction files ------------------------------------------------------------------
+
+def _bad_latents(base: dict, case: str) -> dict:
+    z = base["z0"]
+    changed = {"nan": {"z0": np.where(np.arange(z.size).reshape(z.shape) == 5, np.nan, z)},
+               "inf": {"z0": np.full_like(z, np.inf)},
+               "complex": {"z0": z.astype(np.complex64)},
+               "strings": {"z0": np.array([["a"] * 3] * 2)},
+               "zero rows": {"z0": z[:0], "log_density": base["log_density"][:0]},
+               "0-d": {"z0": np.array(1.5)},
+               "one row short": {"log_density": base["log_density"][:1]},
+               "object": {"z0": np.array([1, "a"], dtype=object)}}[case]
+    return {**base, **changed}
+
+
+LATENT_CASES = {"nan": "z0 holds NaN or infinite values (row 0)", "inf": "z0 holds NaN or infinite values (row 0)",
+                "complex": "z0 holds complex numbers (complex64); latents are real numbers",
+                "strings": "z0 holds strings (<U1); latents are real numbers",
+                "zero rows": "z0 has shape [0, 4, 4, 4]; it holds at least one row",
+                "0-d": "z0 is a single number (0-d)",
+                "one row short": "log_density has shape [1]; it holds one number per example, [2]",
+                "object": "not a readable .npz (ValueError)"}
+
+
+def _latent_args(verb: str, model: Path, path: Path, good: Path, out: Path) -> list:
+    """``VERB MODEL`` reading ``path`` where it takes a latents file."""
+    return {"decode": ["decode", model, path, "-o", out],
+            "interpolate": ["interpolate", model, good, path, "--steps", "2", "-o", out],
+            "manipulate": ["manipulate", model, path, "--direction", "{direction}", "-o", out]}[verb]
+
+
+@pytest.fixture
+def direction_file(tmp_path, model_file, latents_file) -> Path:
+    path = tmp_path / "direction.npz"
+    result = _run("manipulate", model_file, latents_file, "--toward", "1", "--away", "2", "--data", "digits",
+                  "--save-direction", path, "-o", tmp_path / "m.png", "--no-progress")
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.mark.parametrize("verb", LATENT_VERBS)
+@pytest.mark.parametrize("case", sorted(LATENT_CASES))
+def test_bad_latents_are_one_line_on_every_latent_verb(tmp_path, model_file, latents_file, direction_file, verb, case):
+    base = dict(np.load(latents_file))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **_bad_latents(base, case)) if case != "object" else bad.write_bytes(_object_npz(base))
+    out = tmp_path / "out.png"
+    args = [str(a).replace("{direction}", str(direction_file)) for a in _latent_args(verb, model_file, bad, latents_file, out)]
+    line = _one_line(_run(*args))
+    assert line.startswith(f"error: {bad}: ") and LATENT_CASES[case] in line, line
+    assert not out.exists()
+
+
+def _object_npz(base: dict) -> bytes:
+    """An .npz whose z0 is a pickled object array (refused: latents are read without pickle)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **{**base, "z0": np.array([1, "a"], dtype=object)})
+    return buffer.getvalue()
+
+
+DIRECTION_CASES = {
+    "batch": ({"d0": "rows"}, "d0 has 3 rows; a direction is one row per latent"),
+    "nan": ({"d0": "nan"}, "d0 holds NaN or infinite values (row 0)"),
+    "counts text": ({"counts": np.array(["a", "b"])}, "counts is <U1 of shape [2]"),
+    "counts shape": ({"counts": np.zeros((2, 2), dtype=np.int64)}, "counts is int64 of shape [2, 2]"),
+    "counts negative": ({"counts": np.array([-1, 2])}, "two integers >= 0"),
+    "toward array": ({"toward": np.arange(3)}, "toward is int64 of shape [3]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIRECTION_CASES))
+def test_bad_directions_are_one_line(tmp_path, model_file, latents_file, direction_file, case):
+    base = dict(np.load(direction_file))
+    change, message = DIRECTION_CASES[case]
+    change = dict(change)
+    if change.get("d0") == "rows":
+        change["d0"] = np.repeat(base["d0"], 3, axis=0)
+    elif change.get("d0") == "nan":
+        change["d0"] = np.full_like(base["d0"], np.nan)
+    bad = tmp_path / "bad-direction.npz"
+    np.savez(bad, **{**base, **change})
+    line = _one_line(_run("manipulate", model_file, latents_file, "--direction", bad, "-o", tmp_path / "m.png"))
+    assert line.startswith(f"error: {bad}: ") and message in line, line
+
+
+def test_a_compressed_latents_bomb_is_measured_before_reading(tmp_path, model_file, latents_file, monkeypatch):
+    import importlib
+
+    latents = importlib.import_module("flowspec.compile.latents")
+    monkeypatch.setattr(latents, "MAX_LATENT_FILE_BYTES", 1 << 20)
+    base = dict(np.load(latents_file))
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, **{**base, "z0": np.zeros((4096, 4, 4, 4), dtype=np.float32)})
+    assert bomb.stat().st_size < 20_000
+    line = _one_line(_run("decode", model_file, bomb, "-o", tmp_path / "d.png"))
+    assert line == f"error: {bomb}: its arrays take 1.0 MiB once read; a latents or direction file is at most 1 MiB"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["encode", "{model}", "--data", "digits", "--index", "²", "-o", "{out}/l.npz"], "--index '²': integers"),
+    (["reconstruct", "{model}", "--data", "digits", "--index", "1,²", "-o", "{out}/r.png"], "--index '1,²': integers"),
+    (["encode", "{model}", "--data", "digits", "²", "-o", "{out}/l.npz"], "²: no such file"),
+    (["manipulate", "{model}", "--data", "digits", "--index", "1", "--toward", "²", "--away", "1", "-o", "{out}/m.png"],
+     "--toward '²': unknown class"),
+    (["manipulate", "{model}", "--data", "digits", "--index", "1", "--toward", "1", "--away", "٣", "-o", "{out}/m.png"],
+     "--away '٣': unknown class"),
+], ids=["encode-index", "reconstruct-index", "encode-input", "toward", "away-arabic"])
+def test_non_ascii_digits_are_not_indices(tmp_path, model_file, args, message):
+    """'²'.isdigit() is True and int('²') fails; '٣' is a digit int() reads: neither is an index."""
+    line = _one_line(_run(*[a.format(model=model_file, out=tmp_path) for a in args]))
+    assert message in line, line

@@ -236,8 +236,8 @@ def _load_npz(path: str | Path, kind: str, what: str) -> tuple[dict, str, str]:
         with np.load(path, allow_pickle=False) as loaded:
             size = sum(_array_bytes(loaded, key) for key in loaded.files)
             if size > MAX_LATENT_FILE_BYTES:
-                raise DataError(f"{path}: its arrays take {size / 2 ** 30:.3g} GiB once read; a latents or direction "
-                                f"file is at most {MAX_LATENT_FILE_BYTES // 2 ** 30} GiB")
+                raise DataError(f"{path}: its arrays take {size / 2 ** 20:,.1f} MiB once read; a latents or direction "
+                                f"file is at most {MAX_LATENT_FILE_BYTES / 2 ** 20:,.0f} MiB")
             arrays = {key: loaded[key] for key in loaded.files}
     except DataError:
         raise
