@@ -794,3 +794,108 @@ def test_non_ascii_digits_are_not_indices(tmp_path, model_file, args, message):
     """'²'.isdigit() is True and int('²') fails; '٣' is a digit int() reads: neither is an index."""
     line = _one_line(_run(*[a.format(model=model_file, out=tmp_path) for a in args]))
     assert message in line, line
+
+
+# ---- sizes -----------------------------------------------------------------------------------------
+
+#: integer options bounded in the command's code rather than by typer (the bound is in their help)
+BOUNDED_IN_CODE = {("eval", "k"), ("sample", "label")}  # -k: 4096; --class: the model's classes
+
+
+def _limits_section() -> str:
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    return guide.split("## Limits and errors", 1)[1].split("\n## ", 1)[0]
+
+
+def _integer_options():
+    from typing import get_args
+
+    for verb, params in sorted(VERBS.items()):
+        for name, (base, info) in sorted(params.items()):
+            if isinstance(info, typer.models.OptionInfo) and int in (base, *get_args(base)):
+                declared = [d for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("-")]
+                flag = declared[0] if declared else "--" + name.replace("_", "-")
+                yield verb, name, flag, info
+
+
+@pytest.mark.parametrize("verb, name, flag, info", list(_integer_options()),
+                         ids=[f"{v}{f}" for v, _, f, _ in _integer_options()])
+def test_every_size_option_is_bounded_and_documented(verb, name, flag, info):
+    """Each integer option of each verb has an upper bound (shown in --help by typer) and the guide's
+    limits section names it."""
+    assert info.max is not None or (verb, name) in BOUNDED_IN_CODE, f"{verb} {flag} has no upper bound"
+    if (verb, name) not in BOUNDED_IN_CODE:
+        assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", _limits_section()), f"{flag} not in the guide's limits"
+        wide = runner.invoke(app, [verb, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"}).output
+        squeezed = re.sub(r"[\s│,]", "", wide)
+        assert f"<={info.max}]" in squeezed, squeezed
+
+
+def test_interpolate_steps_past_the_bound_are_refused(tmp_path, model_file):
+    result = _run("interpolate", model_file, "1", "2", "--steps", "1000000000", "--data", "digits")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for '--steps'" in result.output and "1024" in result.output
+    result = _run("interpolate", model_file, "1", "2", "--steps", "1e30", "--data", "digits")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_interpolate_pairs_times_steps_are_bounded(tmp_path, model_file):
+    latents = tmp_path / "five.npz"
+    assert _run("encode", model_file, "--data", "digits", "--index", "1,2,3,4,5", "-o", latents).exit_code == 0
+    out = tmp_path / "i.png"
+    line = _one_line(_run("interpolate", model_file, latents, latents, "--steps", "1000", "-o", out))
+    assert line == "error: interpolate: 5 pairs x --steps 1000: 5,000 examples; at most 4,096 in one run"
+    assert not out.exists()
+
+
+def test_manipulate_strengths_are_bounded(tmp_path, model_file, latents_file):
+    many = ",".join(["0.5"] * 65)
+    line = _one_line(_run("manipulate", model_file, latents_file, "--toward", "1", "--away", "2",
+                          "--strengths", many, "-o", tmp_path / "m.png"))
+    assert line == "error: --strengths: 65 values; at most 64"
+
+
+def test_per_class_times_classes_is_bounded(tmp_path):
+    from flowspec.compile.export import save_model
+
+    model = tmp_path / "many-classes.pt"
+    save_model(flowspec.compile(flowspec.loads_spec(
+        "input: {shape: [4], data: continuous}\ncondition: {kind: class, classes: 100000, embed: 2}\n"
+        "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [4]}}]\n")), model)
+    out = tmp_path / "s.npy"
+    start = time.perf_counter()
+    line = _one_line(_run("sample", model, "--per-class", "1024", "-o", out))
+    assert time.perf_counter() - start < BOUND_S
+    assert line == "error: --per-class 1024 x 100,000 classes is 102,400,000 samples; at most 4,096 in one run"
+    assert not out.exists()
+
+
+CHECK_HUGE = {
+    "wide vector": ("input: {shape: [100000], data: continuous}\n"
+                    "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [8]}}]\n", "100,000 x 100,000 Jacobian"),
+    "huge condition": ("input: {shape: [4], data: continuous}\ncondition: {kind: vector, dim: 1000000000}\n"
+                       "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [8]}}]\n", "parameters"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECK_HUGE))
+def test_check_refuses_a_narrow_copy_past_memory(tmp_path, case):
+    text, message = CHECK_HUGE[case]
+    spec = _write(tmp_path, text)
+    start = time.perf_counter()
+    line = _one_line(_run("check", spec))
+    assert time.perf_counter() - start < BOUND_S
+    assert line.startswith(f"{spec}:1:1: <root>: the narrow float64 copy that `check` builds needs ") and message in line
+
+
+@pytest.mark.parametrize("verb", MODEL_VERBS)
+def test_every_model_verb_refuses_a_model_past_memory(tmp_path, monkeypatch, verb):
+    """A model whose weights cannot fit is refused before allocation by every verb that builds one."""
+    monkeypatch.chdir(tmp_path)
+    spec = _write(tmp_path, "input: {shape: [100000], levels: 256}\n"
+                            "layers: [{kind: coupling, conditioner: {kind: mlp, hidden: [100000, 100000, 100000]}}]\n")
+    start = time.perf_counter()
+    result = _run(*_spec_args(verb, spec, tmp_path))
+    assert time.perf_counter() - start < 3 * BOUND_S
+    line = _one_line(result)
+    assert line.startswith(f"{spec}:1:1: <root>: ") and "this machine has" in line and "available" in line

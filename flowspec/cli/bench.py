@@ -9,7 +9,7 @@ import torch
 import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
-from flowspec.cli.bounds import MAX_BATCH, MAX_REPEATS, MAX_THREADS, load_validated
+from flowspec.cli.bounds import MAX_BATCH, MAX_REPEATS, MAX_THREADS, load_validated, refuse_oversized
 
 
 @app.command()
@@ -27,7 +27,8 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.family import family_of
 
     torch.set_num_threads(threads)
-    parsed, _ = load_validated(spec, overrides=overrides)
+    parsed, graph = load_validated(spec, overrides=overrides)
+    refuse_oversized(graph)
     report = family_of(parsed).bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines,
                                      memory=memory, overrides=overrides)
     for line in report.lines():
