@@ -899,3 +899,114 @@ def test_every_model_verb_refuses_a_model_past_memory(tmp_path, monkeypatch, ver
     assert time.perf_counter() - start < 3 * BOUND_S
     line = _one_line(result)
     assert line.startswith(f"{spec}:1:1: <root>: ") and "this machine has" in line and "available" in line
+
+
+# ---- CSV tables ------------------------------------------------------------------------------------
+
+PLANE_SPEC = "input: {shape: [2], data: continuous}\nlayers: [actnorm, {kind: coupling, conditioner: {kind: mlp, hidden: [4]}}]\n"
+
+
+def _csv_args(verb: str, tmp_path: Path, table: Path, plane_model: Path, *columns) -> list:
+    """``VERB`` reading ``table`` as its CSV data (train: a fresh run; eval: a saved 2-D model)."""
+    if verb == "train":
+        return ["train", _write(tmp_path, PLANE_SPEC, "plane.yaml"), "--data", "csv", "--data-dir", table,
+                "--steps", "1", "--out", tmp_path / "run", "--no-progress", *columns]
+    return ["eval", plane_model, "--data", "csv", "--data-dir", table]
+
+
+def _wide_header(columns: int) -> str:
+    return ",".join(f"c{i}" for i in range(columns)) + "\n" + ",".join("1" for _ in range(columns)) + "\n"
+
+
+CSV_CASES = {
+    "million columns": (lambda: _wide_header(1_000_000), "{table}:1: the header has 1,000,000 columns; a table has at most 10,000"),
+    "wide row": (lambda: "a,b\n1,2\n" + ",".join(["1"] * 200_000) + "\n", "{table}:3: 200,000 fields, the header has 2"),
+    "label past int64": (lambda: "a,b,y\n1,2,0\n1,2,99999999999999999999999\n3,4,1\n",
+                         "{table}:3: column 'y': label 99999999999999999999999 is larger than 2,147,483,647"),
+    "column named twice": (lambda: "a,b,a\n1,2,3\n4,5,6\n", "{table}:1: columns named twice: ['a']"),
+}
+
+
+@pytest.mark.parametrize("verb, case", [(verb, case) for case in sorted(CSV_CASES) for verb in ("train", "eval")
+                                        if not (verb == "eval" and case == "label past int64")])  # eval: no label column
+def test_hostile_csv_tables_are_one_line_fast(tmp_path, plane_model, verb, case):
+    """A 9.9 MB header of a million columns used to take hours (a quadratic lookup)."""
+    make, message = CSV_CASES[case]
+    table = tmp_path / "table.csv"
+    table.write_text(make())
+    columns = ["--label-column", "y"] if case == "label past int64" else []
+    start = time.perf_counter()
+    line = _one_line(_run(*_csv_args(verb, tmp_path, table, plane_model, *columns)))
+    assert time.perf_counter() - start < BOUND_S
+    assert line.startswith("error: " + message.format(table=table)), line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_header_lookup_is_linear(tmp_path):
+    """10,000 columns (the bound) read in about the time of a few hundred: no quadratic lookup."""
+    from flowspec.data.table import read_table
+
+    table = tmp_path / "wide.csv"
+    table.write_text(_wide_header(10_000) + "\n".join(",".join("2" for _ in range(10_000)) for _ in range(3)) + "\n")
+    start = time.perf_counter()
+    x, *_ = read_table(table)
+    assert x.shape == (4, 10_000) and time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize("option", ["--features", "--context-columns"])
+def test_a_column_named_twice_on_the_command_line_is_refused(tmp_path, option):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,c\n1,2,3\n4,5,6\n7,8,9\n")
+    line = _one_line(_run("train", _write(tmp_path, PLANE_SPEC, "plane.yaml"), "--data", "csv", "--data-dir", table,
+                          option, "a,a", "--steps", "1", "--out", tmp_path / "run", "--no-progress"))
+    assert line == f"error: {option}: columns named twice: ['a']"
+
+
+# ---- images in and out -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("verb", ["encode", "reconstruct"])
+@pytest.mark.parametrize("image", ["grey16", "rgb16"])
+def test_a_16_bit_png_is_refused_not_clipped(tmp_path, model_file, verb, image):
+    from PIL import Image
+
+    path = tmp_path / f"{image}.png"
+    if image == "grey16":
+        Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(path)
+        expected = "16-bit pixels (I;16"
+    else:
+        _write_rgb16_png(path, 8, 8)
+        expected = "16-bit pixels (RGB, raw RGB;16B)"
+    line = _one_line(_run(verb, model_file, path, "-o", tmp_path / "out.npz"))
+    assert line.startswith(f"error: {path}: {expected}") and "would clip these" in line
+
+
+def _write_rgb16_png(path: Path, width: int, height: int) -> None:
+    """A 48-bit RGB PNG written by hand (Pillow cannot write one; it opens it as 8-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + b"\xff\x00" * 3 * width for _ in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("output, message", [
+    ("x.txt", "cannot tell an image format from '.txt'"), ("out", "cannot tell an image format from 'no suffix'"),
+    ("folder.png", "it is a folder, not a file")])
+def test_plot_density_output_is_checked_first(tmp_path, plane_model, output, message):
+    (tmp_path / "folder.png").mkdir()
+    target = tmp_path / output
+    line = _one_line(_run("plot-density", plane_model, "--no-points", "-o", target))
+    assert line.startswith(f"error: {target}: ") and message in line, line
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("verb", ["decode", "interpolate", "reconstruct"])
+def test_grid_outputs_name_a_format(tmp_path, model_file, latents_file, verb):
+    args = {"decode": ["decode", model_file, latents_file], "interpolate": ["interpolate", model_file, latents_file, latents_file],
+            "reconstruct": ["reconstruct", model_file, "--data", "digits", "--index", "1"]}[verb]
+    line = _one_line(_run(*args, "-o", tmp_path / "grid.txt"))
+    assert "grid.txt" in line and not (tmp_path / "grid.txt").exists()
