@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 
-from flowspec.errors import Problem, SpecError, dotted
+from flowspec.errors import Problem, SpecError, dotted, one_line
 from flowspec.spec.yaml_source import load_bounded_value
 
 _PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|[0-9]+)\s*((?:\[\s*-?[0-9]+\s*\])*)\s*$")
@@ -45,8 +45,9 @@ MAX_SHOWN = 80  # characters of a --set text that an error quotes
 
 
 def override_source(text: str) -> str:
-    """``--set PATH=VALUE`` as errors name it, a long value cut to :data:`MAX_SHOWN` characters."""
-    return f"--set {text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + '...'}"
+    """``--set PATH=VALUE`` as errors name it, on one line: a long value cut to :data:`MAX_SHOWN`
+    characters, a newline or other control character written as its escape (``\\n``)."""
+    return "--set " + one_line(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "...")
 
 
 def parse_path(text: str, source: str) -> tuple:
