@@ -71,7 +71,7 @@ def build(spec: SpecPath,
 @reports_errors
 def check(spec: SpecPath,
           width: Annotated[int, typer.Option(min=1, max=MAX_WIDTH, help="conditioner width of the narrow copy")] = 8,
-          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
+          tolerance: Annotated[float, typer.Option(min=0.0, max=1.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
     parsed, _ = load_validated(spec, overrides=overrides)
