@@ -771,7 +771,7 @@ def test_bad_directions_are_one_line(tmp_path, model_file, latents_file, directi
 def test_a_compressed_latents_bomb_is_measured_before_reading(tmp_path, model_file, latents_file, monkeypatch):
     import importlib
 
-    latents = importlib.import_module("flowspec.compile.latents")
+    latents = importlib.import_module("flowspec.core.latents")
     monkeypatch.setattr(latents, "MAX_LATENT_FILE_BYTES", 1 << 20)
     base = dict(np.load(latents_file))
     bomb = tmp_path / "bomb.npz"
