@@ -146,3 +146,12 @@ def save_image(pixels, path: str | Path) -> Path:
     with open_for_writing(path) as stream:
         Image.fromarray(pixels).save(stream, format=image_format_name)
     return Path(path)
+
+
+def save_program(program, path: str | Path) -> Path:
+    """``torch.export.save`` of an exported ``program`` to ``path``, never through a symbolic link."""
+    import torch
+
+    with open_for_writing(path) as stream:
+        torch.export.save(program, stream)
+    return Path(path)

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import CheckpointError, SpecError
-from flowspec.files import make_folder, open_for_writing
-from flowspec.files import replace_atomically
+from flowspec.files import make_folder, replace_atomically, save_program
 from flowspec.compile.integrity import sealed, verify
 from flowspec.compile.model import FlowModel
 
@@ -28,13 +27,6 @@ def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
     with replace_atomically(path) as stream:
         torch.save(obj, stream)
-
-
-def save_program(program, path: str | Path) -> Path:
-    """``torch.export.save`` of ``program`` to ``path``, never through a symbolic link."""
-    with open_for_writing(path) as stream:
-        torch.export.save(program, stream)
-    return Path(path)
 
 
 def save_model(model: FlowModel, path: str | Path) -> None:

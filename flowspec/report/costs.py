@@ -31,7 +31,8 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
     if flow.spec.prior == "logistic":
         return LayerCost(flops_forward=9.0 * n, flops_inverse=11.0 * n, activations=n, ops=7)
     shift = 2 * n * top_prior_context(flow.spec)  # a conditional prior: (mu, log sigma) += W h, no bias
-    return LayerCost(params=(2 * n if flow.spec.prior == "learned" else 0) + shift,
+    learned = {"learned": 2 * n, "learned_channel": 2 * flow.output_shape[0]}.get(flow.spec.prior, 0)
+    return LayerCost(params=learned + shift,
                      flops_forward=6.0 * n + 2.0 * shift, flops_inverse=3.0 * n + 2.0 * shift,
                      matmul_flops_forward=2.0 * shift, matmul_flops_inverse=2.0 * shift,
                      activations=n, ops=10 + (3 if shift else 0))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from flowspec.compile.export import save_program
+from flowspec.files import save_program
 from flowspec.vae import likelihoods
 from flowspec.vae.model import VAEModel
 
