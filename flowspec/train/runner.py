@@ -66,7 +66,8 @@ class RunResult:
 
 
 class _Objective(nn.Module):
-    """Mean bits/dim as a ``forward`` so that DDP's gradient hooks see it."""
+    """The per-example loss (``loss_per_dim``, in the model's ``unit``) as a ``forward``, so that
+    DDP's gradient hooks see it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -102,8 +103,10 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
         _check_inputs(spec, data, config, env)
         with StopRequests() as stop, _hold_run_folder(out, env, device, log):
-            return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
-                          device, env, stop)
+            loop = TrainingLoop(spec, data, config, out, env=env, device=device, model=model, data_info=data_info,
+                                log=log)
+            loop.start(resume)
+            return loop.run(stop, progress and env.main)
     finally:
         ddp.teardown()
 
@@ -148,12 +151,6 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
             if empty:
                 with contextlib.suppress(OSError):
                     out.rmdir()
-
-
-def _train(spec, data, config, out, resume, progress, model, data_info, log, device, env, stop) -> RunResult:
-    loop = TrainingLoop(spec, data, config, out, env=env, device=device, model=model, data_info=data_info, log=log)
-    loop.start(resume)
-    return loop.run(stop, progress)
 
 
 class Batches:
