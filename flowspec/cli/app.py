@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.errors import FlowSpecError, SpecError
+from flowspec.errors import FlowSpecError, SpecError, one_line
 
 #: verb -> the module of flowspec.cli that registers it
 VERB_MODULES = {"validate": "core", "expand": "core", "build": "core", "check": "core", "schema": "core",
@@ -44,8 +44,8 @@ class VerbsOnDemand(typer.Typer):
 
 
 class LazyConsole:
-    """rich's ``Console``, imported on first use. A plain string printed with ``markup=False`` to a
-    pipe or a file (not a terminal) is written as it is, so the spec tools' one-line answers do not
+    """rich's ``Console``, imported on first use. A plain string printed without markup to a pipe or
+    a file (not a terminal) is written as it is, so the spec tools' one-line answers do not
     import rich; tables, progress and anything printed to a terminal go through rich."""
 
     def __init__(self, stderr: bool = False, **options):
@@ -60,7 +60,8 @@ class LazyConsole:
 
     def print(self, *objects, markup: bool | None = None, highlight: bool | None = None, **options) -> None:
         stream = sys.stderr if self._stderr else sys.stdout
-        plain = markup is False and not options and all(isinstance(o, str) for o in objects)
+        plain = ((markup if markup is not None else self._options.get("markup", True)) is False
+                 and not options and all(isinstance(o, str) for o in objects))
         if plain and not getattr(stream, "isatty", lambda: False)():
             stream.write(" ".join(objects) + "\n")
             return
@@ -72,8 +73,10 @@ class LazyConsole:
 
 app = VerbsOnDemand(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
                     add_completion=False, pretty_exceptions_enable=False)
-console = LazyConsole(soft_wrap=True)
-errors = LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+# Neither console reads markup (``[bold]``) or emoji codes (``:100:``) in what it prints: a message
+# quotes the user's files, names and values, and must show them exactly as they are.
+console = LazyConsole(soft_wrap=True, markup=False, emoji=False)
+errors = LazyConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 EXIT_SPEC = 2
 EXIT_FAILURE = 1
@@ -130,10 +133,10 @@ def reports_errors(command):
                 errors.print(str(problem), markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except FlowSpecError as error:
-            errors.print(f"error: {error}", markup=False)
+            errors.print(f"error: {one_line(str(error))}", markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except OSError as error:
-            errors.print(f"error: {describe_os_error(error)}", markup=False)
+            errors.print(f"error: {one_line(describe_os_error(error))}", markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except KeyboardInterrupt:
             errors.print("interrupted", markup=False)
