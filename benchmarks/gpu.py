@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, float32 compile only, 150 s budget")
     parser.add_argument("--budget", type=float, help="seconds for the whole suite (default 270; --quick 150)")
     parser.add_argument("--spec-cap", type=float, default=30.0, help="seconds per spec, eager phase")
-    parser.add_argument("--compile-cap", type=float, default=60.0, help="seconds per spec and compiled phase")
+    parser.add_argument("--compile-cap", type=float, default=100.0, help="seconds per spec and compiled phase")
     parser.add_argument("--compile-steps", type=int, default=2, help="steps per level of the compiled copy (0: all)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--batch", type=int, help="batch for every spec (default: the spec's training batch)")
