@@ -7,7 +7,9 @@ fresh module with equal outputs, and invertible backprop's gradients equal stand
 
 Couplings are enumerated from the registries: every transform kind (and each value of its options)
 x every mask x every conditioner kind, with and without a context, so a newly registered kind is
-covered at once. A kind without hand-written examples is tested at its defaults.
+covered at once, those of the example plugin package (tests/plugin_example, registered through its
+``flowspec.kinds`` entry point while this module runs) included. A kind without hand-written
+examples is tested at its defaults.
 ``split`` factors out a latent instead of mapping x -> y, so it has its own contract below.
 """
 
@@ -33,6 +35,7 @@ from flowspec.layers.permute import PermuteConfig
 from flowspec.layers.scaling import ScalingConfig
 from flowspec.layers.split import Split, SplitConfig
 from flowspec.layers.squeeze import SqueezeConfig
+from plugin_install import example_plugin_installed
 
 IMAGE = (4, 4, 4)
 ODD_IMAGE = (3, 4, 4)  # odd channel count: unequal halves
@@ -83,12 +86,20 @@ def _coupling_examples():
     return out
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _example_plugin():
+    with example_plugin_installed():
+        yield
+
+
 #: (config, input shape) examples per kind; every option of every kind appears at least once.
+with example_plugin_installed():
+    COUPLINGS = _coupling_examples()  # (CASES below likewise)
 EXAMPLES: dict[str, list[tuple]] = {
     "actnorm": [(ActNormConfig(), IMAGE), (ActNormConfig(data_init=False), VECTOR)],
     "invconv": [(InvConvConfig(lu=True), IMAGE), (InvConvConfig(lu=False), IMAGE),
                 (InvConvConfig(lu=True, seed=3), VECTOR), (InvConvConfig(lu=False, seed=1), ODD_VECTOR)],
-    "coupling": _coupling_examples(),
+    "coupling": COUPLINGS,
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
@@ -126,8 +137,9 @@ def _cases(split: bool) -> list:
             for config, shape, context in examples if config.factors_out == split]
 
 
-CASES = _cases(split=False)
-SPLIT_CASES = [pytest.param(*case.values[:2], id=case.id) for case in _cases(split=True)]
+with example_plugin_installed():
+    CASES = _cases(split=False)
+    SPLIT_CASES = [pytest.param(*case.values[:2], id=case.id) for case in _cases(split=True)]
 
 
 def _make(config, shape, seed=0, context=None):
@@ -236,6 +248,7 @@ def test_examples_cover_every_option():
             assert values <= seen, f"{kind}.{field_name}: no example with {values - seen}"
     couplings = [config for config, *_ in EXAMPLES["coupling"]]
     assert {c.transform.kind for c in couplings} == set(TRANSFORM_KINDS)
+    assert "softplus" in TRANSFORM_KINDS  # the example plugin's, through its entry point
     assert {c.conditioner.kind for c in couplings} == set(CONDITIONER_KINDS)
     assert {c.mask for c in couplings} == set(MASKS)
 

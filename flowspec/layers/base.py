@@ -26,18 +26,18 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
+from flowspec.layers.kinds import Registry
 
 Shape = tuple[int, ...]
 ContextShape = tuple[int, ...] | None
 
-LAYER_KINDS: dict[str, type["LayerConfig"]] = {}
+LAYER_KINDS = Registry("layer")
 
 
 def register(config: type["LayerConfig"]) -> type["LayerConfig"]:
-    """Make a layer kind known to the spec language, the graph, the report and the tests."""
-    kind = config.model_fields["kind"].default
-    LAYER_KINDS[kind] = config
-    return config
+    """Make a layer kind known to the spec language, the graph, the report and the tests (at any
+    time: specs loaded afterwards accept it)."""
+    return LAYER_KINDS.register(config)
 
 
 @dataclass(frozen=True)
