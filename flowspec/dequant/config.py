@@ -23,6 +23,7 @@ from flowspec.layers.base import LayerCost, Shape, numel
 from flowspec.layers.conditioners import Conditioner, ConvConditioner, MLPConditioner, stack_cost
 from flowspec.layers.transforms import AffineTransform, Transform
 from flowspec.layers.coupling import CouplingConfig
+from flowspec.layers.actnorm import ActNormConfig
 from flowspec.layers.invconv import InvConvConfig
 
 
@@ -183,24 +184,37 @@ class VariationalDequantization(_Strict):
           ``MLPConditioner(hidden=[H, H])`` on the conditioning half + context to twice the other
           half) costs ``sum(i o k^2 + o)`` params and ``sum(2 i o k^2 HW)`` FLOPs;
         * about ``12 D`` elementwise FLOPs per step (actnorm, masking, scale, affine map, log-dets).
+
+        Activations (what autograd saves, ``D = c HW`` entries): the context network's input and
+        its ``depth`` ReLU outputs; per step what the actnorm, invconv and coupling kinds' own rules
+        count at this shape (the coupling's with the context's channels); after the steps, the
+        sigmoid's ``5 D`` (``log sigmoid`` of ``z`` and ``-z`` keep input and output, the sigmoid
+        its output) and the bin clamp's ``2 D``. Once per call: ``exp(log s)`` of each actnorm
+        (``c``), the LU factors of each invconv (``3 c^2 + c``), each checkerboard coupling's
+        boolean mask (``HW`` bytes, counted in 4-byte elements) and one scalar (the clamp's bound).
         """
         image, c = len(shape) == 3, shape[0]
         spatial, n = numel(shape[1:]), numel(shape)
         ctx = self.context
         kernel = ctx.kernel if image else 1
         context = stack_cost([(c if d == 0 else ctx.hidden, ctx.hidden, kernel) for d in range(ctx.depth)], spatial)
-        params, matmul, hidden = context.params, context.matmul_flops, context.outputs
+        params, matmul = context.params, context.matmul_flops
+        saved, call_saved = n + context.outputs, 1  # context input and ReLU outputs; the clamp's bound
         call, call_matmul = 0.0, 0.0
         for k in range(self.steps):
             params += 2 * c
+            actnorm = ActNormConfig(data_init=False).cost(shape)
+            saved, call_saved = saved + actnorm.activations, call_saved + c
             if c >= 2:
                 invconv = InvConvConfig(lu=True).cost(shape)
                 params, matmul = params + invconv.params, matmul + invconv.matmul_flops_forward
                 call, call_matmul = call + invconv.call_flops_forward, call_matmul + invconv.call_matmul_flops_forward
+                saved, call_saved = saved + invconv.activations, call_saved + 3 * c * c + c
+            step = step_coupling(shape, self.hidden, k % 2, self.coupling).cost(shape, self.context_shape(shape))
+            saved += step.activations
+            call_saved += -(-spatial // 4) if image else 0  # the checkerboard mask: HW booleans
             if self.coupling is not None:
-                step = step_coupling(shape, self.hidden, k % 2, self.coupling).cost(shape, self.context_shape(shape))
                 params, matmul = params + step.params, matmul + step.matmul_flops_forward
-                hidden += step.activations
                 continue
             if image:
                 net = ConvConditioner(hidden=self.hidden).cost(c + ctx.hidden, 2 * c, spatial)
@@ -208,10 +222,10 @@ class VariationalDequantization(_Strict):
                 transformed = c // 2 if k % 2 == 0 else c - c // 2
                 net = MLPConditioner(hidden=[self.hidden, self.hidden]).cost(c - transformed + ctx.hidden,
                                                                              2 * transformed)
-            params, matmul, hidden = params + net.params, matmul + net.matmul_flops, hidden + net.outputs
+            params, matmul = params + net.params, matmul + net.matmul_flops
         elementwise = 12.0 * n * self.steps
         return LayerCost(params=params, flops_forward=matmul + elementwise, matmul_flops_forward=matmul,
-                         activations=hidden + 4 * n * self.steps, call_flops_forward=call,
+                         activations=saved + 7 * n, call_activations=call_saved, call_flops_forward=call,
                          call_matmul_flops_forward=call_matmul, ops=2 * ctx.depth + 45 * self.steps + 12)
 
 

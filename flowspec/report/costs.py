@@ -162,8 +162,9 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
     dequantization = flow.spec.dequantization
     parts = []
     if not getattr(flow.spec.input, "continuous", False):
+        cost = dequantization.cost(shape)
         parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
-                          dequantization.cost(shape), sampling=False))
+                          cost, sampling=False, call_activations=cost.call_activations))
     condition = getattr(flow.spec, "condition", None)
     if condition is not None:
         features = (condition.features,)
