@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowspec.compile.condition import ConditionEmbedding, check_condition
+from flowspec.compile.condition import check_condition
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace, build_dequantizer
@@ -43,7 +43,7 @@ class FlowModel(nn.Module):
         self.names = [node.name for node in flow_graph.layers]
         self.condition_config = getattr(spec, "condition", None)
         #: c -> h, the features every layer sees (None for an unconditional spec)
-        self.condition = ConditionEmbedding(self.condition_config) if self.condition_config is not None else None
+        self.condition = self.condition_config.build() if self.condition_config is not None else None
         self.layers = nn.ModuleList(node.config.build(node.in_shape, flow_graph.context_of(node))
                                     for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
@@ -185,7 +185,7 @@ class FlowModel(nn.Module):
         if c is None:
             return None
         c = torch.as_tensor(c)
-        if c.dim() == 0 or (c.dim() == 1 and self.condition_config.kind == "vector"):
+        if self.condition_config.is_one(c):
             return c  # one condition for the whole batch
         return c.unsqueeze(0).expand(n, *c.shape).reshape(n * batch, *c.shape[1:])
 

@@ -46,9 +46,7 @@ def add_condition_node(flow, top_prior: str) -> None:
         return
     graph = flow.graph
     condition = spec.condition
-    detail = (f"class 0..{condition.classes - 1} -> embed {condition.embed}" if condition.kind == "class"
-              else f"vector {condition.dim}" + (f" -> mlp {condition.hidden}" if condition.hidden else ""))
-    graph.add_node(CONDITION, kind="condition", detail=detail, shape=shape, path=("condition",))
+    graph.add_node(CONDITION, kind="condition", detail=condition.detail(), shape=shape, path=("condition",))
     for node in flow.layers:
         context = layer_context(spec, node.config)
         if reads_condition(node.config, node.in_shape, context):

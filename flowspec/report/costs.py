@@ -169,7 +169,7 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
     if condition is not None:
         features = (condition.features,)
         parts.append(Part("condition", f"condition ({condition.kind})", None,
-                          (condition.dim,) if condition.kind == "vector" else (1,), features,
+                          condition.input_shape, features,
                           condition.cost(), tuple(condition.matmul_ops())))
     for n in flow.layers:
         cost = n.config.cost(n.in_shape, flow.context_of(n))

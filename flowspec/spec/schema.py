@@ -154,7 +154,7 @@ def _bare_names(node, unions: list[tuple[set, list[str]]]) -> None:
         _bare_names(value, unions)
     refs = {branch.get("$ref", "").rsplit("/", 1)[-1] for branch in node.get("oneOf", [])}
     for names, bare in unions:
-        if refs and refs == names:
+        if refs and refs == names and bare:
             node["anyOf"] = [{"type": "string", "enum": bare}, {"oneOf": node.pop("oneOf")}]
             break
 

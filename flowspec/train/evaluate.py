@@ -166,7 +166,7 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
         return None, n, None
     if len(asked) > 1 and "--context" in asked:
         raise FlowSpecError(f"give one of {', '.join(asked)}")
-    if condition.kind == "class":
+    if condition.labelled:
         if context is not None:
             raise FlowSpecError(f"--context: this model is class-conditional (condition.classes: {condition.classes}); "
                                 f"use --class or --per-class")
@@ -241,12 +241,12 @@ def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, sp
     rows = values
     if conditions is not None:
         conditions = conditions.reshape(len(conditions), -1)
-        header += ["class"] if spec.condition.kind == "class" else [f"c{i}" for i in range(conditions.shape[1])]
+        header += ["class"] if spec.condition.labelled else [f"c{i}" for i in range(conditions.shape[1])]
         rows = np.concatenate([values.astype(np.float64), conditions.astype(np.float64)], axis=1)
     discrete = not getattr(spec.input, "continuous", False)
     integer = [discrete] * values.shape[1]
     if conditions is not None:
-        integer += [spec.condition.kind == "class"] * (len(header) - values.shape[1])
+        integer += [spec.condition.labelled] * (len(header) - values.shape[1])
     lines = [",".join(header)]
     for row in rows:
         lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))
