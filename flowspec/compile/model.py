@@ -28,7 +28,6 @@ from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
 from flowspec.layers.base import numel
-from flowspec.layers.split import TopPrior
 
 
 def _plus(total: Tensor | None, term: Tensor) -> Tensor:
@@ -48,7 +47,7 @@ class FlowModel(nn.Module):
                                     for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec))
+        self.top_prior = spec.prior.build(tuple(flow_graph.output_shape), top_prior_context(spec))
         self.continuous = bool(getattr(spec.input, "continuous", False))
         #: what :meth:`loss_per_dim` measures
         self.unit = "nats/dim" if self.continuous else "bits/dim"

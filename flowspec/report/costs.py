@@ -138,20 +138,9 @@ def _at_batch(cost: LayerCost, batch: int) -> tuple[float, float, float, float, 
 
 
 def top_prior_cost(flow: FlowGraph) -> LayerCost:
-    """``log N(z; mu, sigma)``: about 6 FLOPs per entry; sampling ``mu + T sigma eps``: 3.
-    Logistic (no parameters): ``-(softplus(z) + softplus(-z))``, a negation, two softplus of 3
-    (exp, log1p, threshold select), an add and the sum: 9 per entry; sampling
-    ``T sign(eps) (log1p(-p) - log p)`` with ``p = erfc(|eps| / sqrt 2) / 2`` clamped: abs, scale,
-    erfc, half, clamp, log1p, log, subtract, sign, two products: 11 (a special function counted as
-    one FLOP, as exp is for the Gaussian)."""
-    n = numel(flow.output_shape)
-    if flow.spec.prior == "logistic":
-        return LayerCost(flops_forward=9.0 * n, flops_inverse=11.0 * n, activations=n, ops=7)
-    shift = 2 * n * top_prior_context(flow.spec)  # a conditional prior: (mu, log sigma) += W h, no bias
-    return LayerCost(params=(2 * n if flow.spec.prior == "learned" else 0) + shift,
-                     flops_forward=6.0 * n + 2.0 * shift, flops_inverse=3.0 * n + 2.0 * shift,
-                     matmul_flops_forward=2.0 * shift, matmul_flops_inverse=2.0 * shift,
-                     activations=n, ops=10 + (3 if shift else 0))
+    """The top prior's kind's cost rule at the latent's shape, shifted by the condition's features
+    when ``condition.prior`` is ``conditional``."""
+    return flow.spec.prior.cost(tuple(flow.output_shape), top_prior_context(flow.spec))
 
 
 def flow_parts(flow: FlowGraph) -> list[Part]:
@@ -177,8 +166,8 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
                           tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
                           call_activations=cost.call_activations))
     top = top_prior_context(flow.spec)
-    parts.append(Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
-                      top_prior_cost(flow), tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())))
+    parts.append(Part("prior", f"prior ({flow.spec.prior.kind})", None, flow.output_shape, flow.output_shape,
+                      top_prior_cost(flow), tuple(flow.spec.prior.matmul_ops(tuple(flow.output_shape), top))))
     return parts
 
 

@@ -15,6 +15,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt,
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import KindUnion
 from flowspec.layers.split import SplitConfig
+from flowspec.priors import LearnedPrior, Prior
 from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
 from flowspec.spec.training import TrainingConfig
 
@@ -156,9 +157,9 @@ class Spec(StrictModel):
     name: Optional[SpecName] = None
     model: Literal["flow"] = "flow"
     input: InputSpec
-    prior: Literal["learned", "standard", "logistic"] = Field(
-        "learned", description="prior of the top latent: learned N(mu, sigma), N(0, I), or the "
-                               "standard logistic of NICE (arXiv:1410.8516)")
+    prior: Prior = Field(
+        default_factory=LearnedPrior, description="prior of the top latent, a prior kind: learned N(mu, sigma), "
+                                                 "standard N(0, I), or the standard logistic of NICE (arXiv:1410.8516)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None
@@ -201,8 +202,8 @@ class Spec(StrictModel):
             if given:
                 raise ValueError(f"input.data: continuous is modelled as it is; remove {' and '.join(given)} "
                                  f"(they map discrete levels into model space)")
-        if self.condition is not None and self.condition.prior == "conditional" and self.prior == "logistic":
-            raise ValueError("a logistic top prior has no mean and scale to condition; use prior: learned "
+        if self.condition is not None and self.condition.prior == "conditional" and not self.prior.conditionable:
+            raise ValueError(f"a {self.prior.kind} top prior has no mean and scale to condition; use prior: learned "
                              "or standard, or condition.prior: plain")
         return self
 
