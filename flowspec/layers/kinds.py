@@ -22,7 +22,7 @@ import warnings
 from collections.abc import MutableMapping
 from typing import Annotated, Any, Iterator, Union
 
-from pydantic import BaseModel, BeforeValidator, Discriminator, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Tag, model_serializer
 
 ENTRY_POINT_GROUP = "flowspec.kinds"
 
@@ -89,6 +89,21 @@ class Registry(MutableMapping):
     def members(self) -> dict[str, type[BaseModel]]:
         """The kinds registered now, without loading entry points (for schema building)."""
         return dict(self._kinds)
+
+
+class BareKind(BaseModel):
+    """Base of kinds usually written as a bare name (``prior: learned``): a config with no field
+    but ``kind`` set dumps back to the bare name, so stored and expanded specs read as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)  # subclasses declare ``kind``
+
+    def __str__(self) -> str:
+        return self.kind
+
+    @model_serializer(mode="wrap")
+    def _bare_when_plain(self, handler):
+        data = handler(self)
+        return self.kind if isinstance(data, dict) and set(data) == {"kind"} else data
 
 
 def import_all(package_name: str, package_path) -> None:

@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, model_serializer
 from torch import Tensor, nn
 
 from flowspec.layers.base import LayerCost, MatmulOp, Shape, numel
-from flowspec.layers.kinds import Registry
+from flowspec.layers.kinds import BareKind, Registry
 from flowspec.layers.split import HALF_LOG_TWO_PI, gaussian_log_prob
 
 PRIOR_KINDS = Registry("prior")
@@ -35,10 +34,8 @@ def register_prior(config: type["PriorConfig"]) -> type["PriorConfig"]:
     return PRIOR_KINDS.register(config)
 
 
-class PriorConfig(BaseModel):
+class PriorConfig(BareKind):
     """Base of every top-prior kind's config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
 
@@ -54,15 +51,6 @@ class PriorConfig(BaseModel):
 
     def build(self, shape: Shape, context: int = 0) -> nn.Module:  # pragma: no cover
         raise NotImplementedError
-
-    def __str__(self) -> str:
-        return self.kind
-
-    @model_serializer(mode="wrap")
-    def _bare_when_plain(self, handler):
-        """``learned``, not ``{kind: learned}``, when the kind has no other field set."""
-        data = handler(self)
-        return self.kind if isinstance(data, dict) and set(data) == {"kind"} else data
 
 
 def gaussian_cost(shape: Shape, context: int, learned: bool) -> LayerCost:

@@ -24,6 +24,7 @@ from pydantic import Field, PositiveInt, PrivateAttr
 
 from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
 from flowspec.spec.training import TrainingConfig
+from flowspec.vae.likelihoods import Likelihood, LogisticLikelihood
 
 
 class EncoderConfig(StrictModel):
@@ -66,9 +67,9 @@ class VAESpec(StrictModel):
     latent: Annotated[int, Field(ge=1, le=65536, description="size of z")]
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
-    likelihood: Literal["bernoulli", "logistic", "categorical"] = Field(
-        "logistic", description="p(x|z) over the input's levels: bernoulli (levels 2), "
-                                "discretised logistic, or categorical")
+    likelihood: Likelihood = Field(
+        default_factory=LogisticLikelihood, description="p(x|z) over the input's levels, a likelihood kind: "
+                                                       "bernoulli (levels 2), discretised logistic, or categorical")
     posterior: PosteriorConfig = Field(default_factory=PosteriorConfig)
     prior: Literal["standard"] = Field("standard", description="p(z) = N(0, I)")
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")

@@ -38,7 +38,7 @@ def conv_resolutions(height: int, width: int, depth: int) -> list[tuple[int, int
 def likelihood_params(spec: VAESpec) -> int:
     """Decoder outputs per data element: 1 (Bernoulli logit), 2 (logistic mean and log-scale),
     ``levels`` (categorical logits)."""
-    return {"bernoulli": 1, "logistic": 2, "categorical": spec.input.levels}[spec.likelihood]
+    return spec.likelihood.params_per_entry(spec.input.levels)
 
 
 @dataclass
@@ -79,14 +79,8 @@ def _check(spec: VAESpec, vae: VAEGraph) -> list[Problem]:
             problems.append(vae.problem(
                 f"a conv {part} needs an image input (C, H, W), got {shape}", (part, "kind"),
                 "use kind: mlp for vector data"))
-    if spec.likelihood == "bernoulli" and spec.input.levels != 2:
-        problems.append(vae.problem(
-            f"bernoulli needs binarised data (input.levels: 2), got levels {spec.input.levels}",
-            ("likelihood",), "use logistic or categorical for more levels"))
-    if spec.likelihood == "categorical" and spec.input.levels > 1024:
-        problems.append(vae.problem(
-            f"categorical over {spec.input.levels} levels is too wide", ("likelihood",),
-            "use logistic"))
+    for message, hint in spec.likelihood.problems(spec.input.levels):
+        problems.append(vae.problem(message, ("likelihood",), hint))
     if spec.iaf_steps and latent < 2:
         problems.append(vae.problem(
             "an IAF needs a latent of size 2 or more (with 1, MADE has nothing to condition on)",
@@ -134,6 +128,6 @@ def build_vae_graph(spec: VAESpec) -> VAEGraph:
     graph.add_edge(previous, "prior", shape=z_shape, latent=True)
     graph.add_node("decoder", kind=f"{decoder_kind(spec)} decoder", cluster="decoder", path=("decoder",))
     graph.add_edge(previous, "decoder", shape=z_shape)
-    graph.add_node("likelihood", kind=spec.likelihood, cluster="decoder", path=("likelihood",))
+    graph.add_node("likelihood", kind=spec.likelihood.kind, cluster="decoder", path=("likelihood",))
     graph.add_edge("decoder", "likelihood", shape=x_shape + (likelihood_params(spec),))
     return vae
