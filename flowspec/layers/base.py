@@ -67,6 +67,8 @@ class LayerCost:
     ops: int = 0
     #: elements a training step keeps once per call whatever the batch (masked weights ``W * M``)
     call_activations: int = 0
+    #: what the report suggests when the log-det term dominates this layer's FLOPs
+    logdet_hint: str = ""
 
 
 class LayerConfig(BaseModel):
@@ -81,6 +83,8 @@ class LayerConfig(BaseModel):
     factors_out: ClassVar[bool] = False
     #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,) or "any".
     accepts: ClassVar[str] = "any"
+    #: The factor this kind divides an image's height and width by (squeeze: 2).
+    spatial_factor: ClassVar[int] = 1
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape

@@ -55,7 +55,7 @@ class CouplingConfig(LayerConfig):
         """Fold the row's ``scale`` / ``clamp`` into the affine transform they belong to."""
         options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp)) if v is not None}
         if options:
-            if self.transform.kind != "affine":
+            if not set(options) <= set(type(self.transform).model_fields):  # affine's options
                 verb = "apply" if len(options) > 1 else "applies"
                 raise ValueError(f"{' and '.join(options)} {verb} to transform: affine, not {self.transform.kind}")
             object.__setattr__(self, "transform", self.transform.model_copy(update=options))

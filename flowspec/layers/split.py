@@ -17,7 +17,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from flowspec.errors import RuleViolation
 from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape, numel, register

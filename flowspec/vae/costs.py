@@ -65,7 +65,7 @@ def encoder_part(graph: VAEGraph) -> Part:
     spec, shape = graph.spec, graph.input_shape
     cfg, latent = spec.encoder, spec.latent
     head_out = 2 * latent + cfg.context
-    if encoder_kind(spec) == "conv":
+    if cfg.convolutional(shape):
         channels, shapes = shape[0], []
         height, width = shape[1], shape[2]
         for _, height, width in conv_resolutions(shape[1], shape[2], cfg.depth):
@@ -130,7 +130,7 @@ def decoder_part(graph: VAEGraph) -> Part:
     spec, shape = graph.spec, graph.input_shape
     cfg, latent, params_per = spec.decoder, spec.latent, likelihood_params(spec)
     out_shape = tuple(shape) + (params_per,)
-    if decoder_kind(spec) == "conv":
+    if cfg.convolutional(shape):
         resolutions = conv_resolutions(shape[1], shape[2], cfg.depth)
         _, height, width = resolutions[-1]
         stem, ops = _linears([(latent, cfg.hidden * height * width)])

@@ -17,11 +17,11 @@ from flowspec.vae.config import VAESpec
 
 
 def encoder_kind(spec: VAESpec) -> str:
-    return spec.encoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+    return spec.encoder.network_kind(spec.input.shape)
 
 
 def decoder_kind(spec: VAESpec) -> str:
-    return spec.decoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+    return spec.decoder.network_kind(spec.input.shape)
 
 
 def conv_resolutions(height: int, width: int, depth: int) -> list[tuple[int, int, int]]:
@@ -74,11 +74,10 @@ class VAEGraph:
 def _check(spec: VAESpec, vae: VAEGraph) -> list[Problem]:
     problems = []
     shape, latent = tuple(spec.input.shape), spec.latent
-    for part, kind in (("encoder", encoder_kind(spec)), ("decoder", decoder_kind(spec))):
-        if kind == "conv" and len(shape) != 3:
-            problems.append(vae.problem(
-                f"a conv {part} needs an image input (C, H, W), got {shape}", (part, "kind"),
-                "use kind: mlp for vector data"))
+    for part in ("encoder", "decoder"):
+        wrong = getattr(spec, part).shape_problem(part, shape)
+        if wrong is not None:
+            problems.append(vae.problem(wrong[0], (part, "kind"), wrong[1]))
     for message, hint in spec.likelihood.problems(spec.input.levels):
         problems.append(vae.problem(message, ("likelihood",), hint))
     if spec.iaf_steps and latent < 2:
