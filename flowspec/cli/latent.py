@@ -41,10 +41,11 @@ class _Run:
 
     def __init__(self, checkpoint: Path, data: str | None, data_dir: Path | None, split: str):
         from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
+        from flowspec.train.conditions import spec_data_set
 
         self.model = load_model(checkpoint)
         info = read_checkpoint(checkpoint, MODEL_FORMAT).get("data") or {}
-        self.data = data or info.get("kind") or "digits"
+        self.data = data or info.get("kind") or spec_data_set(self.model.spec)
         self.data_dir = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
         if split not in ("train", "test"):
             raise FlowSpecError(f"--split {split!r}: train or test")

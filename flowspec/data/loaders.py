@@ -22,8 +22,9 @@ from flowspec.data.mnist import load_mnist, read_idx_images, read_idx_labels
 from flowspec.data.npz import load_npz
 from flowspec.data.table import load_csv
 from flowspec.errors import DataError
+from flowspec.spec.training import DATA_SETS
 
-DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+DATA_KINDS = DATA_SETS  # one list: the spec's training.data names the same kinds
 BUNDLED_KINDS = ("digits", "wine", "moons")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
@@ -51,6 +52,15 @@ def random_flip(x: Tensor, seed: int) -> Tensor:
     return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
+def flattened_for(data: Dataset, shape: tuple[int, ...]) -> Dataset:
+    """Images ``(N, C, H, W)`` read as vectors ``(N, C·H·W)`` (row-major) when the spec's input is a
+    vector of that many entries (NICE's 784-dimensional MNIST, Dinh et al. 2014, sec. 5.1); else ``data``."""
+    if len(shape) != 1 or data.train.dim() <= 2 or data.train[0].numel() != shape[0]:
+        return data
+    return dataclasses.replace(data, train=data.train.reshape(len(data.train), -1),
+                               test=data.test.reshape(len(data.test), -1))
+
+
 def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int | None, *,
               classes: int | None = None, context_dim: int | None = None, standardize: bool = False,
               features: list[str] | None = None, context_columns: list[str] | tuple = (),
@@ -58,6 +68,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     """Load data set ``kind`` and check it against the spec.
 
     - ``shape``, ``levels``: the spec's input; ``levels`` None means continuous data (any finite values).
+      A vector ``shape`` of ``C·H·W`` entries reads images flattened row-major.
     - ``classes``: the spec is class-conditional; every example needs a label in ``0 .. classes-1``.
     - ``context_dim``: the spec is context-conditional; every example needs a context vector of that width.
     - ``standardize``: scale continuous data per feature to zero mean, unit std (train statistics).
@@ -67,7 +78,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
     if kind not in BUNDLED_KINDS and data_dir is None:
-        raise DataError(f"--data {kind} needs --data-dir (nothing is downloaded)")
+        raise DataError(f"data set {kind} needs --data-dir: its files are supplied by the user (nothing is downloaded)")
     if kind != "csv" and (features or context_columns or label_column):
         raise DataError(f"--data {kind}: feature, context and label columns apply to csv tables only")
     if kind == "digits":
@@ -86,6 +97,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
         data = load_npz(data_dir, shape, 256 if bits else levels)
     else:
         data = load_csv(data_dir, features, context_columns, label_column, levels)
+    data = flattened_for(data, shape)
     if bits:
         check_fits(data, shape, 256)
         data = reduce_bits(data, bits)

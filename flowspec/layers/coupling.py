@@ -9,7 +9,10 @@ inverse:  ``x_a = tau^{-1}(y_a; theta)``,  ``x_b = y_b``  (``NN`` sees ``y_b = x
 log-det:  ``sum log|tau'(x_a; theta)|`` over the transformed entries
 
 Masks: ``channel`` splits the channels (features) in halves and ``parity`` 0 transforms the first;
-``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even.
+``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even;
+``columns`` alternates columns and ``parity`` 0 transforms the even ones (``w`` even: Flow++'s
+``CheckerboardSplit``, which reshapes to ``[B, H, W/2, 2, C]``). ``parity: alternate`` in a repeated
+row gives its copies 0, 1, 0, ... in the order the spec expands them (:meth:`CouplingConfig.copy_at`).
 The transform (``additive``, ``affine``, ...) and the conditioner (``conv``, ``mlp``, ...) are
 registered kinds (:mod:`flowspec.layers.transforms`, :mod:`flowspec.layers.conditioners`).
 ``scale`` and ``clamp`` on the row are short for the affine transform's own fields.
@@ -30,7 +33,8 @@ from flowspec.layers.conditioners import Conditioner, ConvConditioner, context_c
 from flowspec.layers.transforms import AffineTransform, Transform
 from flowspec.layers.transforms.affine import check_clamp
 
-MASKS = ("channel", "checkerboard")
+MASKS = ("channel", "checkerboard", "columns")
+SPATIAL_MASKS = ("checkerboard", "columns")  # masks over pixels: every channel of a pixel goes together
 
 
 @register
@@ -38,8 +42,13 @@ class CouplingConfig(LayerConfig):
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
                                  description="elementwise transform: a kind name or {kind: ..., options}")
-    mask: Literal["channel", "checkerboard"] = "channel"
-    parity: Literal[0, 1] = 0
+    mask: Literal["channel", "checkerboard", "columns"] = Field(
+        "channel", description="channel: halves of the channels; checkerboard: pixels with h + w even / odd; "
+                               "columns: even / odd columns (Flow++'s checkerboard split)")
+    parity: Literal[0, 1, "alternate"] = Field(
+        0, description="which half is transformed (0: the first half of the channels, the pixels with h + w "
+                       "even, or the even columns); alternate: 0, 1, 0, ... over the row's copies in a repeat "
+                       "block or compact-form step")
     scale: Optional[Literal["sigmoid", "exp"]] = Field(None, description="short for transform: {kind: affine, scale}")
     clamp: Optional[float] = Field(None, description="short for transform: {kind: affine, clamp}",
                                    json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 50})
@@ -63,20 +72,27 @@ class CouplingConfig(LayerConfig):
             object.__setattr__(self, "clamp", None)
         return self
 
+    def copy_at(self, index: int) -> "CouplingConfig":
+        """The ``index``-th copy of this row: ``parity: alternate`` becomes ``index % 2``."""
+        return self.model_copy(update={"parity": index % 2}) if self.parity == "alternate" else self
+
     def _halves(self, shape: Shape) -> tuple[int, int]:
         """(transformed, conditioning) channel counts of a channel mask."""
         first = shape[0] // 2
         second = shape[0] - first
-        return (first, second) if self.parity == 0 else (second, first)
+        return (second, first) if self.parity == 1 else (first, second)
 
     def output_shape(self, shape: Shape) -> Shape:
         image = len(shape) == 3
-        if self.mask == "checkerboard" and not image:
-            raise RuleViolation("a checkerboard mask needs an image input (C, H, W), got a vector "
+        if self.mask in SPATIAL_MASKS and not image:
+            raise RuleViolation(f"a {self.mask} mask needs an image input (C, H, W), got a vector "
                                 f"{shape}", hint="use mask: channel", field=("mask",))
         if self.mask == "checkerboard" and shape[1] * shape[2] < 2:
             raise RuleViolation("a checkerboard mask needs at least 2 pixels",
                                 hint="use mask: channel", field=("mask",))
+        if self.mask == "columns" and shape[2] < 2:
+            raise RuleViolation(f"a columns mask needs at least 2 columns, got width {shape[2]}",
+                                hint="use mask: checkerboard or channel", field=("mask",))
         if self.mask == "channel" and shape[0] < 2:
             what = "channels" if image else "features"
             raise RuleViolation(f"a channel mask needs at least 2 {what} to divide, got {shape[0]}",
@@ -88,7 +104,7 @@ class CouplingConfig(LayerConfig):
     def _net_channels(self, shape: Shape) -> tuple[int, int, int]:
         """(conditioner input, conditioner output, transformed) channels."""
         per_entry = self.transform.params_per_entry
-        if self.mask == "checkerboard":
+        if self.mask in SPATIAL_MASKS:
             return shape[0], per_entry * shape[0], shape[0]
         transformed, conditioning = self._halves(shape)
         return conditioning, per_entry * transformed, transformed
@@ -109,7 +125,7 @@ class CouplingConfig(LayerConfig):
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops
-                         + (14 if self.mask == "checkerboard" else 11))
+                         + (14 if self.mask in SPATIAL_MASKS else 11))
 
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
         n_in, n_out, _ = self._net_channels(shape)
@@ -123,6 +139,8 @@ class CouplingConfig(LayerConfig):
         return self.model_copy(update={"conditioner": self.conditioner.narrow(width)})
 
     def build(self, shape: Shape, context: ContextShape = None) -> "Coupling":
+        if self.parity == "alternate":  # a row built on its own is its first copy
+            return self.copy_at(0).build(shape, context)
         n_in, n_out, _ = self._net_channels(shape)
         return Coupling(self, shape, self.conditioner.build_at(n_in, n_out, tuple(shape[1:]),
                                                             context_channels(context)))
@@ -136,6 +154,16 @@ def checkerboard(height: int, width: int, parity: int) -> Tensor:
     return ((rows + cols + parity) % 2).float().view(1, 1, height, width)
 
 
+def columns(height: int, width: int, parity: int) -> Tensor:
+    """1 where an entry conditions, 0 where it is transformed (``parity`` 0: even columns are
+    transformed), as Flow++'s ``CheckerboardSplit`` pairs ``x[..., 0::2]`` and ``x[..., 1::2]``."""
+    cols = torch.arange(width).view(1, -1).expand(height, width)
+    return ((cols + parity) % 2).float().view(1, 1, height, width)
+
+
+SPATIAL_MASK_BUILDERS = {"checkerboard": checkerboard, "columns": columns}
+
+
 class Coupling(FlowLayer):
     def __init__(self, config: CouplingConfig, shape: Shape, net: torch.nn.Module):
         super().__init__()
@@ -144,9 +172,9 @@ class Coupling(FlowLayer):
         self.per_entry = config.transform.params_per_entry
         self.parity = config.parity
         self.transformed = config._net_channels(shape)[2]
-        self.checkerboard = config.mask == "checkerboard"
+        self.checkerboard = config.mask in SPATIAL_MASKS  # a mask over pixels (checkerboard or columns)
         if self.checkerboard:
-            self.register_buffer("mask", checkerboard(shape[1], shape[2], config.parity))
+            self.register_buffer("mask", SPATIAL_MASK_BUILDERS[config.mask](shape[1], shape[2], config.parity))
 
     def params(self, conditioning: Tensor, context: Tensor | None) -> Tensor:
         """The transform's parameters ``(B, P, C_a, ...)`` from the conditioning part."""

@@ -12,6 +12,10 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+"""The data sets ``training.data`` may name (the kinds of :func:`flowspec.data.load_data`)."""
+DEFAULT_DATA = "digits"
+
 
 class TrainingConfig(BaseModel):
     """How to train a spec. Every field can be overridden on the command line."""
@@ -49,6 +53,12 @@ class TrainingConfig(BaseModel):
     eval_batches: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="test batches per periodic evaluation (null: the whole test split)")
     flip: bool = Field(False, description="mirror each training image left-right with probability 1/2")
+    data: Optional[Literal[DATA_SETS]] = Field(
+        None, description="the data set `flowspec train` reads (its --data overrides it; null: digits); "
+                          "mnist, cifar10, folder, npz and csv read files given with --data-dir")
+    standardize: bool = Field(
+        False, description="continuous data: scale each feature to zero mean, unit std (train statistics; "
+                           "--standardize / --no-standardize override it)")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):
@@ -64,6 +74,11 @@ class TrainingConfig(BaseModel):
         if self.epochs is not None:
             data.pop("steps", None)
         return data
+
+    @property
+    def data_set(self) -> str:
+        """The data set to read: ``data``, else digits."""
+        return self.data or DEFAULT_DATA
 
     def total_steps(self, batches_per_epoch: int) -> int:
         """Steps to run: ``steps``, or ``epochs * batches_per_epoch`` when epochs are given."""

@@ -4,7 +4,8 @@
 Test bits/dim is the mean over the test split of ``-(log p(y) - log q(u|x) - D log n) / (D log 2)``
 with one dequantization (or posterior) sample per example; with ``k > 1`` it is the
 importance-weighted bound ``-log (1/k sum_i p(x, u_i) / q(u_i|x)) / (D log 2)`` (Burda et al. 2016,
-arXiv:1509.00519), which tightens with ``k``. Both model families take ``bits_per_dim(x, k)``.
+arXiv:1509.00519), which tightens with ``k``. Every model family takes ``loss_per_dim(x, condition=, k=)``
+(:class:`~flowspec.core.protocol.DensityModel`).
 Continuous data (``input.data: continuous``) is scored exactly: ``nats/dim = -log p(x) / D`` and the
 test log-likelihood ``log p(x)`` in nats per example. A conditional model is scored on the test
 examples' own labels or contexts, ``log p(x | c)``.
@@ -29,11 +30,7 @@ from flowspec.train.images import sample_grid, save_png
 def per_dim_loss(model: nn.Module, x: Tensor, c: Tensor | None = None, k: int | None = None) -> Tensor:
     """Per example: bits/dim (importance-weighted with ``k > 1``), or nats/dim for a flow on
     continuous data (the model's ``unit``), given the conditions ``c`` of a conditional flow."""
-    if c is None and not getattr(model, "continuous", False):
-        return model.bits_per_dim(x, k=k or 1)
-    if k and k > 1 and not model.continuous:
-        return model.bits_per_dim(x, c, k=k)
-    return model.loss_per_dim(x, c)
+    return model.loss_per_dim(x, condition=c, k=k or 1)
 
 
 @torch.no_grad()
@@ -123,11 +120,11 @@ class EvalReport:
 
 def _checkpoint_data(path: Path, model, data: str | None, data_dir):
     """The test split a checkpoint was trained with (or ``data`` / ``data_dir``), with conditions."""
-    from flowspec.train.conditions import load_spec_data, split_conditions
+    from flowspec.train.conditions import load_spec_data, spec_data_set, split_conditions
 
     raw = read_checkpoint(path, MODEL_FORMAT)
     info = raw.get("data") or {}
-    kind = data or info.get("kind") or "digits"
+    kind = data or info.get("kind") or spec_data_set(model.spec)
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
     same = data is None  # the run's own data: its standardisation and CSV columns
     columns = (info.get("columns") or {}) if same else {}
@@ -211,7 +208,7 @@ def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, o
     if suffix in (".npy", ".csv"):
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            values = model.to_data_space(model.sample(n, temperature, generator=generator, **({"c": c} if c is not None else {})))
+            values = model.to_data_space(model.sample(n, condition=c, temperature=temperature, generator=generator))
         values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
         output.parent.mkdir(parents=True, exist_ok=True)
