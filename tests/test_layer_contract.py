@@ -314,3 +314,23 @@ def test_split_contract(config, shape):
     torch.testing.assert_close(fresh.log_prob(kept, factored), layer.log_prob(kept, factored), rtol=0, atol=0)
     with pytest.raises(TypeError, match="factors out"):
         layer(x)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_KINDS))
+def test_reads_context_is_what_the_module_does(kind):
+    """A kind's declared ``reads_context`` (the graph's context edges) is true exactly when its
+    module, given a context, depends on it."""
+    config, shape = next(((c, s) for c, s, *_ in (EXAMPLES.get(kind) or [(LAYER_KINDS[kind](), VECTOR)])
+                          if LAYER_KINDS[kind].accepts != "image" or len(s) == 3), (None, None))
+    if config is None:
+        config, shape = LAYER_KINDS[kind](), IMAGE
+    layer = _make(config, shape, context=CONTEXT)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    c = torch.randn(3, *CONTEXT, dtype=torch.float64)
+    if config.factors_out:
+        run = lambda context: layer.encode(x, context)[2].log_prob  # noqa: E731
+    else:
+        run = lambda context: layer(x, context)[0]  # noqa: E731
+    with torch.no_grad():
+        changes = not torch.allclose(run(c), run(c + 1.0))
+    assert changes == config.reads_context, f"{kind}: reads_context={config.reads_context}, module reads it: {changes}"

@@ -85,6 +85,9 @@ class LayerConfig(BaseModel):
     accepts: ClassVar[str] = "any"
     #: The factor this kind divides an image's height and width by (squeeze: 2).
     spatial_factor: ClassVar[int] = 1
+    #: True for kinds whose module reads the condition's features when given them (a coupling's
+    #: conditioner, a MADE, a split's conditional prior): the graph draws a context edge to them.
+    reads_context: ClassVar[bool] = False
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape

@@ -39,6 +39,8 @@ SPATIAL_MASKS = ("checkerboard", "columns")  # masks over pixels: every channel 
 
 @register
 class CouplingConfig(LayerConfig):
+    reads_context = True  # its conditioner appends the condition's features to its input
+
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
                                  description="elementwise transform: a kind name or {kind: ..., options}")

@@ -44,6 +44,7 @@ def _exp_affine() -> AffineTransform:
 class MAFConfig(LayerConfig):
     kind: Literal["maf"] = "maf"
     accepts = "vector"
+    reads_context = True  # the MADE's first hidden layer and outputs
     hidden: PositiveInt = Field(64, description="units per MADE hidden layer (D - 1 or more keeps every degree)")
     depth: Annotated[int, Field(ge=1, le=8)] = Field(2, description="MADE hidden layers")
     order: Literal["natural", "reversed", "random"] = Field("natural", description="the variable order")

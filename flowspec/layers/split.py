@@ -42,6 +42,7 @@ class SplitConfig(LayerConfig):
     kind: Literal["split"] = "split"
     prior: Literal["conditional", "standard"] = "conditional"
     factors_out = True
+    reads_context = True  # its prior's (mu, log sigma) += W h
 
     def output_shape(self, shape: Shape) -> Shape:
         if shape[0] < 2:
