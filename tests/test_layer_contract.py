@@ -27,7 +27,7 @@ from flowspec.compile.invertible_backprop import invertible_run
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
 from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLPConditioner
-from flowspec.layers.coupling import MASKS, CouplingConfig
+from flowspec.layers.coupling import MASKS, SPATIAL_MASKS, CouplingConfig
 from flowspec.layers.transforms import TRANSFORM_KINDS
 from flowspec.layers.invconv import InvConvConfig
 from flowspec.layers.maf import MAFConfig
@@ -74,12 +74,12 @@ def _coupling_examples():
         for conditioner in conditioners:
             image = conditioner.accepts == "image"
             for mask in MASKS:
-                if mask == "checkerboard" and not image:
+                if mask in SPATIAL_MASKS and not image:
                     continue
                 for parity in (0, 1):
                     config = CouplingConfig(transform=transform, mask=mask, parity=parity, conditioner=conditioner)
                     shapes = [IMAGE, ODD_IMAGE] if image else [VECTOR, ODD_VECTOR]
-                    if mask == "checkerboard":
+                    if mask in SPATIAL_MASKS:
                         shapes = [IMAGE]
                     for shape in shapes:
                         out.append((config, shape, CONTEXT if len(out) % 2 else None))
@@ -99,7 +99,7 @@ EXAMPLES: dict[str, list[tuple]] = {
     "actnorm": [(ActNormConfig(), IMAGE), (ActNormConfig(data_init=False), VECTOR)],
     "invconv": [(InvConvConfig(lu=True), IMAGE), (InvConvConfig(lu=False), IMAGE),
                 (InvConvConfig(lu=True, seed=3), VECTOR), (InvConvConfig(lu=False, seed=1), ODD_VECTOR)],
-    "coupling": COUPLINGS,
+    "coupling": COUPLINGS + [(CouplingConfig(parity="alternate", conditioner=MLP), VECTOR)],  # built as copy 0
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
