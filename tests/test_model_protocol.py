@@ -105,7 +105,7 @@ def test_the_old_positional_flow_forms_warn_and_give_the_same_numbers():
     model = model_of(CONDITIONAL_FLOW)
     x, c = data(model, 4), torch.tensor([0, 1, 2, 0])
     new = same_seed(lambda: model.bits_per_dim(x, condition=c, k=3))
-    with pytest.deprecated_call(match=r"FlowModel.bits_per_dim: positional condition, positional k"):
+    with pytest.deprecated_call(match=r"FlowModel.bits_per_dim: positional condition, positional k are deprecated; pass condition=, k="):
         old = same_seed(lambda: model.bits_per_dim(x, c, 3))
     assert torch.equal(old, new)
     with pytest.deprecated_call(match=r"c= is deprecated; pass condition="):

@@ -131,11 +131,15 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
     a conditional model's conditions are written beside vector samples."""
-    from flowspec.train.evaluate import sample_checkpoint
+    from flowspec.cli.conditions import requested_conditions
+    from flowspec.compile.export import load_model
+    from flowspec.train.evaluate import write_samples
 
     finite_temperature(temperature)
-    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             label=label, per_class=per_class, context=context)
+    model = load_model(checkpoint)
+    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                         condition=c, columns=columns)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
 
@@ -151,7 +155,8 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     the run's test points overlaid."""
     from flowspec.compile.export import load_model
     from flowspec.train.density_plot import plot_density as draw
-    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
+    from flowspec.cli.conditions import requested_conditions
+    from flowspec.train.evaluate import checkpoint_data
 
     model = load_model(checkpoint)
     conditions = None
@@ -160,7 +165,7 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
         conditions = [c[0]]
     xy, labels = None, None
     if points:
-        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
+        _, dataset, (_, test_conditions) = checkpoint_data(checkpoint, model, None, None)
         xy = dataset.test.numpy()
         labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
         if context is not None:

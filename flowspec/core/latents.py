@@ -281,7 +281,7 @@ def check_supported(model) -> None:
     condition = getattr(model.spec, "condition", None)
     if condition is not None:
         raise FlowSpecError(f"the latent tools work on unconditional models; this one is conditional "
-                            f"(condition: {{kind: {condition.kind}}}), use log_prob(x, c) / sample(n, c=...)")
+                            f"(condition: {{kind: {condition.kind}}}), use log_prob(x, condition=c) / sample(n, condition=...)")
     if getattr(model.spec.input, "continuous", False):
         raise FlowSpecError("the latent tools encode discrete levels; this model's input.data is continuous "
                             "(model(x) gives its latents)")

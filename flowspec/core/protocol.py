@@ -103,6 +103,6 @@ def _translate(where: str, names, keep: int, renamed: dict, args: tuple, kwargs:
         if target in kwargs:
             raise TypeError(f"{where}() got both {key!r} and {target!r}")
         kwargs[target] = kwargs.pop(key)
-    warnings.warn(f"{where}: {', '.join(old)} is deprecated; pass {', '.join(new)} as keyword-only "
+    warnings.warn(f"{where}: {', '.join(old)} {'is' if len(old) == 1 else 'are'} deprecated; pass {', '.join(new)} as keyword-only "
                   f"options (the old form goes away in the next release)", DeprecationWarning, stacklevel=3)
     return args[:keep], kwargs

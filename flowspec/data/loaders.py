@@ -29,7 +29,7 @@ BUNDLED_KINDS = ("digits", "wine", "moons")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
            "load_csv", "load_data", "load_digits", "load_folder", "load_mnist", "load_moons", "load_npz",
-           "load_wine", "random_flip", "read_idx_images", "read_idx_labels", "reduce_bits"]
+           "load_wine", "random_flip", "random_shift", "read_idx_images", "read_idx_labels", "reduce_bits"]
 
 
 def reduce_bits(data: Dataset, bits: int) -> Dataset:
@@ -50,6 +50,28 @@ def random_flip(x: Tensor, seed: int) -> Tensor:
         return x
     flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(seed & ((1 << 63) - 1))) < 0.5
     return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_shift(x: Tensor, fraction: float, seed: int) -> Tensor:
+    """Each image of the batch translated by ``(dy, dx)`` drawn uniformly from
+    ``[-fraction H, fraction H] x [-fraction W, fraction W]`` pixels, bilinear between pixels with
+    the border repeated outside (Keras' ``width_shift_range`` / ``height_shift_range`` with
+    ``fill_mode="nearest"``, as Glow's CIFAR-10 loader uses them), then floored back to integer
+    levels as Glow's ``x_to_uint8`` does; a draw seeded by ``seed``. Vectors pass unchanged."""
+    if x.dim() != 4 or fraction == 0:
+        return x
+    import torch.nn.functional as F
+
+    n, _, height, width = x.shape
+    draw = torch.rand(n, 2, generator=torch.Generator().manual_seed(seed & ((1 << 63) - 1)), dtype=torch.float64)
+    offset = (2 * draw - 1) * fraction * torch.tensor([width, height], dtype=torch.float64)  # pixels (x, y)
+    rows = (torch.arange(height, dtype=torch.float64).view(1, -1, 1) - offset[:, 1].view(-1, 1, 1)).expand(n, height, width)
+    cols = (torch.arange(width, dtype=torch.float64).view(1, 1, -1) - offset[:, 0].view(-1, 1, 1)).expand(n, height, width)
+    # normalised sampling coordinates (align_corners: -1 and 1 are the outer pixel centres)
+    grid = torch.stack([2 * cols / max(width - 1, 1) - 1, 2 * rows / max(height - 1, 1) - 1], dim=-1)
+    moved = F.grid_sample(x.to(torch.float64), grid.to(x.device), mode="bilinear", padding_mode="border",
+                          align_corners=True)
+    return torch.floor(moved + 1e-6).to(x.dtype)  # 1e-6: a whole-pixel shift keeps the exact levels
 
 
 def flattened_for(data: Dataset, shape: tuple[int, ...]) -> Dataset:

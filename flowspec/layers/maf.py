@@ -72,7 +72,7 @@ class MAFConfig(LayerConfig):
         entry = self.transform.cost()
         pass_flops = net.flops_forward
         return LayerCost(
-            params=net.params,
+            params=net.params + entry.params,
             flops_forward=pass_flops + entry.flops_forward * d,
             flops_inverse=d * (pass_flops + entry.flops_inverse * d),
             matmul_flops_forward=net.matmul_flops_forward, matmul_flops_inverse=d * net.matmul_flops_forward,

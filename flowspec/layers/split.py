@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape, numel, register
+from flowspec.layers.base import (ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape,
+                                  numel, register)
 
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)

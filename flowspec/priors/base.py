@@ -53,23 +53,26 @@ class PriorConfig(BareKind):
         raise NotImplementedError
 
 
-def gaussian_cost(shape: Shape, context: int, learned: bool) -> LayerCost:
-    """``log N(z; mu, sigma)``: about 6 FLOPs per entry; sampling ``mu + T sigma eps``: 3; with a
-    condition, ``(mu, log sigma) += W h`` (``2 n E`` parameters, no bias)."""
+def gaussian_cost(shape: Shape, context: int, learned: int) -> LayerCost:
+    """``log N(z; mu, sigma)`` with ``learned`` parameters: about 6 FLOPs per entry; sampling
+    ``mu + T sigma eps``: 3; with a condition, ``(mu, log sigma) += W h`` (``2 n E`` parameters,
+    no bias)."""
     n = numel(shape)
     shift = 2 * n * context
-    return LayerCost(params=(2 * n if learned else 0) + shift,
+    return LayerCost(params=learned + shift,
                      flops_forward=6.0 * n + 2.0 * shift, flops_inverse=3.0 * n + 2.0 * shift,
                      matmul_flops_forward=2.0 * shift, matmul_flops_inverse=2.0 * shift,
                      activations=n, ops=10 + (3 if shift else 0))
 
 
 class GaussianPrior(nn.Module):
-    """``N(mu, sigma)`` per entry: ``mu``, ``log sigma`` learned (``learned``, zero-initialised) or
-    fixed at 0 (``N(0, I)``); with ``context = E``, ``(mu, log sigma) += W h`` (``W``
-    zero-initialised, Glow's ycond). Sampling at temperature T: ``mu + T sigma eps``."""
+    """``N(mu, sigma)`` per entry: ``mu``, ``log sigma`` learned (``learned``, zero-initialised, of
+    ``learned_shape``: one per entry, or one per channel broadcast over the pixels) or fixed at 0
+    (``N(0, I)``); with ``context = E``, ``(mu, log sigma) += W h`` (``W`` zero-initialised,
+    Glow's ycond). Sampling at temperature T: ``mu + T sigma eps``."""
 
-    def __init__(self, shape: Shape, learned: bool, context: int = 0, kind: str = ""):
+    def __init__(self, shape: Shape, learned: bool, context: int = 0, kind: str = "",
+                 learned_shape: tuple | None = None):
         super().__init__()
         self.kind = kind  # the config's, for callers that show it
         self.shape = tuple(shape)
@@ -78,8 +81,9 @@ class GaussianPrior(nn.Module):
         if self.context_net is not None:
             nn.init.zeros_(self.context_net.weight)
         if learned:
-            self.mean = nn.Parameter(torch.zeros(1, *shape))
-            self.log_std = nn.Parameter(torch.zeros(1, *shape))
+            learned_shape = learned_shape or (1, *shape)
+            self.mean = nn.Parameter(torch.zeros(learned_shape))
+            self.log_std = nn.Parameter(torch.zeros(learned_shape))
         else:
             self.register_buffer("mean", torch.zeros(1, *shape))
             self.register_buffer("log_std", torch.zeros(1, *shape))

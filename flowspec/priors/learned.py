@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flowspec.layers.base import LayerCost, Shape
+from flowspec.layers.base import LayerCost, Shape, numel
 from flowspec.priors.base import GaussianPrior, PriorConfig, gaussian_cost, register_prior
 
 
@@ -16,7 +16,7 @@ class LearnedPrior(PriorConfig):
     kind: Literal["learned"] = "learned"
 
     def cost(self, shape: Shape, context: int = 0) -> LayerCost:
-        return gaussian_cost(shape, context, learned=True)
+        return gaussian_cost(shape, context, learned=2 * numel(shape))
 
     def build(self, shape: Shape, context: int = 0) -> GaussianPrior:
         return GaussianPrior(shape, learned=True, context=context, kind=self.kind)

@@ -16,7 +16,7 @@ class StandardPrior(PriorConfig):
     kind: Literal["standard"] = "standard"
 
     def cost(self, shape: Shape, context: int = 0) -> LayerCost:
-        return gaussian_cost(shape, context, learned=False)
+        return gaussian_cost(shape, context, learned=0)
 
     def build(self, shape: Shape, context: int = 0) -> GaussianPrior:
         return GaussianPrior(shape, learned=False, context=context, kind=self.kind)

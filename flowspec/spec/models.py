@@ -158,8 +158,10 @@ class Spec(StrictModel):
     model: Literal["flow"] = "flow"
     input: InputSpec
     prior: Prior = Field(
-        default_factory=LearnedPrior, description="prior of the top latent, a prior kind: learned N(mu, sigma), "
-                                                 "standard N(0, I), or the standard logistic of NICE (arXiv:1410.8516)")
+        default_factory=LearnedPrior, description="prior of the top latent, a prior kind: learned N(mu, sigma) "
+                                                 "per entry, learned_channel per channel (Glow's learntop: a zero conv on "
+                                                 "zeros), standard N(0, I), or the standard logistic of NICE "
+                                                 "(arXiv:1410.8516)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowspec.data.loaders import random_flip
+from flowspec.data.loaders import random_flip, random_shift
 from flowspec.errors import CheckpointError, DataError, FlowSpecError
 from flowspec.train import ddp
 from flowspec.train.checkpoints import (load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
@@ -66,7 +66,8 @@ class RunResult:
 
 
 class _Objective(nn.Module):
-    """Mean bits/dim as a ``forward`` so that DDP's gradient hooks see it."""
+    """The per-example loss (``loss_per_dim``, in the model's ``unit``) as a ``forward``, so that
+    DDP's gradient hooks see it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -102,8 +103,10 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
         _check_inputs(spec, data, config, env)
         with StopRequests() as stop, _hold_run_folder(out, env, device, log):
-            return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
-                          device, env, stop)
+            loop = TrainingLoop(spec, data, config, out, env=env, device=device, model=model, data_info=data_info,
+                                log=log)
+            loop.start(resume)
+            return loop.run(stop, progress and env.main)
     finally:
         ddp.teardown()
 
@@ -150,12 +153,6 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
                     out.rmdir()
 
 
-def _train(spec, data, config, out, resume, progress, model, data_info, log, device, env, stop) -> RunResult:
-    loop = TrainingLoop(spec, data, config, out, env=env, device=device, model=model, data_info=data_info, log=log)
-    loop.start(resume)
-    return loop.run(stop, progress)
-
-
 class Batches:
     """The examples (and their conditions) of each step on this process, in the
     :class:`BlockSampler`'s order: the same on resume, disjoint across ranks."""
@@ -183,6 +180,14 @@ class Batches:
         c = None if self.conditions is None else self.conditions[indices].to(self.device, non_blocking=True)
         return self.data.train[indices].to(self.device, non_blocking=True), c
 
+    def first(self, count: int) -> tuple[Tensor, Tensor | None]:
+        """This rank's share of the first ``count`` examples of the first epoch's order."""
+        self.sampler.set_epoch(0)
+        indices = list(iter(self.sampler))[:max(1, count // self.sampler.num_replicas)]
+        self._order.clear()
+        c = None if self.conditions is None else self.conditions[indices].to(self.device)
+        return self.data.train[indices].to(self.device), c
+
 
 class TrainingLoop:
     """A run: its data order, model, :class:`~flowspec.train.step.TrainStep`, EMA and the state a
@@ -206,21 +211,28 @@ class TrainingLoop:
         self.model = (model if model is not None else compile_spec(spec)).to(device)
         self.spec_data = spec.model_dump(mode="json")
         self.last, self.best_path = out / "last.pt", out / "best.pt"
-        self.optimizer = build_optimizer(self.model, config)
-        self.ema = EMA(self.model, config.ema) if config.ema is not None else None
+        self.optimizer = build_optimizer(self.model, config, self.batches.per_epoch)
+        ema_decay = config.polyak_decay(self.batches.per_epoch)
+        self.ema = EMA(self.model, ema_decay) if ema_decay is not None else None
         self.start_step, self.best_bpd, self.running = 0, math.inf, None
         self.last_saved: int | None = None
 
     # -- before the first step ------------------------------------------------------------------
     def start(self, resume: bool) -> None:
         """Resume from ``last.pt``, or initialise (actnorm's data-dependent init on the first
-        batch, all-reduced across ranks); then build the step (DDP-wrapped when distributed)."""
+        batch as it is, or on ``init_batch`` examples augmented as training batches are, as Glow
+        initialises on its augmented train iterator; all-reduced across ranks); then build the step
+        (DDP-wrapped when distributed)."""
         if resume:
             self._resume()
         else:
             if self.last.is_file():
                 raise FlowSpecError(f"{self.last} exists: pass --resume to continue that run, or choose another --out")
-            first, first_c = self.batches(0)
+            if self.config.init_batch is None:
+                first, first_c = self.batches(0)
+            else:
+                first, first_c = self.batches.first(self.config.init_batch)
+                first = self._augmented(first, -1)
             seed_step(self.config.seed, -1, self.batches.rank_offset, self.device)
             self.model.initialize(first, condition=first_c)
             if self.ema is not None:
@@ -293,8 +305,7 @@ class TrainingLoop:
     def _train_step(self, step: int, stop: StopRequests) -> tuple[float, StepResult, bool]:
         config, offset = self.config, self.batches.rank_offset
         x, c = self.batches(step)
-        if config.flip:
-            x = random_flip(x, seed=(config.seed * 1_000_003 + step) * 4096 + offset)
+        x = self._augmented(x, step)
         lr = config.lr * config.lr_factor(step, self.total)
         self.step.set_lr(lr)
         seed_step(config.seed, step, offset, self.device)
@@ -315,6 +326,16 @@ class TrainingLoop:
         if not self.env.distributed:  # a signal during this step's backward still counts now
             stop_asked = stop.signum is not None
         return lr, outcome, stop_asked
+
+    def _augmented(self, x: Tensor, step: int) -> Tensor:
+        """``training.shift`` then ``training.flip``, seeded by seed, step and rank (step -1: the init batch)."""
+        config = self.config
+        seed = (config.seed * 1_000_003 + step) * 4096 + self.batches.rank_offset
+        if config.shift:
+            x = random_shift(x, config.shift, seed=seed + 1)
+        if config.flip:
+            x = random_flip(x, seed=seed)
+        return x
 
     def _diverged(self, step: int, what: str, where: str) -> TrainingDiverged:
         kept = self.last if self.last_saved is not None else None
