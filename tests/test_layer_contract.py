@@ -87,6 +87,7 @@ def _coupling_examples():
         for mask, shape in (("channel", ODD_IMAGE), ("checkerboard", IMAGE)):  # Glow's interleaved parameters
             out.append((CouplingConfig(transform=transform, mask=mask, parity=1, layout="interleaved",
                                        conditioner=CONV), shape, None))
+    out.append((CouplingConfig(parity="alternate", conditioner=CONV), IMAGE, None))  # built alone: its first copy
     return out
 
 

@@ -37,7 +37,7 @@ def register_condition(config: type["ConditionConfig"]) -> type["ConditionConfig
 class ConditionConfig(BaseModel):
     """Base of every condition kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     kind: str
     prior: Literal["conditional", "plain"] = Field(

@@ -35,7 +35,7 @@ def register_dequantizer(config: type["DequantizerConfig"]) -> type["Dequantizer
 class DequantizerConfig(BaseModel):
     """Base of every dequantizer kind's config; ``centred`` maps ``v / n`` to ``v / n - 1/2``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     kind: str
     centred: bool = True

@@ -22,7 +22,7 @@ from flowspec.layers.kinds import kind_union
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
 
 Dequantization = kind_union(DEQUANTIZER_KINDS, "dequantization")

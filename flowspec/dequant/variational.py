@@ -37,7 +37,7 @@ from flowspec.layers.transforms import AffineTransform, Transform
 
 
 class StrictConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
 
 class ContextConfig(StrictConfig):

@@ -43,7 +43,7 @@ class ARConditionerConfig(BaseModel):
     features)`` whose output for variable ``i`` reads ``x_j`` only for ``degrees[j] <
     degrees[i]``; it keeps ``degrees`` as a buffer. ``cost`` / ``matmul_ops`` are one pass."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     kind: str
 

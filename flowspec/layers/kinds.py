@@ -93,9 +93,10 @@ class Registry(MutableMapping):
 
 class BareKind(BaseModel):
     """Base of kinds usually written as a bare name (``prior: learned``): a config with no field
-    but ``kind`` set dumps back to the bare name, so stored and expanded specs read as written."""
+    but ``kind`` set dumps back to the bare name, so stored and expanded specs read as written.
+    Subclasses declare ``kind``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)  # subclasses declare ``kind``
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     def __str__(self) -> str:
         return self.kind
