@@ -28,8 +28,7 @@ def narrow_spec(spec: Spec, width: int = 8) -> Spec:
     shape = list(spec.input.shape)
     candidates = [shape]
     if len(shape) == 3:
-        squeezes = sum(1 for layer in layers if layer.kind == "squeeze")
-        base = 2 ** squeezes
+        base = math.prod(layer.spatial_factor for layer in layers)
         candidates = [[shape[0], h, h] for h in (base, 2 * base, 4 * base)
                       if h <= max(shape[1], shape[2])] + [shape]
     for candidate in candidates:

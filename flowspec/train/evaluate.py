@@ -205,12 +205,12 @@ def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, sp
     rows = values
     if conditions is not None:
         conditions = conditions.reshape(len(conditions), -1)
-        header += ["class"] if spec.condition.kind == "class" else [f"c{i}" for i in range(conditions.shape[1])]
+        header += ["class"] if spec.condition.labelled else [f"c{i}" for i in range(conditions.shape[1])]
         rows = np.concatenate([values.astype(np.float64), conditions.astype(np.float64)], axis=1)
     discrete = not getattr(spec.input, "continuous", False)
     integer = [discrete] * values.shape[1]
     if conditions is not None:
-        integer += [spec.condition.kind == "class"] * (len(header) - values.shape[1])
+        integer += [spec.condition.labelled] * (len(header) - values.shape[1])
     lines = [",".join(header)]
     for row in rows:
         lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))

@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
+from flowspec.layers.kinds import Registry
 
-CONDITIONER_KINDS: dict[str, type["ConditionerConfig"]] = {}
+CONDITIONER_KINDS = Registry("conditioner")
 
 
 def register_conditioner(config: type["ConditionerConfig"]) -> type["ConditionerConfig"]:
     """Make a conditioner kind known to couplings, the spec language, the report and the tests."""
-    CONDITIONER_KINDS[config.model_fields["kind"].default] = config
-    return config
+    return CONDITIONER_KINDS.register(config)
 
 
 class NetCost(NamedTuple):
