@@ -16,7 +16,7 @@ from torch import Tensor
 
 from flowspec.data.bundled import load_digits, load_moons, load_wine
 from flowspec.data.cifar import load_cifar10
-from flowspec.data.dataset import Dataset, DataSplit, check_condition, check_fits, standardized
+from flowspec.data.dataset import Dataset, DataSplit, check_column_types, check_condition, check_fits, standardized
 from flowspec.data.folder import load_folder
 from flowspec.data.mnist import load_mnist, read_idx_images, read_idx_labels
 from flowspec.data.npz import load_npz
@@ -54,7 +54,7 @@ def random_flip(x: Tensor, seed: int) -> Tensor:
 def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int | None, *,
               classes: int | None = None, context_dim: int | None = None, standardize: bool = False,
               features: list[str] | None = None, context_columns: list[str] | tuple = (),
-              label_column: str | None = None, bits: int | None = None) -> Dataset:
+              label_column: str | None = None, bits: int | None = None, columns=None) -> Dataset:
     """Load data set ``kind`` and check it against the spec.
 
     - ``shape``, ``levels``: the spec's input; ``levels`` None means continuous data (any finite values).
@@ -63,6 +63,8 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     - ``standardize``: scale continuous data per feature to zero mean, unit std (train statistics).
     - ``features``, ``context_columns``, ``label_column``: the columns of a ``csv`` table.
     - ``bits``: the spec's ``input.bits``: 8-bit data reduced to that many bits first.
+    - ``columns``: the spec's ``input.columns``: every value must lie in its column type's domain
+      (a CSV cell is named by file, line and column name; other data by file, row and column index).
     """
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
@@ -85,12 +87,19 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     elif kind == "npz":
         data = load_npz(data_dir, shape, 256 if bits else levels)
     else:
-        data = load_csv(data_dir, features, context_columns, label_column, levels)
+        data = load_csv(data_dir, features, context_columns, label_column, levels, types=columns)
     if bits:
         check_fits(data, shape, 256)
         data = reduce_bits(data, bits)
     check_fits(data, shape, levels)
+    if columns:
+        check_column_types(data, columns)
     if standardize:
+        typed = sorted({entry.kind for entry in columns or () if entry.kind != "real"})
+        if typed:
+            raise DataError(f"{data.file('train')}: --standardize rescales every column, but input.columns types "
+                            f"some as {', '.join(typed)} (their maps read the raw values); drop --standardize "
+                            f"and start the flow with an actnorm layer, which standardizes after the maps")
         if levels is not None:
             raise DataError(f"{data.file('train')}: standardisation applies to continuous data; the spec models "
                             f"{levels} discrete levels")
