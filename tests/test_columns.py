@@ -283,3 +283,13 @@ def test_typed_columns_leave_real_columns_alone():
     y, _ = columns(v)
     torch.testing.assert_close(y[:, 4], v[:, 4])
     torch.testing.assert_close(y[:, 2], v[:, 2])  # integer: identity after dequantization
+
+
+def test_the_report_counts_the_columns_parameters():
+    from flowspec import build_graph
+    from flowspec.report.costs import count_params
+
+    spec = loads_spec(MIXED)
+    model = compile(spec)
+    assert count_params(build_graph(spec)) == sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for p in model.columns.parameters()) == 3 * 8 + 1

@@ -8,7 +8,8 @@ A column kind is a pydantic config with ``kind: Literal[...]`` registered with
 * ``discrete``: its values are integers, dequantized before the map (``v = x + u``, ``u ~ U[0, 1)``);
 * ``valid(values)``: which values (a numpy array) lie in its domain, and ``problem(value)``: one
   sentence saying why a value does not (the loaders name the row and the column);
-* ``parameters(n)``: learned numbers of the map for ``n`` columns (the report counts them);
+* ``parameters(n)``: learned numbers of the map for ``n`` columns, and ``cost(n)`` (``flops``: FLOPs
+  per entry of the forward with its log-det, and of the inverse), which the report counts;
 * ``build(n)``: the module, ``forward(v) -> (y, logdet)`` and ``inverse(y) -> (v, logdet)`` on
   ``(batch, n)`` tensors, ``logdet`` the per-entry ``log|dy/dv|`` (the inverse's is minus it).
 """
@@ -21,6 +22,8 @@ from typing import ClassVar, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
+
+from flowspec.layers.base import LayerCost
 
 COLUMN_KINDS: dict[str, type["ColumnConfig"]] = {}
 RANGE_PATTERN = r"^\d+(-\d+)?$"
@@ -41,6 +44,8 @@ class ColumnConfig(BaseModel):
                                 json_schema_extra={"pattern": RANGE_PATTERN, "minimum": 0})
     #: integer values, dequantized by uniform noise before the map
     discrete: ClassVar[bool] = False
+    #: FLOPs per entry: forward with its log-det, inverse
+    flops: ClassVar[tuple[float, float]] = (0.0, 0.0)
 
     @field_validator("at")
     @classmethod
@@ -77,6 +82,12 @@ class ColumnConfig(BaseModel):
 
     def parameters(self, n: int) -> int:
         return 0
+
+    def cost(self, n: int) -> LayerCost:
+        """The map on ``n`` columns, per example: its parameters, FLOPs and the ``n`` values it keeps."""
+        forward, inverse = self.flops
+        return LayerCost(params=self.parameters(n), flops_forward=forward * n, flops_inverse=inverse * n,
+                         activations=n if forward else 0, ops=8 if forward else 0)
 
     def build(self, n: int) -> "ColumnTransform":
         raise NotImplementedError

@@ -25,6 +25,9 @@ from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
 @register_column
 class BoundedColumn(ColumnConfig):
     kind: Literal["bounded"] = "bounded"
+    # shift, scale, clamp, log, log1p, subtract, two softplus (3 each), add; inverse: sigmoid (4),
+    # two softplus, scale and shift
+    flops = (12.0, 12.0)
     bounds: Annotated[list[float], Field(min_length=2, max_length=2)] = Field(description="[lo, hi]: values lie strictly between them")
 
     @field_validator("bounds")

@@ -31,6 +31,7 @@ class CategoricalColumn(ColumnConfig):
     kind: Literal["categorical"] = "categorical"
     classes: Annotated[int, Field(ge=2, le=1_000_000)] = Field(description="K: codes are 0 .. K-1")
     discrete = True
+    flops = (14.0, 14.0)  # the dequantization's add, the scaled logit (see bounded); the floor and clamp
 
     def valid(self, values: np.ndarray) -> np.ndarray:
         return (values == np.floor(values)) & (values >= 0) & (values < self.classes)

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from flowspec.columns._logit import logit_of_unit, sigmoid_of_real
 from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
-from flowspec.layers.transforms.spline import RationalQuadraticSpline
+from flowspec.layers.base import LayerCost
+from flowspec.layers.transforms.spline import RationalQuadraticSpline, SplineTransform
 
 
 @register_column
@@ -60,6 +61,15 @@ class CircularColumn(ColumnConfig):
 
     def parameters(self, n: int) -> int:
         return n * (3 * self.bins + 1)
+
+    def cost(self, n: int) -> LayerCost:
+        """The spline's per-entry cost (:class:`SplineTransform`'s rule at these bins) plus the angle's
+        scaling, the rotation's add and modulo, and the logit cut (~20)."""
+        spline = SplineTransform(bins=self.bins).cost()
+        base = super().cost(n)
+        return LayerCost(params=base.params, flops_forward=(spline.flops_forward + spline.flops_logdet + 20) * n,
+                         flops_inverse=(spline.flops_inverse + spline.flops_logdet + 20) * n,
+                         activations=int((spline.saved + 4) * n), ops=spline.ops + 10)
 
     def build(self, n: int) -> "CircularSpline":
         return CircularSpline(n, self.bins, *self.bounds)

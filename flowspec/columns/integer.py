@@ -22,6 +22,7 @@ from flowspec.columns.real import Identity
 class IntegerColumn(ColumnConfig):
     kind: Literal["integer"] = "integer"
     discrete = True
+    flops = (1.0, 1.0)  # the dequantization's add; the inverse's floor
 
     def valid(self, values: np.ndarray) -> np.ndarray:
         return values == np.floor(values)

@@ -24,6 +24,7 @@ from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
 class PositiveColumn(ColumnConfig):
     kind: Literal["positive"] = "positive"
     map: Literal["log", "softplus"] = Field("log", description="log, or the inverse of softplus")
+    flops = (4.0, 4.0)  # log (or expm1, log, add) and a negation; the inverse: exp (or softplus, logsigmoid)
 
     def valid(self, values: np.ndarray) -> np.ndarray:
         return values > 0

@@ -164,6 +164,15 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
     if not getattr(flow.spec.input, "continuous", False):
         parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
                           dequantization.cost(shape), sampling=False))
+    columns = getattr(flow.spec.input, "columns", None)
+    if columns:
+        cost = LayerCost()
+        for entry in columns:
+            part = entry.cost(len(entry.columns))
+            cost = LayerCost(**{key: getattr(cost, key) + getattr(part, key) for key in
+                                ("params", "flops_forward", "flops_inverse", "activations", "ops")})
+        parts.append(Part("columns", "columns (" + ", ".join(sorted({e.kind for e in columns})) + ")", None,
+                          shape, shape, cost))
     condition = getattr(flow.spec, "condition", None)
     if condition is not None:
         features = (condition.features,)
