@@ -49,7 +49,9 @@ class FlowModel(nn.Module):
                                     for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec))
+        self.top_prior = (spec.prior.build(flow_graph.output_shape, top_prior_context(spec))
+                          if hasattr(spec.prior, "build") else
+                          TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec)))
         self.continuous = bool(getattr(spec.input, "continuous", False))
         columns = getattr(spec.input, "columns", None)
         #: a table's typed columns: x -> v (discrete ones dequantized) -> y on the real line, or None

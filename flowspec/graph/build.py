@@ -135,7 +135,7 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
             graph.add_node(prior, kind="prior", prior=config.prior)
             graph.add_edge(layer.name, prior, shape=factored, latent=True)
         previous, shape = layer.name, out_shape
-    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
+    graph.add_node(TOP_PRIOR, kind="prior", prior=getattr(spec.prior, "kind", spec.prior))
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
     problems += _check_invertible_backprop(flow)

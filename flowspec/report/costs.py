@@ -145,6 +145,8 @@ def top_prior_cost(flow: FlowGraph) -> LayerCost:
     erfc, half, clamp, log1p, log, subtract, sign, two products: 11 (a special function counted as
     one FLOP, as exp is for the Gaussian)."""
     n = numel(flow.output_shape)
+    if hasattr(flow.spec.prior, "cost"):  # a prior with its own cost rule (prior: {kind: mog})
+        return flow.spec.prior.cost(flow.output_shape, top_prior_context(flow.spec))
     if flow.spec.prior == "logistic":
         return LayerCost(flops_forward=9.0 * n, flops_inverse=11.0 * n, activations=n, ops=7)
     shift = 2 * n * top_prior_context(flow.spec)  # a conditional prior: (mu, log sigma) += W h, no bias
@@ -185,8 +187,13 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
                           tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
                           call_activations=cost.call_activations))
     top = top_prior_context(flow.spec)
-    parts.append(Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
-                      top_prior_cost(flow), tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())))
+    prior = flow.spec.prior
+    if hasattr(prior, "cost"):
+        operations = tuple(MatmulOp(i, o, 1, ()) for i, o, _ in prior.linears(flow.output_shape, top))
+    else:
+        operations = tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())
+    parts.append(Part("prior", f"prior ({getattr(prior, 'kind', prior)})", None, flow.output_shape, flow.output_shape,
+                      top_prior_cost(flow), operations))
     return parts
 
 

@@ -14,6 +14,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
 
 from flowspec.columns import Column
 from flowspec.layers import LAYER_KINDS
+from flowspec.layers.mixture_prior import MixturePriorConfig
 from flowspec.layers.split import SplitConfig
 from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
 from flowspec.spec.training import TrainingConfig
@@ -54,6 +55,22 @@ def _item_tag(value: Any) -> str | None:
     if isinstance(value, RepeatBlock):
         return REPEAT_TAG
     return getattr(value, "kind", None)
+
+
+def _prior_tag(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+#: the top prior: a word, or a mapping with a kind (``{kind: mog, ...}``)
+PriorChoice = Annotated[
+    Union[Annotated[Literal["learned"], Tag("learned")], Annotated[Literal["standard"], Tag("standard")],
+          Annotated[Literal["logistic"], Tag("logistic")], Annotated[MixturePriorConfig, Tag("mog")]],
+    Discriminator(_prior_tag, custom_error_type="prior_kind",
+                  custom_error_message="Input should be 'learned', 'standard' or 'logistic', or a mapping "
+                                       "{kind: mog, components, hidden, depth}"),
+]
 
 
 class RepeatBlock(StrictModel):
@@ -185,9 +202,10 @@ class Spec(StrictModel):
     name: Optional[SpecName] = None
     model: Literal["flow"] = "flow"
     input: InputSpec
-    prior: Literal["learned", "standard", "logistic"] = Field(
-        "learned", description="prior of the top latent: learned N(mu, sigma), N(0, I), or the "
-                               "standard logistic of NICE (arXiv:1410.8516)")
+    prior: PriorChoice = Field(
+        "learned", description="prior of the top latent: learned N(mu, sigma), N(0, I), the standard "
+                               "logistic of NICE (arXiv:1410.8516), or {kind: mog, components, hidden, "
+                               "depth}: MAF's autoregressive mixture of Gaussians (MADE MoG)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None
