@@ -1,6 +1,6 @@
 """One entry point over every data kind: :func:`load_data` loads, then checks against the spec.
 
-Kinds (the ``--data`` option): ``digits``, ``wine`` and ``moons`` need no files (scikit-learn); ``mnist``,
+Kinds (the ``--data`` option): ``digits``, ``wine``, ``moons`` and ``diabetes`` need no files (scikit-learn); ``mnist``,
 ``cifar10``, ``folder``, ``npz`` and ``csv`` read ``data_dir`` (``--data-dir``), a folder or a file.
 Each kind's format is described in its own module (``bundled``, ``mnist``, ``cifar``, ``folder``,
 ``npz``, ``table``).
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from flowspec.data.bundled import load_digits, load_moons, load_wine
+from flowspec.data.bundled import load_diabetes, load_digits, load_moons, load_wine
 from flowspec.data.cifar import load_cifar10
 from flowspec.data.dataset import Dataset, DataSplit, check_column_types, check_condition, check_fits, standardized
 from flowspec.data.folder import load_folder
@@ -23,8 +23,8 @@ from flowspec.data.npz import load_npz
 from flowspec.data.table import load_csv
 from flowspec.errors import DataError
 
-DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
-BUNDLED_KINDS = ("digits", "wine", "moons")
+DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes")
+BUNDLED_KINDS = ("digits", "wine", "moons", "diabetes")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
            "load_csv", "load_data", "load_digits", "load_folder", "load_mnist", "load_moons", "load_npz",
@@ -78,6 +78,8 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
         data = load_wine()
     elif kind == "moons":
         data = load_moons()
+    elif kind == "diabetes":
+        data = load_diabetes()
     elif kind == "mnist":
         data = load_mnist(data_dir)
     elif kind == "cifar10":
