@@ -14,7 +14,7 @@ from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
-DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons | diabetes")]
+DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons | diabetes | power | gas | hepmass | miniboone | bsds300")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
 
 

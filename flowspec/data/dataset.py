@@ -40,6 +40,8 @@ class Dataset:
     - ``classes``: class names by index (``classes[k]`` is the name of label ``k``), or None.
     - ``files``: the file each part was read from (keys as in :data:`PARTS`, or ``"data"`` for all).
     - ``info``: facts about the loading (feature names, standardisation mean and std, ...).
+    - ``validation``: float32 examples of a validation split where the data set defines one (the UCI
+      tables of :mod:`flowspec.data.uci`), else None.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     files: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    validation: Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """One entry point over every data kind: :func:`load_data` loads, then checks against the spec.
 
 Kinds (the ``--data`` option): ``digits``, ``wine``, ``moons`` and ``diabetes`` need no files (scikit-learn); ``mnist``,
-``cifar10``, ``folder``, ``npz`` and ``csv`` read ``data_dir`` (``--data-dir``), a folder or a file.
+``cifar10``, ``folder``, ``npz`` and ``csv`` read ``data_dir``, and so do the MAF paper's UCI tables ``power``, ``gas``,
+``hepmass``, ``miniboone`` and ``bsds300`` (:mod:`flowspec.data.uci`) (``--data-dir``), a folder or a file.
 Each kind's format is described in its own module (``bundled``, ``mnist``, ``cifar``, ``folder``,
 ``npz``, ``table``).
 """
@@ -21,9 +22,10 @@ from flowspec.data.folder import load_folder
 from flowspec.data.mnist import load_mnist, read_idx_images, read_idx_labels
 from flowspec.data.npz import load_npz
 from flowspec.data.table import load_csv
+from flowspec.data.uci import UCI_KINDS, load_uci
 from flowspec.errors import DataError
 
-DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes")
+DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes") + UCI_KINDS
 BUNDLED_KINDS = ("digits", "wine", "moons", "diabetes")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
@@ -68,7 +70,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     """
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
-    if kind not in BUNDLED_KINDS and data_dir is None:
+    if kind not in BUNDLED_KINDS + UCI_KINDS and data_dir is None:  # a UCI loader names its file
         raise DataError(f"--data {kind} needs --data-dir (nothing is downloaded)")
     if kind != "csv" and (features or context_columns or label_column):
         raise DataError(f"--data {kind}: feature, context and label columns apply to csv tables only")
@@ -80,6 +82,8 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
         data = load_moons()
     elif kind == "diabetes":
         data = load_diabetes()
+    elif kind in UCI_KINDS:
+        data = load_uci(kind, data_dir)
     elif kind == "mnist":
         data = load_mnist(data_dir)
     elif kind == "cifar10":

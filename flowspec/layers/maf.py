@@ -83,7 +83,11 @@ class MAFConfig(LayerConfig):
             flops_logdet=entry.flops_logdet * d,
             # input, each hidden layer's pre-activation and output, the transform's parameters;
             # autograd also keeps the masked weights W * M once per call
-            activations=int(d + self.hidden * self.depth * 2 + self.transform.params_per_entry * d + entry.saved * d),
+            activations=int(d + self.hidden * self.depth * 2 + self.transform.params_per_entry * d + entry.saved * d
+                            # measured: a transform of many parameters per entry (spline: 3K - 1) keeps
+                            # 1.75x the coupling's tensors when its parameters come as a MADE's
+                            # (B, P, D) output (79 vs 45 per entry at K = 8); affine and additive: as measured
+                            + (0.75 * entry.saved * d if self.transform.params_per_entry > 2 else 0)),
             call_activations=int(masked),
             call_flops_forward=masked, call_flops_inverse=d * masked,
             ops=4 * self.depth + 6 + entry.ops + (3 if context else 0))

@@ -58,11 +58,15 @@ class MixturePriorConfig(BaseModel):
         d, k = numel(shape), self.components
         matmul = sum(2.0 * i * o for i, o, _ in linears)
         elementwise = 4.0 * self.hidden * self.depth
+        masked = sum(i * o for i, o, _ in linears[: self.depth + 1])  # W * M, kept once per call
         return LayerCost(params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
                          flops_forward=matmul + elementwise + 16.0 * d * k,
                          flops_inverse=d * (matmul + elementwise) + 600.0 * d * k,
                          matmul_flops_forward=matmul, matmul_flops_inverse=d * matmul,
-                         activations=d + 2 * self.hidden * self.depth + 4 * d * k, ops=4 * self.depth + 14)
+                         # measured: the input, the hidden layers, ~5 tensors of (K, D) per example
+                         activations=d + 2 * self.hidden * self.depth + 5 * d * k, ops=4 * self.depth + 14,
+                         call_activations=masked, call_flops_forward=float(masked),
+                         call_flops_inverse=float(d * masked))
 
     def build(self, shape: Shape, context: int = 0) -> "MixturePrior":
         return MixturePrior(shape, self.components, self.hidden, self.depth, context)

@@ -192,8 +192,9 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
         operations = tuple(MatmulOp(i, o, 1, ()) for i, o, _ in prior.linears(flow.output_shape, top))
     else:
         operations = tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())
+    cost = top_prior_cost(flow)
     parts.append(Part("prior", f"prior ({getattr(prior, 'kind', prior)})", None, flow.output_shape, flow.output_shape,
-                      top_prior_cost(flow), operations))
+                      cost, operations, call_activations=cost.call_activations))
     return parts
 
 
