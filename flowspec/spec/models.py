@@ -65,10 +65,11 @@ def _prior_tag(value: Any) -> str | None:
 
 #: the top prior: a word, or a mapping with a kind (``{kind: mog, ...}``)
 PriorChoice = Annotated[
-    Union[Annotated[Literal["learned"], Tag("learned")], Annotated[Literal["standard"], Tag("standard")],
+    Union[Annotated[Literal["learned"], Tag("learned")], Annotated[Literal["learned_channel"], Tag("learned_channel")],
+          Annotated[Literal["standard"], Tag("standard")],
           Annotated[Literal["logistic"], Tag("logistic")], Annotated[MixturePriorConfig, Tag("mog")]],
     Discriminator(_prior_tag, custom_error_type="prior_kind",
-                  custom_error_message="Input should be 'learned', 'standard' or 'logistic', or a mapping "
+                  custom_error_message="Input should be 'learned', 'learned_channel', 'standard' or 'logistic', or a mapping "
                                        "{kind: mog, components, hidden, depth}"),
 ]
 
@@ -203,9 +204,10 @@ class Spec(StrictModel):
     model: Literal["flow"] = "flow"
     input: InputSpec
     prior: PriorChoice = Field(
-        "learned", description="prior of the top latent: learned N(mu, sigma), N(0, I), the standard "
-                               "logistic of NICE (arXiv:1410.8516), or {kind: mog, components, hidden, "
-                               "depth}: MAF's autoregressive mixture of Gaussians (MADE MoG)")
+        "learned", description="prior of the top latent: learned N(mu, sigma) per entry, learned per channel "
+                               "(Glow's learntop: a zero conv on zeros), N(0, I), the standard logistic of "
+                               "NICE (arXiv:1410.8516), or {kind: mog, components, hidden, depth}: MAF's "
+                               "autoregressive mixture of Gaussians (MADE MoG)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None
