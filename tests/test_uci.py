@@ -135,3 +135,13 @@ def test_train_names_the_missing_file_in_one_line(tmp_path, kind, file):
     assert result.exit_code == 2
     lines = [line for line in result.output.strip().splitlines() if line]
     assert lines == [f"error: {tmp_path}: no {file} (the {kind} table's file, in its published preprocessed form)"]
+
+
+def test_train_without_a_data_dir_names_the_file_it_needs(tmp_path):
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "maf-miniboone.yaml"
+    result = runner.invoke(app, ["train", str(spec), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].endswith("pass --data-dir (the folder holding miniboone/data.npy)")

@@ -66,8 +66,11 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
     data, standardize = config.data_set, config.standardize
     if data_dir is None and data not in BUNDLED_KINDS:
+        from flowspec.data.uci import FILES
+
+        needed = f" (the folder holding {'/'.join(FILES[data])})" if data in FILES else ""
         raise FlowSpecError(f"{named_by}: the user supplies this data set's files (nothing is downloaded); "
-                            f"pass --data-dir")
+                            f"pass --data-dir{needed}")
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     columns = csv_columns(features, context_columns, label_column)
     dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)
