@@ -293,3 +293,17 @@ def test_the_report_counts_the_columns_parameters():
     model = compile(spec)
     assert count_params(build_graph(spec)) == sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for p in model.columns.parameters()) == 3 * 8 + 1
+
+
+def test_flowspec_check_passes_with_every_column_type():
+    from flowspec.compile.check import check_spec
+
+    columns = ", ".join(f"{{kind: {c.kind}, at: {i}" + (", bounds: [0, 360]" if c.kind == "circular" else
+                                                        ", bounds: [-1, 2]" if c.kind == "bounded" else
+                                                        ", classes: 4" if c.kind == "categorical" else "") + "}"
+                        for i, c in enumerate({c.kind: c for c in EXAMPLES}.values()))
+    spec = loads_spec(f"input: {{shape: [{len(COLUMN_KINDS)}], data: continuous, columns: [{columns}]}}\n"
+                      "prior: standard\nlayers: [actnorm, {kind: maf, hidden: 8, transform: spline}]\n")
+    assert {c.kind for c in spec.input.columns} == set(COLUMN_KINDS)
+    result = check_spec(spec)
+    assert result.ok, result
