@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flowspec import build_graph, compile, loads_spec
-from flowspec.layers.mixture_prior import MixturePriorConfig
+from flowspec.priors.mog import MixturePriorConfig
 from flowspec.report.costs import count_params
 
 

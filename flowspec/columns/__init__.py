@@ -18,7 +18,7 @@ from flowspec.layers.kinds import import_all, kind_union
 
 import_all(__name__, __path__)
 
-Column = kind_union(COLUMN_KINDS, "column")
+Column = kind_union(COLUMN_KINDS, "column", shorthand=False)
 
 
 def column_types(columns, features: int) -> list[ColumnConfig]:
@@ -38,7 +38,7 @@ class TypedColumns(nn.Module):
     def __init__(self, columns, features: int):
         super().__init__()
         self.features = features
-        entries = [entry for entry in columns if entry.kind != "real"]
+        entries = [entry for entry in columns if not entry.identity]
         self.maps = nn.ModuleList(entry.build(len(entry.columns)) for entry in entries)
         for i, entry in enumerate(entries):
             self.register_buffer(f"index_{i}", torch.tensor(list(entry.columns)), persistent=False)

@@ -24,15 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from flowspec.layers.base import LayerCost
+from flowspec.layers.kinds import Registry
 
-COLUMN_KINDS: dict[str, type["ColumnConfig"]] = {}
+COLUMN_KINDS = Registry("column")
 RANGE_PATTERN = r"^\d+(-\d+)?$"
 
 
 def register_column(config: type["ColumnConfig"]) -> type["ColumnConfig"]:
     """Make a column kind known to the spec language, the loaders, the model and the tests."""
-    COLUMN_KINDS[config.model_fields["kind"].default] = config
-    return config
+    return COLUMN_KINDS.register(config)
 
 
 class ColumnConfig(BaseModel):
@@ -44,6 +44,8 @@ class ColumnConfig(BaseModel):
                                 json_schema_extra={"pattern": RANGE_PATTERN, "minimum": 0})
     #: integer values, dequantized by uniform noise before the map
     discrete: ClassVar[bool] = False
+    #: the map is the identity (``real``): the row map leaves these columns alone
+    identity: ClassVar[bool] = False
     #: FLOPs per entry: forward with its log-det, inverse
     flops: ClassVar[tuple[float, float]] = (0.0, 0.0)
 

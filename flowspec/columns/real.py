@@ -16,6 +16,7 @@ from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
 @register_column
 class RealColumn(ColumnConfig):
     kind: Literal["real"] = "real"
+    identity = True
 
     def build(self, n: int) -> "Identity":
         return Identity()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.columns import TypedColumns
-from flowspec.compile.condition import ConditionEmbedding, check_condition
+from flowspec.compile.condition import check_condition
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
@@ -32,7 +32,6 @@ from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
 from flowspec.layers.base import numel
-from flowspec.layers.split import TopPrior
 
 
 def _plus(total: Tensor | None, term: Tensor) -> Tensor:
@@ -47,14 +46,12 @@ class FlowModel(nn.Module):
         self.names = [node.name for node in flow_graph.layers]
         self.condition_config = getattr(spec, "condition", None)
         #: c -> h, the features every layer sees (None for an unconditional spec)
-        self.condition = ConditionEmbedding(self.condition_config) if self.condition_config is not None else None
+        self.condition = self.condition_config.build() if self.condition_config is not None else None
         self.layers = nn.ModuleList(node.config.build(node.in_shape, flow_graph.context_of(node))
                                     for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = (spec.prior.build(flow_graph.output_shape, top_prior_context(spec))
-                          if hasattr(spec.prior, "build") else
-                          TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec)))
+        self.top_prior = spec.prior.build(tuple(flow_graph.output_shape), top_prior_context(spec))
         self.continuous = bool(getattr(spec.input, "continuous", False))
         columns = getattr(spec.input, "columns", None)
         #: a table's typed columns: x -> v (discrete ones dequantized) -> y on the real line, or None
@@ -222,7 +219,7 @@ class FlowModel(nn.Module):
         if c is None:
             return None
         c = torch.as_tensor(c)
-        if c.dim() == 0 or (c.dim() == 1 and self.condition_config.kind == "vector"):
+        if self.condition_config.is_one(c):
             return c  # one condition for the whole batch
         return c.unsqueeze(0).expand(n, *c.shape).reshape(n * batch, *c.shape[1:])
 

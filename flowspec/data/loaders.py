@@ -135,7 +135,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     if columns:
         check_column_types(data, columns)
     if standardize:
-        typed = sorted({entry.kind for entry in columns or () if entry.kind != "real"})
+        typed = sorted({entry.kind for entry in columns or () if not entry.identity})
         if typed:
             raise DataError(f"{data.file('train')}: --standardize rescales every column, but input.columns types "
                             f"some as {', '.join(typed)} (their maps read the raw values); drop --standardize "

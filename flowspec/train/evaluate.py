@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_array, write_text
 from flowspec.train.images import sample_grid, save_png
 
 
@@ -183,11 +184,10 @@ def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7
             values = model.to_data_space(model.sample(n, condition=c, temperature=temperature, generator=generator))
         values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
-        output.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".npy":
-            np.save(output, values)
+            save_array(output, values)
             if c is not None:
-                np.save(output.with_suffix(".conditions.npy"), c.numpy())
+                save_array(output.with_suffix(".conditions.npy"), c.numpy())
             return output
         _write_csv(output, values.reshape(n, -1), None if c is None else c.numpy(), model.spec)
         return output
@@ -217,13 +217,13 @@ def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, sp
     rows = values
     if conditions is not None:
         conditions = conditions.reshape(len(conditions), -1)
-        header += ["class"] if spec.condition.kind == "class" else [f"c{i}" for i in range(conditions.shape[1])]
+        header += ["class"] if spec.condition.labelled else [f"c{i}" for i in range(conditions.shape[1])]
         rows = np.concatenate([values.astype(np.float64), conditions.astype(np.float64)], axis=1)
     discrete = not getattr(spec.input, "continuous", False)
     integer = [discrete] * values.shape[1]
     if conditions is not None:
-        integer += [spec.condition.kind == "class"] * (len(header) - values.shape[1])
+        integer += [spec.condition.labelled] * (len(header) - values.shape[1])
     lines = [",".join(header)]
     for row in rows:
         lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

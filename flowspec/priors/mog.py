@@ -24,19 +24,20 @@ from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.layers.base import LayerCost, MatmulOp, Shape, numel
 from flowspec.layers.made import MADE
+from flowspec.priors.base import PriorConfig, register_prior
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-class MixturePriorConfig(BaseModel):
+@register_prior
+class MixturePriorConfig(PriorConfig):
     """``prior: {kind: mog, components, hidden, depth}``: MADE MoG."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["mog"] = "mog"
     components: Annotated[int, Field(ge=1, le=256)] = Field(10, description="K, Gaussians per entry")
     hidden: PositiveInt = Field(64, description="units per MADE hidden layer")
@@ -49,6 +50,9 @@ class MixturePriorConfig(BaseModel):
         if context:
             layers += [(context, h, True), (context, out, False)]
         return layers
+
+    def matmul_ops(self, shape: Shape, context: int = 0) -> list[MatmulOp]:
+        return [MatmulOp(i, o, 1, ()) for i, o, _ in self.linears(shape, context)]
 
     def cost(self, shape: Shape, context: int = 0) -> LayerCost:
         """One MADE pass and, per entry and component, the Gaussian's log-density (~8) and the
@@ -73,6 +77,8 @@ class MixturePriorConfig(BaseModel):
 
 
 class MixturePrior(nn.Module):
+    kind = "mog"
+
     def __init__(self, shape: Shape, components: int, hidden: int, depth: int, context: int = 0):
         super().__init__()
         self.shape, self.components = tuple(shape), components
