@@ -114,7 +114,9 @@ EXAMPLES: dict[str, list[tuple]] = {
             (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),
             (MAFConfig(hidden=8, transform="additive"), VECTOR),
             (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR),
-            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR)],
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR),
+            (MAFConfig(hidden=8, transform={"kind": "spline", "bins": 4, "bound": 2.0}), VECTOR, CONTEXT),
+            (MAFConfig(hidden=8, order="random", seed=1, transform="spline"), ODD_VECTOR)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }

@@ -37,6 +37,15 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
         cost = dequantization.cost(shape)
         parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
                           cost, sampling=False, call_activations=cost.call_activations))
+    columns = getattr(flow.spec.input, "columns", None)
+    if columns:
+        cost = LayerCost()
+        for entry in columns:
+            part = entry.cost(len(entry.columns))
+            cost = LayerCost(**{key: getattr(cost, key) + getattr(part, key) for key in
+                                ("params", "flops_forward", "flops_inverse", "activations", "ops")})
+        parts.append(Part("columns", "columns (" + ", ".join(sorted({e.kind for e in columns})) + ")", None,
+                          shape, shape, cost))
     condition = getattr(flow.spec, "condition", None)
     if condition is not None:
         features = (condition.features,)
@@ -49,8 +58,10 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
                           tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
                           call_activations=cost.call_activations))
     top = top_prior_context(flow.spec)
+    cost = top_prior_cost(flow)
     parts.append(Part("prior", f"prior ({flow.spec.prior.kind})", None, flow.output_shape, flow.output_shape,
-                      top_prior_cost(flow), tuple(flow.spec.prior.matmul_ops(tuple(flow.output_shape), top))))
+                      cost, tuple(flow.spec.prior.matmul_ops(tuple(flow.output_shape), top)),
+                      call_activations=cost.call_activations))
     return parts
 
 

@@ -164,7 +164,7 @@ def _literal_problems(value, data, path: tuple, source: SourceMap) -> list[Probl
             if name not in data:
                 continue
             raw, choices = data[name], _literal_choices(field.annotation)
-            if choices and raw is not None and not isinstance(raw, str) and not any(type(raw) is type(c) and raw == c for c in choices):
+            if choices and raw is not None and not isinstance(raw, (str, dict)) and not any(type(raw) is type(c) and raw == c for c in choices):
                 allowed = " or ".join("true" if c is True else "false" if c is False else repr(c) for c in choices)
                 what = ("a boolean is not a number" if isinstance(raw, bool) else
                         "a number is not a boolean" if any(isinstance(c, bool) for c in choices) else f"got {raw!r}")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator,
                       model_serializer, model_validator)
 
+from flowspec.columns import Column
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.kinds import KindUnion
 from flowspec.layers.split import SplitConfig
@@ -94,6 +95,27 @@ class InputSpec(StrictModel):
 
     bits: Optional[Annotated[int, Field(ge=1, le=8)]] = Field(
         None, description="reduce 8-bit data to n bits, x -> floor(x / 2^(8 - n)); levels is then 2^n")
+    columns: Optional[list[Column]] = Field(
+        None, description="types of a table's columns, each mapped to the real line: {kind: bounded, at: 3, "
+                          "bounds: [0, 1]}, {kind: categorical, at: '4-5', classes: 3}, ...; unnamed columns "
+                          "are real (continuous vectors only)")
+
+    @model_validator(mode="after")
+    def _columns_fit(self):
+        if self.columns is None:
+            return self
+        if self.data != "continuous" or len(self.shape) != 1:
+            raise ValueError("columns types a table's columns: they need data: continuous and shape [D]")
+        owner: dict[int, int] = {}
+        for number, entry in enumerate(self.columns):
+            if entry.columns.stop > self.shape[0]:
+                raise ValueError(f"columns[{number}] (at: {entry.at}) reaches column {entry.columns.stop - 1}, "
+                                 f"but the table has {self.shape[0]} (0..{self.shape[0] - 1})")
+            for i in entry.columns:
+                if i in owner:
+                    raise ValueError(f"column {i} is typed twice, by columns[{owner[i]}] and columns[{number}]")
+                owner[i] = number
+        return self
 
     @model_validator(mode="after")
     def _continuous_has_no_levels(self):
@@ -116,6 +138,8 @@ class InputSpec(StrictModel):
             data.pop("data", None)
         if self.bits is None:
             data.pop("bits", None)
+        if self.columns is None:
+            data.pop("columns", None)
         return data
 
     @model_validator(mode="after")
@@ -160,8 +184,9 @@ class Spec(StrictModel):
     prior: Prior = Field(
         default_factory=LearnedPrior, description="prior of the top latent, a prior kind: learned N(mu, sigma) "
                                                  "per entry, learned_channel per channel (Glow's learntop: a zero conv on "
-                                                 "zeros), standard N(0, I), or the standard logistic of NICE "
-                                                 "(arXiv:1410.8516)")
+                                                 "zeros), standard N(0, I), the standard logistic of NICE "
+                                                 "(arXiv:1410.8516), or mog: MAF's autoregressive mixture of "
+                                                 "Gaussians (MADE MoG)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None

@@ -43,7 +43,8 @@ def load_spec_data(spec, kind: str, data_dir: str | Path | None, standardize: bo
     from flowspec.data import load_data
 
     options = {**condition_requirements(spec), **columns, **({"standardize": True} if standardize else {}),
-               **({"bits": spec.input.bits} if getattr(spec.input, "bits", None) else {})}  # input.bits: 8-bit data reduced
+               **({"bits": spec.input.bits} if getattr(spec.input, "bits", None) else {}),  # input.bits: 8-bit data reduced
+               **({"columns": spec.input.columns} if getattr(spec.input, "columns", None) else {})}
     return load_data(kind, data_dir, tuple(spec.input.shape), data_levels(spec), **options)
 
 
