@@ -55,7 +55,7 @@ def plot_density(model, output: str | Path, points: np.ndarray | None = None, la
                             f"this one has input shape {list(model.input_shape)}")
     condition = getattr(model.spec, "condition", None)
     if conditions is None and condition is not None:
-        if condition.kind != "class":
+        if not condition.labelled:
             raise FlowSpecError(f"a context-conditional model (condition.dim: {condition.dim}) needs --context")
         conditions = list(range(condition.classes))
     if points is not None and len(points):
