@@ -105,7 +105,16 @@ class InvConv(FlowLayer):
             for a, b in zip(current, self._cache[0]))
 
     def _weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
-        """``(W, W^{-1} or None, log|det W|)``, from the cache when it may be used."""
+        """``(W, W^{-1} or None, log|det W|)``, from the cache when it may be used. ``W`` and its
+        inverse are formed in the parameters' precision even under autocast: a bfloat16 ``P L U``
+        would no longer be the matrix whose log-det is reported, and CUDA has no bfloat16 inverse."""
+        with torch.autocast(self._device_type(), enabled=False):
+            return self._full_precision_weights()
+
+    def _device_type(self) -> str:
+        return next(self.parameters()).device.type
+
+    def _full_precision_weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
         cacheable = not self.training and not torch.compiler.is_compiling() and not (
             torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
         if cacheable and not torch.compiler.is_exporting():
@@ -132,7 +141,8 @@ class InvConv(FlowLayer):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         weight, inverse, log_abs_det = self._weights()
         if inverse is None:
-            inverse = torch.linalg.inv(weight)
+            with torch.autocast(self._device_type(), enabled=False):
+                inverse = torch.linalg.inv(weight)
         return self._multiply(y, inverse), per_example(-self.spatial * log_abs_det, y)
 
 
