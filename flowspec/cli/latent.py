@@ -161,13 +161,13 @@ def _inputs_as_latents(run: _Run, inputs: list[str] | None, index: str | None, p
 
 
 def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> Path:
-    """A PNG grid (``.png``) or integer levels ``(rows, cols, *shape)`` (``.npy``)."""
+    """A PNG grid of ``rows x cols`` (``.png``), or integer levels ``(N, *shape)`` in the grid's
+    reading order, row after row (``.npy``: the layout ``flowspec encode`` reads back)."""
     from flowspec.data.images import save_grid
 
     if output.suffix == ".npy":
         output.parent.mkdir(parents=True, exist_ok=True)
-        array = x.detach().cpu().numpy().astype(np.int64)
-        np.save(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
+        np.save(output, x.detach().cpu().numpy().astype(np.int64))
         return output
     if output.suffix.lower() != ".png":
         raise FlowSpecError(f"{output}: write a .png (grid) or .npy (levels)")
