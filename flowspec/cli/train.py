@@ -44,7 +44,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
           label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
-          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress: a bar on a terminal, whole periodic lines (step, loss, bits/dim, rate, ETA) in a pipe or file")] = True,
           overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""

@@ -43,7 +43,7 @@ from flowspec.train.ema import EMA
 from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_loss
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
-from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
+from flowspec.train.metrics import MetricsLog, progress_display, smoothed
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
 
@@ -254,8 +254,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
     stop_asked = False
     tic = time.perf_counter()
     try:
-        with progress_bar(progress) as bar:
-            task = bar.add_task("", total=total, completed=start) if bar is not None else None
+        unit = "nats/dim" if getattr(spec.input, "continuous", False) else "bits/dim"
+        with progress_display(progress, total, start, log, unit) as show:
             for step in range(start, total):
                 x, c = batch(step)
                 if config.flip:
@@ -299,10 +299,6 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                 if done % 10 == 0 or done == total:
                     metrics.log(done, loss=value, bpd=value, bpd_avg=running, lr=lr, grad_norm=float(grad_norm),
                                 seconds=time.perf_counter() - tic)
-                if bar is not None:
-                    test_text = f" test {result.test_bpd:.3f}" if result.test_bpd is not None else ""
-                    bar.update(task, completed=done,
-                               description=f"loss {value:.3f} bits/dim {running:.3f}{test_text} lr {lr:.1e}")
                 is_last = done == total
                 if env.main and (done % config.eval_every == 0 or is_last):
                     with evaluation_model() as evaluated:
@@ -315,6 +311,8 @@ def _train(spec, data, config, out, resume, progress, model, data_info, log, dev
                         best_bpd = test
                         result.best_bpd = test
                         save_checkpoint(checkpoint_state(done), best_path)
+                if show is not None:  # after the evaluation: the last line carries the final test figure
+                    show(done, value, running, result.test_bpd, lr)
                 if done % config.checkpoint_every == 0 or is_last or stop_asked:
                     if env.main:
                         save_checkpoint(checkpoint_state(done), last)
