@@ -9,5 +9,6 @@ from flowspec.cli import train  # noqa: F401  (registers train, eval, sample)
 from flowspec.cli import bench  # noqa: F401  (registers bench)
 from flowspec.cli import render_report  # noqa: F401  (registers render, report)
 from flowspec.cli import latent  # noqa: F401  (registers encode, decode, reconstruct, interpolate, manipulate)
+from flowspec.cli import plots  # noqa: F401  (registers plot, plot-density)
 
 __all__ = ["app", "main"]

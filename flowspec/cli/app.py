@@ -26,6 +26,10 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     help="override a field of the spec before validation, value read as YAML; repeatable: "
          "--set steps=16 --set step[2].conditioner.hidden=256")]
 
+#: ``--title`` of the verbs that draw a grid or a figure (a matplotlib figure: flowspec[plot])
+TitleOption = Annotated[Optional[str], typer.Option(
+    "--title", show_default=False, help="title over the picture (drawn as a matplotlib figure: flowspec[plot])")]
+
 
 @app.callback(invoke_without_command=True)
 def _no_command(context: typer.Context) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import SetOption, app, console, errors, reports_errors
+from flowspec.cli.app import SetOption, TitleOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
 from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
@@ -124,42 +124,24 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
-           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
+           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
+           title: TitleOption = None,
+           labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
-    a conditional model's conditions are written beside vector samples."""
+    a conditional model's conditions are written beside vector samples. --title / --labels draw the
+    grid as a matplotlib figure with a title and class labels."""
     from flowspec.train.evaluate import sample_checkpoint
 
     finite_temperature(temperature)
-    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             label=label, per_class=per_class, context=context)
+    if title is not None or labels:
+        from flowspec.plot import save_figure
+        from flowspec.plot.grids import sample_figure
+
+        figure = sample_figure(checkpoint, n=n, temperature=temperature, seed=seed, label=label,
+                               per_class=per_class, context=context, title=title, labels=labels)
+        path = save_figure(figure, output)
+    else:
+        path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                                 label=label, per_class=per_class, context=context)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
-
-
-@app.command(name="plot-density")
-@reports_errors
-def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt of a 2-D continuous model", show_default=False)],
-                 output: Annotated[Path, typer.Option("--output", "-o", help="PNG file")] = Path("density.png"),
-                 size: Annotated[int, typer.Option(min=16, max=1024, help="grid points per axis")] = 160,
-                 points: Annotated[bool, typer.Option("--points/--no-points", help="overlay the test points")] = True,
-                 context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: the context, comma-separated")] = None) -> None:
-    """Draw p(x | c) of a 2-D continuous model as a PNG: one panel per class (class-conditional),
-    the run's test points overlaid."""
-    from flowspec.compile.export import load_model
-    from flowspec.train.density_plot import plot_density as draw
-    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
-
-    model = load_model(checkpoint)
-    conditions = None
-    if context is not None:
-        c, _, _ = requested_conditions(model, 1, context=context)
-        conditions = [c[0]]
-    xy, labels = None, None
-    if points:
-        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
-        xy = dataset.test.numpy()
-        labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
-        if context is not None:
-            labels = None
-    path = draw(model, output, xy, labels, size, conditions)
-    console.print(f"wrote the density of {model.spec.name or 'the model'} to {path}", markup=False)
