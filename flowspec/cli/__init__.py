@@ -10,6 +10,6 @@ from flowspec.cli import bench  # noqa: F401  (registers bench)
 from flowspec.cli import render_report  # noqa: F401  (registers render, report)
 from flowspec.cli import latent  # noqa: F401  (registers encode, decode, reconstruct, interpolate, manipulate)
 from flowspec.cli import plots  # noqa: F401  (registers plot, plot-density)
-from flowspec.cli import export  # noqa: F401  (registers export)
+from flowspec.cli import export  # noqa: F401  (registers export, pretrained)
 
 __all__ = ["app", "main"]

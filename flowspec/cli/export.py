@@ -53,3 +53,18 @@ def export(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt
     for what in result.max_abs:
         console.print(f"onnxruntime vs PyTorch, {what}: max |difference| {result.max_abs[what]:.3g} "
                       f"({result.max_relative[what]:.3g} of the largest value)", markup=False)
+
+
+@app.command()
+@reports_errors
+def pretrained() -> None:
+    """List the pretrained models shipped with flowspec (use them as pretrained:NAME wherever a
+    checkpoint is taken: flowspec sample pretrained:glow-digits)."""
+    from flowspec.pretrained import PRETRAINED_FOLDER, records, shipped
+
+    known = records()
+    for name in shipped():
+        record = known[name]
+        console.print(f"pretrained:{name:<18} {record['test_bits_per_dim']:.4f} test bits/dim, {record['steps']} steps, "
+                      f"{record['parameters']:,} parameters ({record['command']})", markup=False)
+    console.print(f"files: {PRETRAINED_FOLDER}", markup=False)
