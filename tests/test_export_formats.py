@@ -165,3 +165,20 @@ def test_missing_extras_are_one_line(tmp_path, monkeypatch):
         "error: writing safetensors needs the safetensors package: pip install 'flowspec[safetensors]'")
     with pytest.raises(FlowSpecError, match=r"flowspec\[safetensors\]"):
         flowspec.load_model(tmp_path / "shared.safetensors")
+
+
+def test_the_core_imports_and_runs_none_of_the_extras(tmp_path):
+    """Importing flowspec and its CLI, validating and sampling a plain PNG load no optional package."""
+    import subprocess
+
+    flowspec.save_model(trained_like(TINY), tmp_path / "model.pt")
+    code = ("import sys\n"
+            "from typer.testing import CliRunner\n"
+            "import flowspec, flowspec.cli\n"
+            f"r = CliRunner().invoke(flowspec.cli.app, ['sample', {str(tmp_path / 'model.pt')!r}, '-n', '4', '-o', {str(tmp_path / 's.png')!r}])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "extras = {'matplotlib', 'onnx', 'onnxruntime', 'onnxscript', 'safetensors', 'nbclient', 'ipykernel'}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & extras))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
