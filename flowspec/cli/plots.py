@@ -46,7 +46,8 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     from flowspec.compile.export import load_model
     from flowspec.plot import require_matplotlib, save_figure
     from flowspec.plot.density import density_figure
-    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
+    from flowspec.cli.conditions import requested_conditions
+    from flowspec.train.evaluate import checkpoint_data
 
     require_matplotlib()
     writable_folder(output.parent)
@@ -57,7 +58,7 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
         conditions = [c[0]]
     xy, labels, names = None, None, None
     if points:
-        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
+        _, dataset, (_, test_conditions) = checkpoint_data(checkpoint, model, None, None)
         xy = dataset.test.numpy()
         labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
         names = list(dataset.classes) if getattr(dataset, "classes", None) else None

@@ -105,6 +105,12 @@ class LayerConfig(BaseModel):
         backprop re-runs layers in backward, so it needs them deterministic."""
         return None
 
+    def copy_at(self, index: int) -> "LayerConfig":
+        """The config of the ``index``-th copy (0, 1, ...) of this row, in the order the spec's
+        repeat blocks and compact-form steps expand it; a kind with a field that alternates
+        (``parity: alternate``) resolves it here, every other kind is the same at every copy."""
+        return self
+
     def narrow(self, width: int) -> "LayerConfig":
         """A copy whose networks are at most ``width`` wide (``flowspec check``'s narrow model)."""
         return self

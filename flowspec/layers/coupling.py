@@ -9,10 +9,17 @@ inverse:  ``x_a = tau^{-1}(y_a; theta)``,  ``x_b = y_b``  (``NN`` sees ``y_b = x
 log-det:  ``sum log|tau'(x_a; theta)|`` over the transformed entries
 
 Masks: ``channel`` splits the channels (features) in halves and ``parity`` 0 transforms the first;
-``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even.
+``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even;
+``columns`` alternates columns and ``parity`` 0 transforms the even ones (``w`` even: Flow++'s
+``CheckerboardSplit``, which reshapes to ``[B, H, W/2, 2, C]``). ``parity: alternate`` in a repeated
+row gives its copies 0, 1, 0, ... in the order the spec expands them (:meth:`CouplingConfig.copy_at`).
 The transform (``additive``, ``affine``, ...) and the conditioner (``conv``, ``mlp``, ...) are
 registered kinds (:mod:`flowspec.layers.transforms`, :mod:`flowspec.layers.conditioners`).
-``scale`` and ``clamp`` on the row are short for the affine transform's own fields.
+``scale``, ``clamp`` and ``order`` on the row are short for the affine transform's own fields.
+``layout`` maps the conditioner's ``P·C_a`` output channels to the ``P`` parameters of each of the
+``C_a`` transformed channels: ``blocks`` reads parameter ``p`` of channel ``c`` at ``p·C_a + c``,
+``interleaved`` at ``c·P + p`` (Glow's ``shift = h[..., 0::2]``, ``scale = h[..., 1::2]``, so its
+weights transplant unchanged).
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from flowspec.layers.conditioners import Conditioner, ConvConditioner, context_c
 from flowspec.layers.transforms import AffineTransform, Transform
 from flowspec.layers.transforms.affine import check_clamp
 
-MASKS = ("channel", "checkerboard")
+MASKS = ("channel", "checkerboard", "columns")
+SPATIAL_MASKS = ("checkerboard", "columns")  # masks over pixels: every channel of a pixel goes together
 
 
 @register
@@ -38,9 +46,20 @@ class CouplingConfig(LayerConfig):
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
                                  description="elementwise transform: a kind name or {kind: ..., options}")
-    mask: Literal["channel", "checkerboard"] = "channel"
-    parity: Literal[0, 1] = 0
-    scale: Optional[Literal["sigmoid", "exp"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    mask: Literal["channel", "checkerboard", "columns"] = Field(
+        "channel", description="channel: halves of the channels; checkerboard: pixels with h + w even / odd; "
+                               "columns: even / odd columns (Flow++'s checkerboard split)")
+    parity: Literal[0, 1, "alternate"] = Field(
+        0, description="which half is transformed (0: the first half of the channels, the pixels with h + w "
+                       "even, or the even columns); alternate: 0, 1, 0, ... over the row's copies in a repeat "
+                       "block or compact-form step")
+    scale: Optional[Literal["sigmoid", "exp", "tanh"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    order: Optional[Literal["scale_shift", "shift_scale"]] = Field(
+        None, description="short for transform: {kind: affine, order}")
+    layout: Literal["blocks", "interleaved"] = Field(
+        "blocks", description="where the conditioner puts parameter p of transformed entry c among its P·C_a "
+                              "output channels: blocks, channel p·C_a + c; interleaved, channel c·P + p (Glow's "
+                              "h[..., 0::2] shift, h[..., 1::2] scale)")
     clamp: Optional[float] = Field(None, description="short for transform: {kind: affine, clamp}",
                                    json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 50})
     conditioner: Conditioner = Field(default_factory=ConvConditioner)
@@ -53,30 +72,38 @@ class CouplingConfig(LayerConfig):
     @model_validator(mode="after")
     def _affine_options(self):
         """Fold the row's ``scale`` / ``clamp`` into the affine transform they belong to."""
-        options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp)) if v is not None}
+        options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp), ("order", self.order))
+                   if v is not None}
         if options:
             if self.transform.kind != "affine":
                 verb = "apply" if len(options) > 1 else "applies"
                 raise ValueError(f"{' and '.join(options)} {verb} to transform: affine, not {self.transform.kind}")
             object.__setattr__(self, "transform", self.transform.model_copy(update=options))
-            object.__setattr__(self, "scale", None)
-            object.__setattr__(self, "clamp", None)
+            for name in options:
+                object.__setattr__(self, name, None)
         return self
+
+    def copy_at(self, index: int) -> "CouplingConfig":
+        """The ``index``-th copy of this row: ``parity: alternate`` becomes ``index % 2``."""
+        return self.model_copy(update={"parity": index % 2}) if self.parity == "alternate" else self
 
     def _halves(self, shape: Shape) -> tuple[int, int]:
         """(transformed, conditioning) channel counts of a channel mask."""
         first = shape[0] // 2
         second = shape[0] - first
-        return (first, second) if self.parity == 0 else (second, first)
+        return (second, first) if self.parity == 1 else (first, second)
 
     def output_shape(self, shape: Shape) -> Shape:
         image = len(shape) == 3
-        if self.mask == "checkerboard" and not image:
-            raise RuleViolation("a checkerboard mask needs an image input (C, H, W), got a vector "
+        if self.mask in SPATIAL_MASKS and not image:
+            raise RuleViolation(f"a {self.mask} mask needs an image input (C, H, W), got a vector "
                                 f"{shape}", hint="use mask: channel", field=("mask",))
         if self.mask == "checkerboard" and shape[1] * shape[2] < 2:
             raise RuleViolation("a checkerboard mask needs at least 2 pixels",
                                 hint="use mask: channel", field=("mask",))
+        if self.mask == "columns" and shape[2] < 2:
+            raise RuleViolation(f"a columns mask needs at least 2 columns, got width {shape[2]}",
+                                hint="use mask: checkerboard or channel", field=("mask",))
         if self.mask == "channel" and shape[0] < 2:
             what = "channels" if image else "features"
             raise RuleViolation(f"a channel mask needs at least 2 {what} to divide, got {shape[0]}",
@@ -88,7 +115,7 @@ class CouplingConfig(LayerConfig):
     def _net_channels(self, shape: Shape) -> tuple[int, int, int]:
         """(conditioner input, conditioner output, transformed) channels."""
         per_entry = self.transform.params_per_entry
-        if self.mask == "checkerboard":
+        if self.mask in SPATIAL_MASKS:
             return shape[0], per_entry * shape[0], shape[0]
         transformed, conditioning = self._halves(shape)
         return conditioning, per_entry * transformed, transformed
@@ -101,7 +128,7 @@ class CouplingConfig(LayerConfig):
         # with a context, the conditioner's input is a new tensor: the kept part and the features
         # broadcast over the pixels, which its first conv / linear keeps for backward
         joined = (n_in + context_channels(context)) * numel(shape[1:]) if context else 0
-        return LayerCost(params=net.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
+        return LayerCost(params=net.params + entry.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
                          flops_inverse=net.matmul_flops + net.elementwise + entry.flops_inverse * n,
                          matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=entry.flops_logdet * n,
@@ -109,7 +136,7 @@ class CouplingConfig(LayerConfig):
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops
-                         + (14 if self.mask == "checkerboard" else 11))
+                         + (14 if self.mask in SPATIAL_MASKS else 11))
 
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
         n_in, n_out, _ = self._net_channels(shape)
@@ -123,6 +150,8 @@ class CouplingConfig(LayerConfig):
         return self.model_copy(update={"conditioner": self.conditioner.narrow(width)})
 
     def build(self, shape: Shape, context: ContextShape = None) -> "Coupling":
+        if self.parity == "alternate":  # a row built on its own is its first copy
+            return self.copy_at(0).build(shape, context)
         n_in, n_out, _ = self._net_channels(shape)
         return Coupling(self, shape, self.conditioner.build_at(n_in, n_out, tuple(shape[1:]),
                                                             context_channels(context)))
@@ -136,21 +165,34 @@ def checkerboard(height: int, width: int, parity: int) -> Tensor:
     return ((rows + cols + parity) % 2).float().view(1, 1, height, width)
 
 
+def columns(height: int, width: int, parity: int) -> Tensor:
+    """1 where an entry conditions, 0 where it is transformed (``parity`` 0: even columns are
+    transformed), as Flow++'s ``CheckerboardSplit`` pairs ``x[..., 0::2]`` and ``x[..., 1::2]``."""
+    cols = torch.arange(width).view(1, -1).expand(height, width)
+    return ((cols + parity) % 2).float().view(1, 1, height, width)
+
+
+SPATIAL_MASK_BUILDERS = {"checkerboard": checkerboard, "columns": columns}
+
+
 class Coupling(FlowLayer):
     def __init__(self, config: CouplingConfig, shape: Shape, net: torch.nn.Module):
         super().__init__()
         self.net = net
         self.transform = config.transform.build()
         self.per_entry = config.transform.params_per_entry
+        self.interleaved = config.layout == "interleaved"
         self.parity = config.parity
         self.transformed = config._net_channels(shape)[2]
-        self.checkerboard = config.mask == "checkerboard"
+        self.checkerboard = config.mask in SPATIAL_MASKS  # a mask over pixels (checkerboard or columns)
         if self.checkerboard:
-            self.register_buffer("mask", checkerboard(shape[1], shape[2], config.parity))
+            self.register_buffer("mask", SPATIAL_MASK_BUILDERS[config.mask](shape[1], shape[2], config.parity))
 
     def params(self, conditioning: Tensor, context: Tensor | None) -> Tensor:
         """The transform's parameters ``(B, P, C_a, ...)`` from the conditioning part."""
         h = self.net(conditioning, context)
+        if self.interleaved:
+            return h.view(h.shape[0], -1, self.per_entry, *h.shape[2:]).transpose(1, 2)
         return h.view(h.shape[0], self.per_entry, -1, *h.shape[2:])
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:

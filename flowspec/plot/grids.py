@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from flowspec.plot import new_figure
 
@@ -43,24 +44,34 @@ def grid_figure(images: np.ndarray, columns: int, title: str | None = None, row_
     return figure
 
 
-def sample_figure(checkpoint, n: int = 64, temperature: float = 0.7, seed: int = 0, label: int | None = None,
-                  per_class: int | None = None, context: str | None = None, title: str | None = None,
-                  labels: bool = False):
-    """``flowspec sample ... --title T --labels``: the sample grid of a checkpoint (the same samples
-    as the plain PNG) as a Figure; ``labels`` names the class of each row (``--per-class``) or of
-    the grid (``--class``)."""
+def sample_figure(model, n: int = 64, temperature: float = 0.7, seed: int = 0, condition=None,
+                  columns: int | None = None, title: str | None = None, labels: bool = False,
+                  per_class: int | None = None):
+    """``flowspec sample ... --title T --labels``: samples of ``model`` (a model, a checkpoint path
+    or ``pretrained:NAME``) as a Figure, the same samples as the plain PNG grid. ``per_class``
+    draws that many of each class, one row per class; ``condition`` gives one per sample (or one for
+    all); ``labels`` names the class of each row."""
     from flowspec.compile.export import load_model
     from flowspec.errors import FlowSpecError
-    from flowspec.train.evaluate import requested_conditions
+    from flowspec.train.conditions import class_grid, default_sample_conditions
     from flowspec.train.images import sample_images
 
-    model = load_model(checkpoint)
-    c, n, columns = requested_conditions(model, n, label, per_class, context)
-    condition = getattr(model.spec, "condition", None)
-    if labels and (condition is None or condition.kind != "class"):
+    if not hasattr(model, "spec"):
+        model = load_model(model)
+    spec_condition = getattr(model.spec, "condition", None)
+    if labels and (spec_condition is None or spec_condition.kind != "class"):
         raise FlowSpecError("--labels names classes: this model is not class-conditional")
+    if per_class is not None:
+        if spec_condition is None or spec_condition.kind != "class":
+            raise FlowSpecError("per_class: this model is not class-conditional")
+        condition, n, columns = class_grid(spec_condition.classes, per_class), spec_condition.classes * per_class, per_class
+    if condition is not None:
+        c = torch.as_tensor(condition)
+        c = c.expand(n, *c.shape) if c.dim() == 0 or c.shape[0] != n else c
+    else:
+        c = default_sample_conditions(model.spec, n)
     images = sample_images(model, n, temperature, seed, c)
-    columns = per_class or math.ceil(math.sqrt(n))  # as the plain grid: a row per class, or square
+    columns = columns or math.ceil(math.sqrt(n))  # as the plain grid: a row per class, or square
     row_labels, row_name = None, None
     if labels:
         rows = -(-n // columns)

@@ -1,6 +1,10 @@
 """Expand the compact forms of a spec (``levels``/``steps``/``step``, ``repeat``) into the
 explicit list of layers, each remembering the YAML path it came from.
 
+A row written once and expanded many times gets the config of its copy: the k-th copy (counted
+over every enclosing repeat and every compact-form step and level, in flow order) is
+``config.copy_at(k)``, so ``parity: alternate`` gives 0, 1, 0, ...
+
 The layer count is computed from the compact form first (``levels * (1 + steps * len(step)) +
 levels - 1``, a repeat block counting ``repeat * len(layers)``, nested blocks multiplying), and a
 spec past :data:`MAX_LAYERS` is refused before a single row is built.
@@ -64,14 +68,19 @@ def check_layer_count(spec: Spec) -> int:
     raise SpecError(source.problem(message, path, hint) if source else Problem(message, path, hint=hint))
 
 
-def _flatten(items, path: tuple, prefix: str, out: list, level=None, step=None) -> None:
+def _flatten(items, path: tuple, prefix: str, out: list, copies: dict, level=None, step=None) -> None:
+    """Append the rows of ``items`` to ``out``; ``copies`` counts how often each row (by its YAML
+    path) has been written, and the row's config is that copy's (:meth:`LayerConfig.copy_at`)."""
     for index, item in enumerate(items):
         if isinstance(item, RepeatBlock):
             for _ in range(item.repeat):
-                _flatten(item.layers, path + (index, "layers"), prefix, out, level, step)
+                _flatten(item.layers, path + (index, "layers"), prefix, out, copies, level, step)
             continue
+        where = path + (index,)
+        copy = copies.get(where, 0)
+        copies[where] = copy + 1
         name = item.name or (f"{prefix}{item.kind}" if prefix else f"{len(out)}.{item.kind}")
-        out.append(ExpandedLayer(name, item, path + (index,), level, step))
+        out.append(ExpandedLayer(name, item.copy_at(copy), where, level, step))
 
 
 def expand(spec: Spec) -> list[ExpandedLayer]:
@@ -79,13 +88,14 @@ def expand(spec: Spec) -> list[ExpandedLayer]:
     (no split after the last level). Refuses a spec of more than :data:`MAX_LAYERS` layers first."""
     check_layer_count(spec)
     out: list[ExpandedLayer] = []
+    copies: dict[tuple, int] = {}
     if spec.layers is not None:
-        _flatten(spec.layers, ("layers",), "", out)
+        _flatten(spec.layers, ("layers",), "", out, {})
     else:
         for level in range(spec.levels):
             out.append(ExpandedLayer(f"level{level}.squeeze", SqueezeConfig(), ("levels",), level))
             for k in range(spec.steps):
-                _flatten(spec.step, ("step",), f"level{level}.step{k}.", out, level, k)
+                _flatten(spec.step, ("step",), f"level{level}.step{k}.", out, copies, level, k)
             if level < spec.levels - 1:
                 out.append(ExpandedLayer(f"level{level}.split", spec.split, ("levels",), level))
     seen: dict[str, int] = {}
