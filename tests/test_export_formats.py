@@ -182,3 +182,15 @@ def test_the_core_imports_and_runs_none_of_the_extras(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_onnx_refuses_a_vae_in_one_line_and_safetensors_takes_it(tmp_path):
+    from pathlib import Path
+
+    spec = flowspec.load_spec(Path(__file__).resolve().parent.parent / "specs" / "vae-iaf-digits.yaml")
+    vae = flowspec.compile(spec).eval()
+    flowspec.save_model(vae, tmp_path / "vae.pt")
+    assert "ONNX export covers flow models" in one_line_error("export", tmp_path / "vae.pt", "--format", "onnx")
+    ok("export", tmp_path / "vae.pt", "--format", "safetensors")
+    loaded = flowspec.load_model(tmp_path / "vae.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), loaded.state_dict().values()))
