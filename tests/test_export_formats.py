@@ -39,7 +39,7 @@ def trained_like(text: str, seed: int = 0):
     model = flowspec.compile(flowspec.loads_spec(text))
     x = load_data("digits", None, (1, 8, 8), 17).train[:64]
     with torch.no_grad():
-        model.initialize(x) if "condition:" not in text else model.initialize(x, torch.arange(64) % 3)
+        model.initialize(x) if "condition:" not in text else model.initialize(x, condition=torch.arange(64) % 3)
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     return model.eval()
@@ -73,9 +73,9 @@ def test_safetensors_round_trip_is_exact_and_needs_no_pickle(text, tmp_path, mon
     for (name, a), (other, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert name == other and torch.equal(a, b)
     x = load_data("digits", None, (1, 8, 8), 17).test[:8].float() + 0.5
-    c = () if "condition:" not in text else (torch.arange(8) % 3,)
+    c = {} if "condition:" not in text else {"condition": torch.arange(8) % 3}
     with torch.no_grad():
-        assert torch.equal(model.log_prob(x / 17 - 0.5, *c), loaded.log_prob(x / 17 - 0.5, *c))
+        assert torch.equal(model.log_prob(x / 17 - 0.5, **c), loaded.log_prob(x / 17 - 0.5, **c))
 
 
 def test_a_damaged_or_foreign_safetensors_file_is_one_line(tmp_path):
