@@ -26,7 +26,7 @@ from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
 from flowspec.layers.batchnorm import BatchNormConfig
 from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLPConditioner
-from flowspec.layers.coupling import MASKS, CouplingConfig
+from flowspec.layers.coupling import MASKS, SPATIAL_MASKS, CouplingConfig
 from flowspec.layers.transforms import TRANSFORM_KINDS
 from flowspec.layers.invconv import InvConvConfig
 from flowspec.layers.maf import MAFConfig
@@ -72,18 +72,19 @@ def _coupling_examples():
         for conditioner in conditioners:
             image = conditioner.accepts == "image"
             for mask in MASKS:
-                if mask == "checkerboard" and not image:
+                if mask in SPATIAL_MASKS and not image:  # checkerboard, columns: masks over pixels
                     continue
                 for parity in (0, 1):
                     config = CouplingConfig(transform=transform, mask=mask, parity=parity, conditioner=conditioner)
                     shapes = [IMAGE, ODD_IMAGE] if image else [VECTOR, ODD_VECTOR]
-                    if mask == "checkerboard":
+                    if mask in SPATIAL_MASKS:
                         shapes = [IMAGE]
                     for shape in shapes:
                         out.append((config, shape, CONTEXT if len(out) % 2 else None))
         for mask, shape in (("channel", ODD_IMAGE), ("checkerboard", IMAGE)):  # Glow's interleaved parameters
             out.append((CouplingConfig(transform=transform, mask=mask, parity=1, layout="interleaved",
                                        conditioner=CONV), shape, None))
+    out.append((CouplingConfig(parity="alternate", conditioner=CONV), IMAGE, None))  # built alone: its first copy
     return out
 
 

@@ -21,13 +21,13 @@ def plot(runs: Annotated[list[Path], typer.Argument(help="run folders (or their 
          title: TitleOption = None) -> None:
     """Training curves of RUNS from their metrics.jsonl: train and test bits/dim (nats/dim for
     continuous data), learning rate and gradient norm against the step, runs overlaid."""
-    from flowspec.plot import save_figure
+    from flowspec.plot import figure_path, save_figure
     from flowspec.plot.curves import read_run, training_figure
 
     names = [name.strip() for name in labels.split(",")] if labels is not None else [None] * len(runs)
     if len(names) != len(runs):
         raise FlowSpecError(f"--labels: {len(names)} names for {len(runs)} runs")
-    writable_folder(output.parent)
+    writable_folder(figure_path(output).parent)
     curves = [read_run(run, name) for run, name in zip(runs, names)]
     path = save_figure(training_figure(curves, title), output)
     console.print(f"wrote the curves of {len(curves)} run(s) to {path}", markup=False)
@@ -44,13 +44,13 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     """Draw p(x | c) of a 2-D continuous model: one titled panel per class (class-conditional) with
     axes and a colour bar, the run's test points overlaid."""
     from flowspec.compile.export import load_model
-    from flowspec.plot import require_matplotlib, save_figure
-    from flowspec.plot.density import density_figure
     from flowspec.cli.conditions import requested_conditions
+    from flowspec.plot import figure_path, require_matplotlib, save_figure
+    from flowspec.plot.density import density_figure
     from flowspec.train.evaluate import checkpoint_data
 
     require_matplotlib()
-    writable_folder(output.parent)
+    writable_folder(figure_path(output).parent)
     model = load_model(checkpoint)
     conditions = None
     if context is not None:

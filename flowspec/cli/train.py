@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import SetOption, TitleOption, app, console, errors, reports_errors
-from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
+from flowspec.cli.bounds import (MAX_BATCH, MAX_EPOCHS, MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_TRAINING_STEPS,
+                                  finite_temperature, load_validated, named_folder, refuse_oversized,
+                                  writable_folder)
 from flowspec.errors import FlowSpecError
 from flowspec.train.config import TrainingConfig
 
@@ -23,20 +25,20 @@ DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folde
 def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)],
           data: DataOption = None,
           data_dir: DataDirOption = None,
-          steps: Annotated[Optional[int], typer.Option(min=1, help="optimizer steps [spec's training.steps]")] = None,
-          epochs: Annotated[Optional[int], typer.Option(min=1, help="epochs instead of steps")] = None,
-          batch_size: Annotated[Optional[int], typer.Option(min=1, help="global batch size")] = None,
+          steps: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="optimizer steps [spec's training.steps]")] = None,
+          epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="epochs instead of steps")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(min=1, max=MAX_BATCH, help="global batch size")] = None,
           lr: Annotated[Optional[float], typer.Option(min=0.0, help="peak learning rate")] = None,
           optimizer: Annotated[Optional[str], typer.Option(help="adam | adamax")] = None,
-          warmup: Annotated[Optional[int], typer.Option(min=0, help="lr warm-up steps")] = None,
+          warmup: Annotated[Optional[int], typer.Option(min=0, max=MAX_TRAINING_STEPS, help="lr warm-up steps")] = None,
           grad_clip: Annotated[Optional[float], typer.Option(min=0.0, help="gradient-norm clip")] = None,
           ema: Annotated[Optional[float], typer.Option(min=0.0, max=0.99999, help="EMA decay")] = None,
-          seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+          seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="random seed")] = None,
           device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
           bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast of the training forward pass, on the CPU too (default: on a GPU only)")] = None,
-          eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
-          checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
-          sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
+          eval_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between test evaluations")] = None,
+          checkpoint_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between checkpoints")] = None,
+          sample_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between sample grids")] = None,
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units [spec's training.standardize]")] = None,
@@ -105,8 +107,8 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
              data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
              data_dir: DataDirOption = None,
              k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (the importance-weighted bound, flows and VAEs), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
-             batch_size: Annotated[int, typer.Option(min=1)] = 256,
-             seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
+             batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="test examples per pass")] = 256,
+             seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
     continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
     from flowspec.train.evaluate import evaluate_checkpoint
@@ -122,12 +124,12 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
 @app.command()
 @reports_errors
 def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
-           n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
+           n: Annotated[int, typer.Option("-n", min=1, max=MAX_OUTPUT_EXAMPLES, help="number of samples")] = 64,
            temperature: Annotated[float, typer.Option(help="prior std scale (finite, >= 0)")] = 0.7,
            output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, .npy array or .csv table")] = Path("samples.png"),
-           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
+           seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
-           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
+           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
            title: TitleOption = None,
            labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
@@ -140,7 +142,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
     finite_temperature(temperature)
     model = load_model(checkpoint)
-    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
     if title is not None or labels:
         from flowspec.plot import save_figure
         from flowspec.plot.grids import sample_figure

@@ -10,6 +10,8 @@ both directions.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from flowspec.core.check import CheckResult
@@ -42,12 +44,19 @@ def narrow_spec(spec: Spec, width: int = 8) -> Spec:
     raise AssertionError("unreachable: the spec itself builds")  # pragma: no cover
 
 
-def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e-6, seed: int = 0) -> CheckResult:
+def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e-6, seed: int = 0,
+               guard=None) -> CheckResult:
+    """``guard(graph, batch=, jacobian=)``, when given, sees the narrow copy's graph before a weight
+    is allocated (the CLI refuses one that cannot fit in memory)."""
     from flowspec.compile import compile
     from flowspec.compile.condition import random_condition
 
     torch.manual_seed(seed)
     narrow = narrow_spec(spec, width)
+    if guard is not None:
+        graph = build_graph(narrow)
+        size = math.prod(graph.input_shape)
+        guard(graph, batch=max(size, 16), jacobian=size)
     model = compile(narrow).double()
     shape = model.input_shape
     condition = getattr(narrow, "condition", None)

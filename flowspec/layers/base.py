@@ -72,7 +72,7 @@ class LayerCost:
 class LayerConfig(BaseModel):
     """Base of every layer kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     kind: str
     name: str | None = None

@@ -31,11 +31,22 @@ def new_figure(width: float, height: float):
     return require_matplotlib().Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def save_figure(figure, path: str | Path) -> Path:
-    """Write ``figure`` (PNG, SVG or PDF by the suffix)."""
+def figure_path(path: str | Path) -> Path:
+    """``path`` if a figure can be written there (a .png, .svg or .pdf name, not a folder): checked
+    before any work, so a bad ``-o`` is one line at once."""
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise FlowSpecError(f"{path}: write a figure to a .png, .svg or .pdf file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    if path.is_dir():
+        raise FlowSpecError(f"{path}: is a folder; name a .png, .svg or .pdf file")
+    return path
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Write ``figure`` (PNG, SVG or PDF by the suffix)."""
+    path = figure_path(path)
+    from flowspec.files import replace_atomically
+
+    with replace_atomically(path) as stream:  # never through a link; a reader never sees half a file
+        figure.savefig(stream, format=path.suffix.lower().lstrip("."))
     return path

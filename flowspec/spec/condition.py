@@ -23,7 +23,7 @@ from flowspec.layers.base import LayerCost, MatmulOp
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
 
 class ClassCondition(_Strict):

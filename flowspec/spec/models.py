@@ -19,7 +19,7 @@ from flowspec.spec.training import TrainingConfig
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
 
 REPEAT_TAG = "repeat-block"

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_array, write_text
 from flowspec.train.images import sample_grid, save_png
 
 
@@ -171,11 +172,10 @@ def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7
             values = model.to_data_space(model.sample(n, condition=c, temperature=temperature, generator=generator))
         values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
-        output.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".npy":
-            np.save(output, values)
+            save_array(output, values)
             if c is not None:
-                np.save(output.with_suffix(".conditions.npy"), c.numpy())
+                save_array(output.with_suffix(".conditions.npy"), c.numpy())
             return output
         _write_csv(output, values.reshape(n, -1), None if c is None else c.numpy(), model.spec)
         return output
@@ -214,4 +214,4 @@ def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, sp
     lines = [",".join(header)]
     for row in rows:
         lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, PositiveInt, PrivateAttr
+from pydantic import Field, PositiveInt, PrivateAttr, field_validator
 
 from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
 from flowspec.spec.training import TrainingConfig
@@ -74,6 +74,14 @@ class VAESpec(StrictModel):
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
 
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("input")
+    @classmethod
+    def _discrete_input(cls, value: InputSpec) -> InputSpec:
+        if value.continuous:
+            raise ValueError("a VAE's likelihood (bernoulli, logistic, categorical) is over the input's integer "
+                             "levels; input.data: continuous needs a flow spec")
+        return value
 
     @property
     def source(self):

@@ -99,7 +99,7 @@ def zero_init(layer: nn.Module) -> nn.Module:
 class ConditionerConfig(BaseModel):
     """Base of every conditioner kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
     kind: str
     #: "image" (C, H, W) or "vector" (D,)
     accepts: ClassVar[str] = "image"

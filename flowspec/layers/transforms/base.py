@@ -44,7 +44,7 @@ class TransformCost(NamedTuple):
 class TransformConfig(BaseModel):
     """Base of every transform kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
     kind: str
     #: True when ``inverse`` is iterative rather than closed-form (the report says so)
     iterative_inverse: ClassVar[bool] = False
