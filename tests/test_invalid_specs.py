@@ -295,7 +295,7 @@ layers:
 input: {shape: [4]}
 prior: gaussian
 layers: [scaling]
-""", r"'learned', 'learned_channel', 'standard' or 'logistic'", ("prior",), 2),
+""", r"unknown kind 'gaussian' .*known: learned, learned_channel, logistic, mog, standard", ("prior",), 2),
     ("layers-not-a-list", """\
 input: {shape: [4]}
 layers: scaling

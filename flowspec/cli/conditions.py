@@ -26,7 +26,7 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
         return None, n, None
     if len(asked) > 1 and "--context" in asked:
         raise FlowSpecError(f"give one of {', '.join(asked)}")
-    if condition.kind == "class":
+    if condition.labelled:
         if context is not None:
             raise FlowSpecError(f"--context: this model is class-conditional (condition.classes: {condition.classes}); "
                                 f"use --class or --per-class")

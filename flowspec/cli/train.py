@@ -16,7 +16,7 @@ from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
-DataOption = Annotated[Optional[str], typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons [spec's training.data, else digits]")]
+DataOption = Annotated[Optional[str], typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons | diabetes | power | gas | hepmass | miniboone | bsds300 [spec's training.data, else digits]")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
 
 
@@ -68,8 +68,11 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
     data, standardize = config.data_set, config.standardize
     if data_dir is None and data not in BUNDLED_KINDS:
+        from flowspec.data.uci import FILES
+
+        needed = f" (the folder holding {'/'.join(FILES[data])})" if data in FILES else ""
         raise FlowSpecError(f"{named_by}: the user supplies this data set's files (nothing is downloaded); "
-                            f"pass --data-dir")
+                            f"pass --data-dir{needed}")
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     columns = csv_columns(features, context_columns, label_column)
     dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)

@@ -39,8 +39,11 @@ def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
                      sum(p.numel() for p in layer.parameters()))
             for node, layer in zip(graph.layers, model.layers)]
     prior = sum(p.numel() for p in model.top_prior.parameters())
-    rows.append(BuildRow(len(rows), "prior", f"prior ({graph.spec.prior})", graph.output_shape,
+    rows.append(BuildRow(len(rows), "prior", f"prior ({graph.spec.prior.kind})", graph.output_shape,
                          graph.output_shape, prior))
+    if getattr(model, "columns", None) is not None:  # a table's typed columns, before the first layer
+        rows.insert(0, BuildRow(-1, "columns", "columns", graph.input_shape, graph.input_shape,
+                                sum(p.numel() for p in model.columns.parameters())))
     return rows
 
 

@@ -67,7 +67,9 @@ def _named_twice(names: list[str]) -> list[str]:
     return sorted(twice)
 
 
-def _numbers(path: Path, rows, header: list[str], columns: list[str]) -> np.ndarray:
+def _numbers(path: Path, rows, header: list[str], columns: list[str], types=None) -> np.ndarray:
+    """The cells of ``columns`` as float64; with ``types`` (one column config per column, see
+    :mod:`flowspec.columns`) each cell must also lie in its column type's domain."""
     position = {name: i for i, name in enumerate(header)}
     index = [position[name] for name in columns]
     out = np.empty((len(rows), len(columns)), dtype=np.float64)
@@ -81,6 +83,9 @@ def _numbers(path: Path, rows, header: list[str], columns: list[str]) -> np.ndar
             if not math.isfinite(value):
                 raise DataError(f"{path}:{line}: column {header[i]!r}: {text} is not a finite number; "
                                 f"data must be finite")
+            if types is not None and not types[c].valid(np.float64(value)):
+                raise DataError(f"{path}:{line}: column {header[i]!r} (feature {c}): {types[c].problem(value)} "
+                                f"(input.columns)")
             out[r, c] = value
     return out
 
@@ -133,12 +138,21 @@ def _columns(path: Path, header: list[str], features, context, label) -> list[st
     return list(features)
 
 
-def read_table(path: str | Path, features=None, context=(), label: str | None = None, classes=None):
-    """One CSV file as ``(x, y, c, classes, feature_names)`` numpy arrays (``y``, ``c`` None if not asked)."""
+def read_table(path: str | Path, features=None, context=(), label: str | None = None, classes=None,
+               types=None):
+    """One CSV file as ``(x, y, c, classes, feature_names)`` numpy arrays (``y``, ``c`` None if not
+    asked); ``types``: the spec's ``input.columns``, which every feature cell must fit."""
     path = Path(path)
     header, rows = _read_rows(path)
     features = _columns(path, header, features, tuple(context), label)
-    x = _numbers(path, rows, header, features)
+    if types is not None:
+        from flowspec.columns import column_types
+
+        if len(features) < max((entry.columns.stop for entry in types), default=0):
+            raise DataError(f"{path}: {len(features)} feature columns, but input.columns types column "
+                            f"{max(entry.columns.stop for entry in types) - 1}")
+        types = column_types(types, len(features))
+    x = _numbers(path, rows, header, features, types)
     c = _numbers(path, rows, header, list(context)) if context else None
     y = None
     if label:
@@ -147,19 +161,20 @@ def read_table(path: str | Path, features=None, context=(), label: str | None = 
 
 
 def load_csv(path: str | Path, features: list[str] | None = None, context: list[str] | tuple = (),
-             label: str | None = None, levels: int | None = None) -> Dataset:
-    """A CSV table (see the module) as a :class:`Dataset` of vectors ``(N, len(features))``."""
+             label: str | None = None, levels: int | None = None, types=None) -> Dataset:
+    """A CSV table (see the module) as a :class:`Dataset` of vectors ``(N, len(features))``; with
+    ``types`` (the spec's ``input.columns``) a cell outside its column's type is one located error."""
     path = Path(path)
     context = tuple(context or ())
     if path.is_dir():
         train_file, test_file = path / "train.csv", path / "test.csv"
         if not train_file.is_file() or not test_file.is_file():
             raise DataError(f"{path}: a folder of CSV data needs train.csv and test.csv")
-        x, y, c, classes, names = read_table(train_file, features, context, label)
-        x_test, y_test, c_test, _, _ = read_table(test_file, names, context, label, classes)
+        x, y, c, classes, names = read_table(train_file, features, context, label, types=types)
+        x_test, y_test, c_test, _, _ = read_table(test_file, names, context, label, classes, types=types)
         files = {"train": train_file, "test": test_file}
     elif path.is_file():
-        everything, all_y, all_c, classes, names = read_table(path, features, context, label)
+        everything, all_y, all_c, classes, names = read_table(path, features, context, label, types=types)
         if len(everything) < 2:
             raise DataError(f"{path}: needs at least 2 rows to split into train and test")
         train_rows, test_rows = split_indices(len(everything))

@@ -59,10 +59,10 @@ def sample_figure(model, n: int = 64, temperature: float = 0.7, seed: int = 0, c
     if not hasattr(model, "spec"):
         model = load_model(model)
     spec_condition = getattr(model.spec, "condition", None)
-    if labels and (spec_condition is None or spec_condition.kind != "class"):
+    if labels and (spec_condition is None or not spec_condition.labelled):
         raise FlowSpecError("--labels names classes: this model is not class-conditional")
     if per_class is not None:
-        if spec_condition is None or spec_condition.kind != "class":
+        if spec_condition is None or not spec_condition.labelled:
             raise FlowSpecError("per_class: this model is not class-conditional")
         condition, n, columns = class_grid(spec_condition.classes, per_class), spec_condition.classes * per_class, per_class
     if condition is not None:

@@ -12,7 +12,8 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes", "power", "gas", "hepmass",
+             "miniboone", "bsds300")
 """The data sets ``training.data`` may name (the kinds of :func:`flowspec.data.load_data`)."""
 DEFAULT_DATA = "digits"
 

@@ -21,7 +21,7 @@ def density_conditions(model, conditions: list | None = None) -> list | None:
                             f"this one has input shape {list(model.input_shape)}")
     condition = getattr(model.spec, "condition", None)
     if conditions is None and condition is not None:
-        if condition.kind != "class":
+        if not condition.labelled:
             raise FlowSpecError(f"a context-conditional model (condition.dim: {condition.dim}) needs --context")
         conditions = list(range(condition.classes))
     return conditions

@@ -19,13 +19,14 @@ from typing import ClassVar, NamedTuple
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-TRANSFORM_KINDS: dict[str, type["TransformConfig"]] = {}
+from flowspec.layers.kinds import Registry
+
+TRANSFORM_KINDS = Registry("transform")
 
 
 def register_transform(config: type["TransformConfig"]) -> type["TransformConfig"]:
     """Make a transform kind known to couplings, the spec language, the report and the tests."""
-    TRANSFORM_KINDS[config.model_fields["kind"].default] = config
-    return config
+    return TRANSFORM_KINDS.register(config)
 
 
 class TransformCost(NamedTuple):
