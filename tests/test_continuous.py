@@ -161,15 +161,6 @@ def test_sample_writes_the_conditions_beside_vector_samples(moons_run):
     assert np.load(npy).shape == (4, 2) and np.load(moons_run / "s.conditions.npy").tolist() == [1] * 4
 
 
-def test_plot_density_writes_one_panel_per_class(moons_run):
-    from PIL import Image
-
-    png = moons_run / "density.png"
-    result = runner.invoke(app, ["plot-density", str(moons_run / "run" / "last.pt"), "-o", str(png), "--size", "32"])
-    assert result.exit_code == 0, result.output
-    assert Image.open(png).size == (2 * 32 + 4, 32)
-
-
 @pytest.mark.parametrize("args, message", [
     (["--class", "2"], "--class 2 is outside 0..1 (condition.classes: 2)"),
     (["--context", "0.5"], "--context: this model is class-conditional"),

@@ -624,9 +624,22 @@ LINK_CASES = [
     ("interpolate", "interpolate.npy", ["interpolate", "{model}", "{latents}", "{latents}", "--steps", "2", "-o", "{out}/interpolate.npy"]),
     ("manipulate", "manipulate.png", ["manipulate", "{model}", "{latents}", "--toward", "1", "--away", "2", "--data", "digits", "-o", "{out}/manipulate.png"]),
     ("manipulate", "direction.npz", ["manipulate", "{model}", "{latents}", "--toward", "1", "--away", "2", "--data", "digits", "--save-direction", "{out}/direction.npz", "-o", "{out}/m.png"]),
+    ("plot", "training.png", ["plot", "{run}", "-o", "{out}/training.png"]),
+    ("export", "model.safetensors", ["export", "{model}", "--format", "safetensors", "-o", "{out}/model.safetensors"]),
+    ("export", "pt2", ["export", "{model}", "--format", "pt2", "-o", "{out}/pt2"]),
 ]
 #: verbs that write nothing (they print)
-PRINTING_VERBS = {"validate", "expand", "check", "eval", "bench", "report"}
+PRINTING_VERBS = {"validate", "expand", "check", "eval", "bench", "report", "pretrained"}
+
+
+def _metrics_run(tmp_path: Path) -> Path:
+    """A run folder holding only a two-line metrics.jsonl (what `flowspec plot` reads)."""
+    run = tmp_path / "logged-run"
+    run.mkdir()
+    run.joinpath("metrics.jsonl").write_text(
+        '{"step": 10, "loss": 3.0, "bpd": 3.0, "bpd_avg": 3.1, "lr": 0.001, "grad_norm": 2.0, "seconds": 1.0}\n'
+        '{"step": 10, "test_bpd": 3.2}\n')
+    return run
 
 
 def test_every_verb_that_writes_has_link_cases():
@@ -654,7 +667,7 @@ def test_no_file_is_written_through_a_link(tmp_path, monkeypatch, model_file, la
     place.parent.mkdir(parents=True, exist_ok=True)
     place.symlink_to(target)
     values = {"spec": _write(tmp_path, OK), "model": model_file, "latents": latents_file, "plane": plane_model,
-              "out": out}
+              "out": out, "run": _metrics_run(tmp_path)}
     line = _one_line(_run(*[a.format(**values) for a in args]))
     assert line.startswith("error: ") and "is a symbolic link; flowspec does not write through links" in line
     if target.is_dir():
@@ -993,9 +1006,9 @@ def _write_rgb16_png(path: Path, width: int, height: int) -> None:
                      + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("output, message", [
-    ("x.txt", "cannot tell an image format from '.txt'"), ("out", "cannot tell an image format from 'no suffix'"),
-    ("folder.png", "it is a folder, not a file")])
+@pytest.mark.parametrize("output, message", [  # a matplotlib figure: .png, .svg or .pdf
+    ("x.txt", "write a figure to a .png, .svg or .pdf file"), ("out", "write a figure to a .png, .svg or .pdf file"),
+    ("folder.png", "is a folder; name a .png, .svg or .pdf file")])
 def test_plot_density_output_is_checked_first(tmp_path, plane_model, output, message):
     (tmp_path / "folder.png").mkdir()
     target = tmp_path / output

@@ -14,7 +14,8 @@ from flowspec.errors import FlowSpecError, SpecError, one_line
 
 #: verb -> the module of flowspec.cli that registers it
 VERB_MODULES = {"validate": "core", "expand": "core", "build": "core", "check": "core", "schema": "core",
-                "train": "train", "eval": "train", "sample": "train", "plot-density": "train", "bench": "bench",
+                "train": "train", "eval": "train", "sample": "train", "bench": "bench",
+                "plot": "plots", "plot-density": "plots", "export": "export", "pretrained": "export",
                 "render": "render_report", "report": "render_report", "encode": "latent", "decode": "latent",
                 "reconstruct": "latent", "interpolate": "latent", "manipulate": "latent"}
 
@@ -86,6 +87,10 @@ SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", metavar="PATH=VALUE", show_default=False,
     help="override a field of the spec before validation, value read as YAML; repeatable: "
          "--set steps=16 --set step[2].conditioner.hidden=256")]
+
+#: ``--title`` of the verbs that draw a grid or a figure (a matplotlib figure: flowspec[plot])
+TitleOption = Annotated[Optional[str], typer.Option(
+    "--title", show_default=False, help="title over the picture (drawn as a matplotlib figure: flowspec[plot])")]
 
 
 @app.callback(invoke_without_command=True)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import typer
 
-from flowspec.cli.app import app, console, errors, reports_errors
+from flowspec.cli.app import TitleOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import (MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_STEPS_BETWEEN, MAX_STRENGTHS, finite_temperature,
                                   refuse_too_many, writable_folder)
 from flowspec.errors import FlowSpecError
@@ -37,6 +37,7 @@ SplitOption = Annotated[str, typer.Option("--split", help="train | test: the spl
 IndexOption = Annotated[Optional[str], typer.Option("--index", help="indices into the split, e.g. 3,17,42 (or --index 3 17 42)")]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar on long encodes")]
 SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of resampled factored latents")]
+LabelsOption = Annotated[bool, typer.Option("--labels", help="name the grid's columns (a matplotlib figure: flowspec[plot])")]
 
 
 def _run(checkpoint: Path, data: str | None, data_dir: Path | None, split: str, progress: bool = False):
@@ -73,14 +74,22 @@ def _indices(text: str | None) -> list[int]:
     return [int(part) for part in parts]
 
 
-def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> Path:
-    """A PNG grid (``.png``) or integer levels ``(rows, cols, *shape)`` (``.npy``)."""
-    from flowspec.data.images import save_grid
+def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path, title: str | None = None,
+           column_labels: list[str] | None = None, column_name: str | None = None) -> Path:
+    """A PNG grid of ``rows x cols`` (``.png``), or integer levels ``(N, *shape)`` in the grid's
+    reading order, row after row (``.npy``: the layout ``flowspec encode`` reads back). With a
+    ``title`` or ``column_labels`` the grid is a matplotlib figure (``.png``, ``.svg``, ``.pdf``)."""
+    from flowspec.data.images import save_grid, to_pixels
 
     if output.suffix == ".npy":
-        array = x.detach().cpu().numpy().astype(np.int64)
-        save_array(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
+        save_array(output, x.detach().cpu().numpy().astype(np.int64))
         return output
+    if title is not None or column_labels is not None:
+        from flowspec.plot import save_figure
+        from flowspec.plot.grids import grid_figure
+
+        figure = grid_figure(to_pixels(x, levels), cols, title, column_labels=column_labels, column_name=column_name)
+        return save_figure(figure, output)
     if output.suffix.lower() != ".png":
         raise FlowSpecError(f"{output}: write a .png (grid) or .npy (levels)")
     return save_grid(x, levels, rows, cols, output)
@@ -133,7 +142,7 @@ def decode(checkpoint: Checkpoint,
            output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (+ .npy of levels beside it) or .npy")] = Path("decoded.png"),
            continuous: Annotated[bool, typer.Option("--continuous", help="also write the point v before flooring (STEM.continuous.npy)")] = False,
            temperature: Annotated[Optional[float], typer.Option(min=0.0, help="redraw the factored latents at this temperature (keep the top one)")] = None,
-           seed: SeedOption = 0) -> None:
+           seed: SeedOption = 0, title: TitleOption = None) -> None:
     """Decode LATENTS to data space: integer levels (decode(encode(x)) == x), as a PNG grid and .npy."""
     from flowspec.core.latents import Latents, check_latents
     from flowspec.core.latents import decode as decode_latents
@@ -151,7 +160,7 @@ def decode(checkpoint: Checkpoint,
         v = decode_latents(run.model, loaded, continuous=True, temperature=temperature,
                            generator=torch.Generator().manual_seed(seed))
     cols = math.ceil(math.sqrt(len(x)))
-    written = [_write(x, run.levels, math.ceil(len(x) / cols), cols, output)]
+    written = [_write(x, run.levels, math.ceil(len(x) / cols), cols, output, title)]
     if output.suffix == ".png":
         save_array(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
         written.append(output.with_suffix(".npy"))
@@ -167,7 +176,8 @@ def decode(checkpoint: Checkpoint,
 def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
                 output: Annotated[Path, typer.Option("--output", "-o", help="PNG: each input beside its reconstruction")] = Path("reconstruct.png"),
                 data: DataOption = None, data_dir: DataDirOption = None, split: SplitOption = "test",
-                index: IndexOption = None, progress: ProgressOption = True) -> None:
+                index: IndexOption = None, progress: ProgressOption = True, title: TitleOption = None,
+                labels: LabelsOption = False) -> None:
     """Print max |decode(encode(x)) - x| in data space (and before flooring); write the inputs
     beside their reconstructions."""
     from flowspec.core.latents import round_trip_error
@@ -180,7 +190,7 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
     data_error, continuous_error = round_trip_error(run.model, x, latents)
     back = decode_latents(run.model, latents).cpu()
     pairs = torch.stack([x, back.to(x.dtype)], dim=1).reshape(2 * len(x), *x.shape[1:])
-    path = _write(pairs, run.levels, len(x), 2, output)
+    path = _write(pairs, run.levels, len(x), 2, output, title, ["input", "decode(encode(x))"] if labels else None)
     before = f" (before flooring: {continuous_error:.3g})" if continuous_error is not None else ""
     console.print(f"max |decode(encode(x)) - x| = {data_error:g} levels over {len(x)} examples{before}; "
                   f"wrote {path}", markup=False)
@@ -198,7 +208,7 @@ def interpolate(checkpoint: Checkpoint,
                 seed: SeedOption = 0,
                 output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (a row per pair) or .npy")] = Path("interpolate.png"),
                 data: DataOption = None, data_dir: DataDirOption = None, split: SplitOption = "test",
-                progress: ProgressOption = True) -> None:
+                progress: ProgressOption = True, title: TitleOption = None, labels: LabelsOption = False) -> None:
     """Decode STEPS points between the latents of A and B (every latent by default: both ends
     reproduce A and B exactly)."""
     from flowspec.core.latents import decode as decode_latents
@@ -215,7 +225,8 @@ def interpolate(checkpoint: Checkpoint,
     path_latents = interpolate_latents(start, end, steps, method, top_only)
     x = decode_latents(run.model, path_latents, temperature=temperature,
                        generator=torch.Generator().manual_seed(seed))
-    path = _write(x, run.levels, len(start), steps, output)
+    points = [f"{i / (steps - 1):.2g}" for i in range(steps)] if labels else None
+    path = _write(x, run.levels, len(start), steps, output, title, points, "t (A at 0, B at 1)" if labels else None)
     how = f"{method}, " + ("top latent only, factored " + ("from A" if temperature is None else
                                                            f"redrawn at T={temperature:g}") if top_only else "every latent")
     console.print(f"{len(start)} x {steps} interpolation ({how}); wrote {path}", markup=False)
@@ -231,7 +242,8 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
                save_direction: Annotated[Optional[Path], typer.Option(help="write the direction to this .npz")] = None,
                output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (a row per input) or .npy")] = Path("manipulate.png"),
                data: DataOption = None, data_dir: DataDirOption = None, split: SplitOption = "test",
-               index: IndexOption = None, progress: ProgressOption = True) -> None:
+               index: IndexOption = None, progress: ProgressOption = True, title: TitleOption = None,
+               labels: LabelsOption = False) -> None:
     """Move INPUTS' latents along mean(TOWARD) - mean(AWAY) at each strength (Glow's attribute
     manipulation); strength 0 is the input itself."""
     from flowspec.core.latents import Direction, check_latents
@@ -256,7 +268,8 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
     if save_direction is not None:
         chosen.save(save_direction)
     moved = move(latents, chosen, values)
-    path = _write(run.decode(moved), run.levels, len(latents), len(values), output)
+    path = _write(run.decode(moved), run.levels, len(latents), len(values), output, title,
+                  [f"{value:g}" for value in values] if labels else None, "strength" if labels else None)
     groups = f"toward {chosen.toward!r} ({chosen.counts[0]}) away from {chosen.away!r} ({chosen.counts[1]}), "
     console.print(f"direction {groups}norm {chosen.norm():.3g}"
                   + (f", saved to {save_direction}" if save_direction is not None else "")

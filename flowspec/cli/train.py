@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from flowspec.cli.app import SetOption, app, console, errors, reports_errors
+from flowspec.cli.app import SetOption, TitleOption, app, console, errors, reports_errors
 from flowspec.cli.bounds import (MAX_BATCH, MAX_EPOCHS, MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_TRAINING_STEPS,
                                   finite_temperature, load_validated, named_folder, refuse_oversized,
                                   writable_folder)
 from flowspec.errors import FlowSpecError
-from flowspec.files import image_format
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
@@ -48,7 +46,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
           label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
           resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt")] = False,
-          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar")] = True,
+          progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress: a bar on a terminal, whole periodic lines (step, loss, bits/dim, rate, ETA) in a pipe or file")] = True,
           overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
@@ -136,9 +134,12 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
-           compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False) -> None:
+           compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False,
+           title: TitleOption = None,
+           labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
-    a conditional model's conditions are written beside vector samples."""
+    a conditional model's conditions are written beside vector samples. --title / --labels draw the
+    grid as a matplotlib figure with a title and class labels."""
     from flowspec.cli.conditions import requested_conditions
     from flowspec.compile.export import load_model
     from flowspec.train.evaluate import write_samples
@@ -150,41 +151,15 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
         compile_model(model)
     c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
-    path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                         condition=c, columns=columns)
+    if title is not None or labels:
+        from flowspec.plot import save_figure
+        from flowspec.plot.grids import sample_figure
+
+        figure = sample_figure(model, n=n, temperature=temperature, seed=seed, condition=c, columns=columns,
+                               title=title, labels=labels)
+        path = save_figure(figure, output)
+    else:
+        path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                             condition=c, columns=columns)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
-
-
-@app.command(name="plot-density")
-@reports_errors
-def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt of a 2-D continuous model", show_default=False)],
-                 output: Annotated[Path, typer.Option("--output", "-o", help="PNG file")] = Path("density.png"),
-                 size: Annotated[int, typer.Option(min=16, max=1024, help="grid points per axis")] = 160,
-                 points: Annotated[bool, typer.Option("--points/--no-points", help="overlay the test points")] = True,
-                 context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: the context, comma-separated")] = None) -> None:
-    """Draw p(x | c) of a 2-D continuous model as a PNG: one panel per class (class-conditional),
-    the run's test points overlaid."""
-    from flowspec.compile.export import load_model
-    from flowspec.train.density_plot import plot_density as draw
-    from flowspec.cli.conditions import requested_conditions
-    from flowspec.train.evaluate import checkpoint_data
-
-    image_format(output)
-    if output.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(output))
-    writable_folder(output.parent)
-    model = load_model(checkpoint)
-    conditions = None
-    if context is not None:
-        c, _, _ = requested_conditions(model, 1, context=context)
-        conditions = [c[0]]
-    xy, labels = None, None
-    if points:
-        _, dataset, (_, test_conditions) = checkpoint_data(checkpoint, model, None, None)
-        xy = dataset.test.numpy()
-        labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
-        if context is not None:
-            labels = None
-    path = draw(model, output, xy, labels, size, conditions)
-    console.print(f"wrote the density of {model.spec.name or 'the model'} to {path}", markup=False)

@@ -1,7 +1,10 @@
 """Saving, loading and ``torch.export`` of compiled models.
 
 ``save_model`` writes the spec and the state dict in one file; ``load_model`` rebuilds the model
-with one call (``weights_only`` loading). ``export_programs`` writes the density direction
+with one call (``weights_only`` loading). ``save_safetensors`` writes the weights as safetensors
+(the optional extra ``flowspec[safetensors]``) with the spec, the data set and a checksum in the
+file's string metadata, so a model is shared without any pickle; ``load_model`` reads those too,
+and ``pretrained:NAME`` names a model shipped in ``flowspec/pretrained/``. ``export_programs`` writes the density direction
 (``x -> (*zs, logdet)``) and the sampling direction (``(*eps, temperature) -> x``) as ``.pt2``
 files that ``torch.export.load`` runs without flowspec installed, at any batch size. A conditional
 model's programs take the condition as an input after ``x`` / ``temperature``: ``(x, c)`` and
@@ -10,6 +13,7 @@ model's programs take the condition as an input after ``x`` / ``temperature``: `
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -35,10 +39,72 @@ def save_model(model: FlowModel, path: str | Path) -> None:
                         "state_dict": model.state_dict()}), path)
 
 
+SAFETENSORS_HINT = "pip install 'flowspec[safetensors]'"
+
+
+def save_safetensors(model, path: str | Path, data: dict | None = None) -> Path:
+    """Write ``model``'s state dict as safetensors; the metadata (strings) hold ``format``, the
+    ``spec`` and ``data`` as JSON, and the SHA-256 checksum of all of it (:func:`integrity.sealed`)."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise CheckpointError(f"writing safetensors needs the safetensors package: {SAFETENSORS_HINT}") from None
+    contents = sealed({"format": MODEL_FORMAT, "spec": model.spec.model_dump(mode="json"), "data": data,
+                       "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}})
+    metadata = {key: json.dumps(contents[key]) for key in ("spec", "data", "checksum")}
+    with replace_atomically(path) as stream:
+        stream.write(save(contents["state_dict"], metadata={"format": MODEL_FORMAT, **metadata}))
+    return Path(path)
+
+
+def _read_safetensors(path: Path, expected: str) -> dict:
+    """The contents of a file written by :func:`save_safetensors`, as :func:`read_checkpoint` gives."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise CheckpointError(f"{path}: reading safetensors needs the safetensors package: {SAFETENSORS_HINT}") from None
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as opened:
+            metadata = opened.metadata() or {}
+            state = {name: opened.get_tensor(name) for name in opened.keys()}
+    except Exception as error:  # safetensors raises its own types for a damaged header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({type(error).__name__})") from None
+    if not str(metadata.get("format", "")).startswith(expected.split("/")[0]):
+        raise CheckpointError(f"{path}: a safetensors file without flowspec's metadata (no spec); "
+                              f"write it with `flowspec export RUN/last.pt --format safetensors`")
+    try:
+        contents = {"format": metadata["format"], "spec": json.loads(metadata["spec"]),
+                    "data": json.loads(metadata.get("data", "null")), "state_dict": state}
+        checksum = json.loads(metadata["checksum"]) if "checksum" in metadata else None
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"{path}: its flowspec metadata is damaged ({error})") from None
+    if checksum is not None:
+        contents["checksum"] = checksum
+    verify(contents, path)
+    return contents
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """``pretrained:NAME`` -> the shipped ``flowspec/pretrained/NAME.safetensors``; other paths as
+    they are."""
+    text = str(path)
+    if not text.startswith("pretrained:"):
+        return Path(path)
+    from flowspec.pretrained import PRETRAINED_FOLDER, shipped
+
+    name = text.split(":", 1)[1]
+    if name not in shipped():
+        raise CheckpointError(f"{text}: no such pretrained model; shipped: {', '.join(shipped()) or 'none'}")
+    return PRETRAINED_FOLDER / f"{name}.safetensors"
+
+
 def read_checkpoint(path: str | Path, expected: str) -> dict:
-    """Load a flowspec file with ``weights_only=True``; a clear error when missing, corrupt,
+    """Load a flowspec file with ``weights_only=True`` (a ``.safetensors`` file with flowspec's
+    metadata, or ``pretrained:NAME``, without torch.load); a clear error when missing, corrupt,
     foreign, damaged (checksum, metadata types, non-finite weights: :func:`integrity.verify`)."""
-    path = Path(path)
+    path = resolve_model_path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        return _read_safetensors(path, expected)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
@@ -62,7 +128,8 @@ def model_from_spec_data(data: dict, spec_file: str | None = None):
 
 
 def load_model(path: str | Path) -> FlowModel:
-    """Rebuild a model saved by :func:`save_model` (or a runner checkpoint) with its weights."""
+    """Rebuild a model saved by :func:`save_model` (or a runner checkpoint, its EMA weights where
+    it has them; or a safetensors file of :func:`save_safetensors`; or ``pretrained:NAME``)."""
     data = read_checkpoint(path, MODEL_FORMAT)
     try:
         model = model_from_spec_data(data["spec"], data.get("spec_file"))

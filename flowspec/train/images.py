@@ -22,6 +22,12 @@ def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: 
                 columns: int | None = None) -> np.ndarray:
     """``n`` samples at ``temperature`` (given the conditions ``c`` of a conditional model) as one
     uint8 image grid ``(H', W')`` or ``(H', W', 3)`` of ``columns`` columns (default: square)."""
+    return tile(sample_images(model, n, temperature, seed, c), columns=columns)
+
+
+def sample_images(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None) -> np.ndarray:
+    """``n`` samples at ``temperature`` as uint8 images ``(N, C, H, W)``, level ``l`` drawn as grey
+    ``round(255 l / (n - 1))``."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -31,8 +37,7 @@ def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: 
     model.train(was_training)
     levels = model.spec.input.levels
     images = as_images(levels_values, tuple(model.spec.input.shape))
-    images = (images.clamp(0, levels - 1) * (255.0 / (levels - 1))).round().to(torch.uint8).numpy()
-    return tile(images, columns=columns)
+    return (images.clamp(0, levels - 1) * (255.0 / (levels - 1))).round().to(torch.uint8).numpy()
 
 
 def as_images(values: Tensor, shape: tuple[int, ...]) -> Tensor:

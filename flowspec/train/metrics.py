@@ -1,5 +1,6 @@
 """What a run reports while it trains: ``metrics.jsonl`` (one JSON object per line, and TensorBoard
-scalars when tensorboard is installed), the smoothed loss ``bpd_avg`` and the progress bar.
+scalars when tensorboard is installed), the smoothed loss ``bpd_avg`` and the progress display: a
+rich bar on a terminal, plain periodic lines in a pipe or a log file (:class:`PlainProgress`).
 
 ``bpd_avg`` is an exponential moving average of the (all-reduced) batch loss,
 ``a_t = 0.98 a_{t-1} + 0.02 l_t`` with ``a_1 = l_1``; it is stored in each checkpoint so that a
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 from flowspec.files import make_folder, open_for_writing
 
@@ -64,3 +69,63 @@ def progress_bar(enabled: bool):
     return Progress(TextColumn("train", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.description}", markup=False),
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+
+
+def clock_text(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:03``: minutes and seconds, hours when there are any."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class PlainProgress:
+    """Progress for a pipe or a log file: one whole line about ``lines`` times a run (and at its
+    last step), never a redrawn bar that a file truncates::
+
+        step 200/2000 (10%)  loss 2.531  bits/dim 2.609  test 2.412  lr 1.9e-03  26.1 steps/s  ETA 1:09
+
+    ``loss`` is the step's batch loss and the next figure its moving average ``bpd_avg``; the rate is
+    this process's steps over its wall time, and ETA = (steps left) / rate."""
+
+    def __init__(self, total: int, start: int, log: Callable[[str], None], unit: str = "bits/dim",
+                 lines: int = 20, clock: Callable[[], float] = time.perf_counter):
+        self.total, self.start, self.log, self.unit, self.clock = total, start, log, unit, clock
+        self.every = max(1, math.ceil((total - start) / max(1, lines)))
+        self.tic = clock()
+
+    def __call__(self, done: int, loss: float, average: float, test: float | None, lr: float) -> None:
+        if (done - self.start) % self.every and done != self.total:
+            return
+        elapsed = self.clock() - self.tic
+        rate = (done - self.start) / elapsed if elapsed > 0 else math.inf
+        eta = (self.total - done) / rate if rate > 0 else math.inf
+        test_text = f"  test {test:.3f}" if test is not None else ""
+        width = len(str(self.total))
+        self.log(f"step {done:>{width}}/{self.total} ({100 * done // self.total:3d}%)  loss {loss:.3f}  "
+                 f"{self.unit} {average:.3f}{test_text}  lr {lr:.1e}  {rate:.1f} steps/s  "
+                 f"ETA {clock_text(eta) if math.isfinite(eta) else '?'}")
+
+
+@contextlib.contextmanager
+def progress_display(enabled: bool, total: int, start: int, log: Callable[[str], None], unit: str = "bits/dim",
+                     interactive: bool | None = None):
+    """A callable ``show(done, loss, average, test, lr)`` (or ``None`` when disabled): a rich bar
+    when stdout is a terminal (``interactive``), :class:`PlainProgress` lines through ``log`` when
+    it is a pipe or a file."""
+    if not enabled:
+        yield None
+        return
+    if interactive is None:
+        interactive = sys.stdout.isatty()
+    if not interactive:
+        yield PlainProgress(total, start, log, unit)
+        return
+    with progress_bar(True) as bar:
+        task = bar.add_task("", total=total, completed=start)
+
+        def show(done: int, loss: float, average: float, test: float | None, lr: float) -> None:
+            test_text = f" test {test:.3f}" if test is not None else ""
+            bar.update(task, completed=done, description=f"loss {loss:.3f} {unit} {average:.3f}{test_text} lr {lr:.1e}")
+
+        yield show

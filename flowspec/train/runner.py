@@ -45,7 +45,7 @@ from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_los
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
 from flowspec.files import make_folder, refuse_link
-from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
+from flowspec.train.metrics import MetricsLog, progress_display, smoothed
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
 from flowspec.train.step import NonFiniteGradient, NonFiniteLoss, StepResult, TrainStep, build_optimizer
@@ -298,12 +298,13 @@ class TrainingLoop:
         self.metrics = MetricsLog(self.out, self.env.main)
         self.tic = time.perf_counter()
         try:
-            with progress_bar(progress) as bar:
-                task = bar.add_task("", total=self.total, completed=self.start_step) if bar is not None else None
+            with progress_display(progress, self.total, self.start_step, self.log, self.result.unit) as show:
                 for step in range(self.start_step, self.total):
                     lr, outcome, stop_asked = self._train_step(step, stop)
-                    self._record(step + 1, lr, outcome, bar, task)
+                    self._record(step + 1, lr, outcome)
                     self._on_schedule(step + 1, stop, stop_asked)
+                    if show is not None:  # after the evaluation: the last line carries the final test figure
+                        show(step + 1, outcome.value, self.running, self.result.test_bpd, lr)
         finally:
             self.metrics.close()
         if self.result.best_bpd is None and math.isfinite(self.best_bpd):
@@ -350,7 +351,7 @@ class TrainingLoop:
         kept = self.last if self.last_saved is not None else None
         return TrainingDiverged(diverged_message(step, what, where, self.config, kept, self.last_saved))
 
-    def _record(self, done: int, lr: float, outcome: StepResult, bar, task) -> None:
+    def _record(self, done: int, lr: float, outcome: StepResult) -> None:
         value = outcome.value
         self.result.losses.append(value)
         self.running = smoothed(self.running, value)
@@ -358,11 +359,6 @@ class TrainingLoop:
         if done % 10 == 0 or done == self.total:
             self.metrics.log(done, loss=value, bpd=value, bpd_avg=self.running, lr=lr,
                              grad_norm=float(outcome.grad_norm), seconds=time.perf_counter() - self.tic)
-        if bar is not None:
-            test = self.result.test_bpd
-            test_text = f" test {test:.3f}" if test is not None else ""
-            bar.update(task, completed=done,
-                       description=f"loss {value:.3f} bits/dim {self.running:.3f}{test_text} lr {lr:.1e}")
 
     def _on_schedule(self, done: int, stop: StopRequests, stop_asked: bool) -> None:
         config, is_last = self.config, done == self.total
