@@ -94,6 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=300.0, help="wall-clock seconds of training per run")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="recipes to run (default: all)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -107,7 +108,7 @@ def main() -> int:
     chosen = {k: v for k, v in recipes().items() if args.only is None or k in args.only}
     results: dict[str, list[tuple[float, float, int, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="flowspec-couplings-") as scratch:
-        for seed in range(args.seeds):  # recipes alternate, so a change in the load hits them alike
+        for seed in range(args.first_seed, args.first_seed + args.seeds):  # recipes alternate, so a change in the load hits them alike
             for name, text in chosen.items():
                 bpd, seconds, steps, cpu = run(name, text, seed, args.budget, data, Path(scratch), args.clock)
                 results.setdefault(name, []).append((bpd, seconds, steps, cpu))

@@ -11,7 +11,8 @@ the batch and the pixels), and the running averages are updated,
 What is exact: the log-det is exactly ``log|det|`` of the map *with the statistics in use held
 fixed* (in evaluation, the whole map; in training, the map RealNVP's objective uses, the one its
 paper's log-det describes). It is not the Jacobian of the batch-coupled map through the
-statistics' own dependence on each example (an ``O(1/N)`` correction per entry). In training the
+statistics' own dependence on each example (per example, an ``O(1/N)`` correction for a batch of
+N; the batch-coupled map's own Jacobian is over all N examples at once). In training the
 inverse uses the statistics of this layer's last forward call (the running averages before any),
 so ``inverse(forward(x))`` round-trips the same batch exactly; invertible backprop re-runs the
 forward from that inversion, and restores the running averages after it (as it does every buffer
