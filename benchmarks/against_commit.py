@@ -6,6 +6,11 @@ per tree (the same spec file, ``specs/glow-bench.yaml`` by default, batch 16, 1 
 times plain training steps (Adam, bits/dim loss) and no-grad sampling and prints the best of
 ``--repeats``. Rounds alternate the trees so that load on a shared machine falls on both; the
 medians over rounds and their ratio (this tree / ref) are printed side by side.
+
+``--runner`` times the training runner itself instead (``flowspec.train.runner.train``: batches,
+the step object, clipping, EMA, metrics): ``--steps`` steps of the spec (give a digits-shaped one,
+e.g. ``specs/glow-digits.yaml``) on the bundled digits, batch ``--batch``, and its steps/s from the
+run's own ``metrics.jsonl`` between step 10 and the last (evaluation and checkpoints fall outside).
 """
 
 from __future__ import annotations
@@ -45,14 +50,33 @@ def best(fn):
 train = batch / best(step)
 model.eval()
 with torch.no_grad():
-    sample = batch / best(lambda: model.sample(batch, 0.7))
+    sample = batch / best(lambda: model.sample(batch, temperature=0.7))
 print(json.dumps({"train": train, "sample": sample}))
+"""
+RUNNER_CHILD = r"""
+import json, sys, tempfile, torch
+import flowspec
+from flowspec.data import load_data
+from flowspec.train.config import TrainingConfig
+from flowspec.train.runner import train
+torch.set_num_threads(1)
+spec_path, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+spec = flowspec.load_spec(spec_path)
+data = load_data("digits", None, tuple(spec.input.shape), spec.input.levels)
+config = TrainingConfig(steps=steps, batch_size=batch, eval_every=10 ** 6, checkpoint_every=10 ** 6,
+                        sample_every=10 ** 6, device="cpu")
+with tempfile.TemporaryDirectory() as out:
+    train(spec, data, config, out + "/run", progress=False, log=lambda line: None)
+    rows = [json.loads(line) for line in open(out + "/run/metrics.jsonl")]
+seconds = {row["step"]: row["seconds"] for row in rows if "seconds" in row}
+print(json.dumps({"train": (steps - 10) / (seconds[steps] - seconds[10])}))
 """
 
 
-def run(tree: Path, spec: str, batch: int, repeats: int) -> dict:
+def run(tree: Path, spec: str, batch: int, repeats: int, runner_steps: int | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", CHILD, spec, str(batch), str(repeats)], env=env, cwd=tree,
+    child, last = (CHILD, repeats) if runner_steps is None else (RUNNER_CHILD, runner_steps)
+    out = subprocess.run([sys.executable, "-c", child, spec, str(batch), str(last)], env=env, cwd=tree,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -64,7 +88,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runner", action="store_true", help="time the training runner's steps/s instead")
+    parser.add_argument("--steps", type=int, default=60, help="--runner: steps per run (>= 20)")
     args = parser.parse_args()
+    if args.runner and args.steps < 20:
+        parser.error("--steps: at least 20 (the rate is read between step 10 and the last)")
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(other), args.ref], check=True)
@@ -73,15 +101,19 @@ def main() -> None:
             for round_ in range(args.rounds):
                 trees = [("this tree", ROOT), (args.ref, other)]
                 for name, tree in trees if round_ % 2 == 0 else trees[::-1]:
-                    results[name].append(run(tree, args.spec, args.batch, args.repeats))
+                    results[name].append(run(tree, args.spec, args.batch, args.repeats,
+                                             args.steps if args.runner else None))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=True)
-    print(f"{Path(args.spec).name}, batch {args.batch}, 1 thread, {args.rounds} alternating rounds (medians)")
-    print(f"{'':12}{'this tree':>12}{args.ref:>14}{'ratio':>8}")
-    for what in ("train", "sample"):
+    what_runs = f"the runner, {args.steps} steps" if args.runner else "plain steps and sampling"
+    print(f"{Path(args.spec).name}, batch {args.batch}, 1 thread, {what_runs}, {args.rounds} alternating rounds "
+          f"(medians)")
+    print(f"{'':14}{'this tree':>12}{args.ref:>14}{'ratio':>8}")
+    for what in ("train",) if args.runner else ("train", "sample"):
         mine = statistics.median(r[what] for r in results["this tree"])
         theirs = statistics.median(r[what] for r in results[args.ref])
-        print(f"{what + ' img/s':12}{mine:12.1f}{theirs:14.1f}{mine / theirs:8.3f}")
+        unit = "steps/s" if args.runner else "img/s"
+        print(f"{what + ' ' + unit:14}{mine:12.2f}{theirs:14.2f}{mine / theirs:8.3f}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ A :class:`Family` bundles a family's pipeline: graph, compiled model, cost repor
 :func:`flowspec.spec.models.register_spec_model`). Callers (the CLI, report, compile, the runner)
 look a family up from the spec and never branch on ``model:``. This module is a leaf of the import
 graph; the families register themselves from :mod:`flowspec.families`, which the package imports.
-The compiled models share one interface: ``bits_per_dim(x, k=1)``, ``elbo(x)``,
-``sample(n, temperature, generator)``, ``to_data_space(y)``, ``initialize(x)``.
+The compiled models share one interface, the model protocol
+(:class:`flowspec.core.protocol.DensityModel`), and the families share the types in
+:mod:`flowspec.core` (check result, build row, cost parts, latent codec).
 """
 
 from __future__ import annotations

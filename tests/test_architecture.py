@@ -107,3 +107,14 @@ def test_no_isinstance_dispatch_on_kind_configs_outside_their_files():
                     if name in configs and name not in defined:
                         offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: isinstance(..., {name})")
     assert not offenders, "dispatch on a kind's config outside its file:\n" + "\n".join(offenders)
+
+
+def test_families_sit_beside_each_other_on_the_shared_core():
+    """``core`` (what every family shares) imports no family; the vae family imports none of the
+    flow's packages (compile, graph, report, render), only ``core`` and the shared kinds."""
+    _, by_package = _graphs()
+    flow_packages = ("compile", "graph", "report", "render")
+    for target in flow_packages + ("vae", "families", "train", "cli"):
+        assert not by_package.has_edge("core", target), f"core imports {target}"
+    for target in flow_packages:
+        assert not by_package.has_edge("vae", target), f"vae imports the flow's {target}"

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flowspec.layers.conditioners.conv import ConvConditioner, HiddenActNorm
 from flowspec.layers.conditioners.gated import GatedConditioner
+from flowspec.layers.conditioners.realnvp import RealNVPConditioner
 from flowspec.layers.conditioners.resmlp import ResMLPConditioner
 from flowspec.layers.conditioners.resnet import ResNetConditioner
 from flowspec.layers.coupling import CouplingConfig
@@ -32,6 +33,8 @@ def test_narrow_keeps_heads_dividing_the_width():
 @pytest.mark.parametrize("conditioner", [GatedConditioner(hidden=16, blocks=2, heads=4),
                                          ResNetConditioner(hidden=8, blocks=2, norm="batch"),
                                          ResNetConditioner(hidden=8, blocks=2, norm="weight"),
+                                         RealNVPConditioner(hidden=8, blocks=2),
+                                         RealNVPConditioner(hidden=8, blocks=1, double=False, zero_init=False),
                                          ConvConditioner(hidden=8, actnorm=True, learned_scale=True)])
 def test_cost_rule_counts_params_and_matmul_flops(conditioner):
     spatial, cin, cout = (4, 6), 3, 10

@@ -26,6 +26,7 @@ import typing
 from flowspec.compile.invertible_backprop import invertible_run, run_layers
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
+from flowspec.layers.batchnorm import BatchNormConfig
 from flowspec.layers.conditioners import CONDITIONER_KINDS, ConvConditioner, MLPConditioner
 from flowspec.layers.coupling import MASKS, SPATIAL_MASKS, CouplingConfig
 from flowspec.layers.transforms import TRANSFORM_KINDS
@@ -82,6 +83,9 @@ def _coupling_examples():
                         shapes = [IMAGE]
                     for shape in shapes:
                         out.append((config, shape, CONTEXT if len(out) % 2 else None))
+        for mask, shape in (("channel", ODD_IMAGE), ("checkerboard", IMAGE)):  # Glow's interleaved parameters
+            out.append((CouplingConfig(transform=transform, mask=mask, parity=1, layout="interleaved",
+                                       conditioner=CONV), shape, None))
     # a row built on its own with parity: alternate is its first copy (parity 0)
     out.append((CouplingConfig(parity="alternate", conditioner=CONV), ODD_IMAGE, None))
     return out
@@ -96,11 +100,13 @@ EXAMPLES: dict[str, list[tuple]] = {
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
+    "batchnorm": [(BatchNormConfig(), IMAGE), (BatchNormConfig(), VECTOR), (BatchNormConfig(affine=False), IMAGE)],
     "squeeze": [(SqueezeConfig(), IMAGE), (SqueezeConfig(), (1, 4, 6))],
     "maf": [(MAFConfig(hidden=8), VECTOR), (MAFConfig(hidden=8, order="reversed", depth=1), ODD_VECTOR, CONTEXT),
             (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),
             (MAFConfig(hidden=8, transform="additive"), VECTOR),
-            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR)],
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR),
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }

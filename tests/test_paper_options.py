@@ -98,6 +98,8 @@ BAD_VALUES = [
     ("transform: {kind: mixlogistic, components: 1}", "components must be at least 2"),
     ("conditioner: {kind: gated, hidden: 10, heads: 4}", "heads .4. must divide hidden .10."),
     ("conditioner: {kind: gated, dropout: 1.0}", "dropout must be in"),
+    ("layout: rows", "layout: Input should be 'blocks' or 'interleaved'"),
+    ("transform: {kind: affine, scale: tan}", "Input should be 'sigmoid', 'exp' or 'tanh'"),
 ]
 
 
@@ -111,6 +113,15 @@ def test_validate_names_the_line_of_a_bad_value(tmp_path, row, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert __import__("re").search(rf"bad.yaml:4:\d+: layers\[1\]\..*{message}", lines[0]), lines[0]
+
+
+def test_an_affine_option_on_another_transform_names_the_line(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("input: {shape: [2, 4, 4], levels: 17}\nlayers:\n  - {kind: actnorm}\n"
+                    "  - {kind: coupling, transform: additive, order: shift_scale}\n")
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"{spec}:4:5: layers[1]: order applies to transform: affine, not additive"
 
 
 def test_validate_names_the_line_of_a_bad_momentum(tmp_path):

@@ -1,6 +1,7 @@
-"""``encode``, ``decode``, ``reconstruct``, ``interpolate``, ``manipulate``: a trained flow's
-latents from the command line (the work lives in :mod:`flowspec.compile.latents` and
-:mod:`flowspec.data.images`).
+"""``encode``, ``decode``, ``reconstruct``, ``interpolate``, ``manipulate``: a trained model's
+latents from the command line. The work lives in the library: :class:`flowspec.train.inputs.TrainedRun`
+resolves INPUTS, classes and example folders; :mod:`flowspec.core.latents` encodes, decodes,
+interpolates and manipulates. These verbs parse options into those calls and print the result.
 
 INPUTS are image files, ``.npy`` / ``.npz`` arrays of examples, or integers: indices into
 ``--split`` of ``--data`` (the run's data set unless given), so ``--data digits --index 3 17 42``
@@ -20,7 +21,7 @@ import typer
 
 from flowspec.cli.app import app, console, errors, reports_errors
 from flowspec.cli.bounds import finite_temperature, writable_folder
-from flowspec.errors import DataError, FlowSpecError
+from flowspec.errors import FlowSpecError
 
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
@@ -36,56 +37,17 @@ ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="
 SeedOption = Annotated[int, typer.Option(help="seed of resampled factored latents")]
 
 
-class _Run:
-    """A checkpoint's flow and the data set it was trained on (for integer INPUTS and labels)."""
+def _run(checkpoint: Path, data: str | None, data_dir: Path | None, split: str, progress: bool = False):
+    """The checkpoint's :class:`~flowspec.train.inputs.TrainedRun`, with a progress bar on long encodes."""
+    from flowspec.train.inputs import TrainedRun
 
-    def __init__(self, checkpoint: Path, data: str | None, data_dir: Path | None, split: str):
-        from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
-
-        self.model = load_model(checkpoint)
-        info = read_checkpoint(checkpoint, MODEL_FORMAT).get("data") or {}
-        self.data = data or info.get("kind") or "digits"
-        self.data_dir = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
-        if split not in ("train", "test"):
-            raise FlowSpecError(f"--split {split!r}: train or test")
-        self.split = split
-        self._dataset = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.model.input_shape)
-
-    @property
-    def levels(self) -> int:
-        return self.model.levels
-
-    def dataset(self):
-        if self._dataset is None:
-            from flowspec.data import load_data
-
-            self._dataset = load_data(self.data, self.data_dir, self.shape, self.levels)
-        return self._dataset
-
-    def examples(self, indices: list[int], split: str | None = None):
-        split = split or self.split
-        part = getattr(self.dataset(), split)
-        for i in indices:
-            if not -len(part) <= i < len(part):
-                raise DataError(f"index {i} out of range: the {split} split of {self.data} has {len(part)} examples")
-        return part[indices]
-
-    def encode(self, x: torch.Tensor, progress: bool, what: str = "encode"):
-        from flowspec.compile.latents import encode
-
-        with _progress_bar(progress and len(x) > 256, len(x), what) as advance:
-            return encode(self.model, x, progress=advance)
+    if split not in ("train", "test"):
+        raise FlowSpecError(f"--split {split!r}: train or test")
+    return TrainedRun(checkpoint, data, data_dir, split, progress=_progress_bar if progress else None)
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, what: str):
-    if not enabled:
-        yield None
-        return
+def _progress_bar(total: int, what: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -95,69 +57,13 @@ def _progress_bar(enabled: bool, total: int, what: str):
 
 
 def _indices(text: str | None) -> list[int]:
+    """``--index 3,17,42`` (or ``'3 17 42'``) as integers."""
     if not text:
         return []
     try:
         return [int(part) for part in text.replace(",", " ").split()]
     except ValueError:
         raise FlowSpecError(f"--index {text!r}: integers, e.g. 3,17,42") from None
-
-
-def _is_index(token: str) -> bool:
-    return token.lstrip("-").isdigit() and not Path(token).exists()
-
-
-def _gather(run: _Run, inputs: list[str] | None, index: str | None):
-    """INPUTS (and --index) as one batch of examples, in order."""
-    from flowspec.data.images import read_examples
-
-    tokens = list(inputs or [])
-    indices = _indices(index) + [int(t) for t in tokens if _is_index(t)]
-    files = [Path(t) for t in tokens if not _is_index(t)]
-    parts = []
-    if files:
-        parts.append(read_examples(files, run.shape, run.levels))
-    if indices:
-        parts.append(run.examples(indices))
-    if not parts:
-        raise DataError("no inputs: give image files, a .npy/.npz, or --index into the data set")
-    return torch.cat(parts)
-
-
-def _is_latents_file(token: str) -> bool:
-    from flowspec.compile.latents import LATENTS_FORMAT
-
-    path = Path(token)
-    if path.suffix != ".npz" or not path.is_file():
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as loaded:
-            return "format" in loaded.files and str(loaded["format"]) == LATENTS_FORMAT
-    except Exception:  # not a readable .npz: reading it as examples says so in one line
-        return False
-
-
-def _latents_of(run: _Run, token: str, progress: bool):
-    """One INPUT as latents: a latents .npz (from `flowspec encode`) as it is, anything else encoded."""
-    from flowspec.compile.latents import Latents, check_latents
-
-    if _is_latents_file(token):
-        latents = Latents.load(token)
-        check_latents(run.model, latents, token)
-        return latents
-    return run.encode(_gather(run, [token], None), progress)
-
-
-def _inputs_as_latents(run: _Run, inputs: list[str] | None, index: str | None, progress: bool):
-    """INPUTS in order (latents .npz as they are, the rest encoded), then --index."""
-    from flowspec.compile.latents import Latents
-
-    parts = [_latents_of(run, token, progress) for token in inputs or []]
-    if index:
-        parts.append(run.encode(_gather(run, [], index), progress))
-    if not parts:
-        raise DataError("no inputs: give image files, a .npy/.npz, latents .npz, or --index into the data set")
-    return Latents.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> Path:
@@ -188,38 +94,6 @@ def _strengths(text: str) -> list[float]:
     return values
 
 
-def _group(run: _Run, value: str, flag: str, progress: bool):
-    """``--toward`` / ``--away``: a class (name or index) of the data set's labelled training
-    split, or a file / folder of that group's examples; returns its latents."""
-    from flowspec.data.images import IMAGE_SUFFIXES, read_examples
-
-    path = Path(value)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".npz"})
-        if not files:
-            raise DataError(f"{flag} {value}: no images or arrays in this folder")
-        return run.encode(read_examples(files, run.shape, run.levels), progress, what=flag.lstrip("-"))
-    if path.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".npz"}:
-        return run.encode(read_examples([path], run.shape, run.levels), progress, what=flag.lstrip("-"))
-    dataset = run.dataset()
-    if not dataset.has_labels:
-        raise FlowSpecError(f"{flag} {value}: data set {dataset.name!r} has no labels; give a folder or .npy of "
-                            f"the group's examples instead")
-    names = list(dataset.classes or (str(k) for k in range(dataset.num_classes)))
-    if value in names:
-        label = names.index(value)
-    elif value.isdigit() and int(value) < len(names):
-        label = int(value)
-    else:
-        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-        raise FlowSpecError(f"{flag} {value!r}: unknown class; {dataset.name} has classes {shown} "
-                            f"(or give a folder / .npy of examples)")
-    chosen = dataset.labels_train == label
-    if not bool(chosen.any()):
-        raise FlowSpecError(f"{flag} {value!r}: no training example of this class in {dataset.name}")
-    return run.encode(dataset.train[chosen], progress, what=f"class {names[label]}")
-
-
 # -- verbs ------------------------------------------------------------------------------------
 @app.command()
 @reports_errors
@@ -230,9 +104,8 @@ def encode(checkpoint: Checkpoint, inputs: Inputs = None,
     """Encode INPUTS at the centre of each bin into every latent (factored ones included) and
     log p; write them to an .npz that `flowspec decode` reads."""
     writable_folder(output.parent)
-    run = _Run(checkpoint, data, data_dir, split)
-    x = _gather(run, inputs, index)
-    latents = run.encode(x, progress)
+    run = _run(checkpoint, data, data_dir, split, progress)
+    latents = run.encode(run.examples_of(inputs or [], _indices(index)))
     latents.save(output)
     line = f"wrote {len(latents)} examples' latents {latents.shapes} to {output}"
     density = latents.log_density
@@ -253,13 +126,13 @@ def decode(checkpoint: Checkpoint,
            temperature: Annotated[Optional[float], typer.Option(min=0.0, help="redraw the factored latents at this temperature (keep the top one)")] = None,
            seed: SeedOption = 0) -> None:
     """Decode LATENTS to data space: integer levels (decode(encode(x)) == x), as a PNG grid and .npy."""
-    from flowspec.compile.latents import Latents, check_latents
-    from flowspec.compile.latents import decode as decode_latents
+    from flowspec.core.latents import Latents, check_latents
+    from flowspec.core.latents import decode as decode_latents
 
     writable_folder(output.parent)
     if temperature is not None:
         finite_temperature(temperature)
-    run = _Run(checkpoint, None, None, "test")
+    run = _run(checkpoint, None, None, "test")
     loaded = Latents.load(latents)
     check_latents(run.model, loaded, str(latents))
     generator = torch.Generator().manual_seed(seed)
@@ -288,13 +161,13 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
                 index: IndexOption = None, progress: ProgressOption = True) -> None:
     """Print max |decode(encode(x)) - x| in data space (and before flooring); write the inputs
     beside their reconstructions."""
-    from flowspec.compile.latents import round_trip_error
-    from flowspec.compile.latents import decode as decode_latents
+    from flowspec.core.latents import round_trip_error
+    from flowspec.core.latents import decode as decode_latents
 
     writable_folder(output.parent)
-    run = _Run(checkpoint, data, data_dir, split)
-    x = _gather(run, inputs, index)
-    latents = run.encode(x, progress)
+    run = _run(checkpoint, data, data_dir, split, progress)
+    x = run.examples_of(inputs or [], _indices(index))
+    latents = run.encode(x)
     data_error, continuous_error = round_trip_error(run.model, x, latents)
     back = decode_latents(run.model, latents).cpu()
     pairs = torch.stack([x, back.to(x.dtype)], dim=1).reshape(2 * len(x), *x.shape[1:])
@@ -319,16 +192,16 @@ def interpolate(checkpoint: Checkpoint,
                 progress: ProgressOption = True) -> None:
     """Decode STEPS points between the latents of A and B (every latent by default: both ends
     reproduce A and B exactly)."""
-    from flowspec.compile.latents import decode as decode_latents
-    from flowspec.compile.latents import interpolate as interpolate_latents
+    from flowspec.core.latents import decode as decode_latents
+    from flowspec.core.latents import interpolate as interpolate_latents
 
     if temperature is not None and not top_only:
         raise FlowSpecError("--temperature redraws the factored latents, which only --top-only leaves free")
     if temperature is not None:
         finite_temperature(temperature)
     writable_folder(output.parent)
-    run = _Run(checkpoint, data, data_dir, split)
-    start, end = _latents_of(run, a, progress), _latents_of(run, b, progress)
+    run = _run(checkpoint, data, data_dir, split, progress)
+    start, end = run.latents_of(a), run.latents_of(b)
     path_latents = interpolate_latents(start, end, steps, method, top_only)
     x = decode_latents(run.model, path_latents, temperature=temperature,
                        generator=torch.Generator().manual_seed(seed))
@@ -351,9 +224,8 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
                index: IndexOption = None, progress: ProgressOption = True) -> None:
     """Move INPUTS' latents along mean(TOWARD) - mean(AWAY) at each strength (Glow's attribute
     manipulation); strength 0 is the input itself."""
-    from flowspec.compile.latents import Direction, attribute_direction, check_latents
-    from flowspec.compile.latents import decode as decode_latents
-    from flowspec.compile.latents import manipulate as move
+    from flowspec.core.latents import Direction, check_latents
+    from flowspec.core.latents import manipulate as move
 
     values = _strengths(strengths)
     if direction is not None and (toward is not None or away is not None):
@@ -363,18 +235,17 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
     for path in (output, save_direction):
         if path is not None:
             writable_folder(path.parent)
-    run = _Run(checkpoint, data, data_dir, split)
-    latents = _inputs_as_latents(run, inputs, index, progress)
+    run = _run(checkpoint, data, data_dir, split, progress)
+    latents = run.inputs_as_latents(inputs or [], _indices(index))
     if direction is not None:
         chosen = Direction.load(direction)
         check_latents(run.model, chosen, str(direction))
     else:
-        chosen = attribute_direction(_group(run, toward, "--toward", progress), _group(run, away, "--away", progress),
-                                     toward, away)
+        chosen = run.direction(toward, away, names=("--toward", "--away"))
     if save_direction is not None:
         chosen.save(save_direction)
     moved = move(latents, chosen, values)
-    path = _write(decode_latents(run.model, moved), run.levels, len(latents), len(values), output)
+    path = _write(run.decode(moved), run.levels, len(latents), len(values), output)
     groups = f"toward {chosen.toward!r} ({chosen.counts[0]}) away from {chosen.away!r} ({chosen.counts[1]}), "
     console.print(f"direction {groups}norm {chosen.norm():.3g}"
                   + (f", saved to {save_direction}" if save_direction is not None else "")

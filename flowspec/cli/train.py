@@ -14,14 +14,14 @@ from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
-DataOption = Annotated[str, typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons")]
+DataOption = Annotated[Optional[str], typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons [spec's training.data, else digits]")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
 
 
 @app.command()
 @reports_errors
 def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)],
-          data: DataOption = "digits",
+          data: DataOption = None,
           data_dir: DataDirOption = None,
           steps: Annotated[Optional[int], typer.Option(min=1, help="optimizer steps [spec's training.steps]")] = None,
           epochs: Annotated[Optional[int], typer.Option(min=1, help="epochs instead of steps")] = None,
@@ -39,7 +39,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
-          standardize: Annotated[bool, typer.Option("--standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units")] = False,
+          standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units [spec's training.standardize]")] = None,
           features: Annotated[Optional[str], typer.Option("--features", help="csv: the feature columns, comma-separated [all but context and label]")] = None,
           context_columns: Annotated[Optional[str], typer.Option("--context-columns", help="csv: the context columns of a context-conditional spec, comma-separated")] = None,
           label_column: Annotated[Optional[str], typer.Option("--label-column", help="csv: the label column of a class-conditional spec")] = None,
@@ -48,6 +48,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
+    from flowspec.data import BUNDLED_KINDS
     from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import override
     from flowspec.train.ddp import environment
@@ -57,12 +58,16 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     parsed, graph = load_validated(spec, overrides=overrides)
     if temperature is not None:
         finite_temperature(temperature)
-    if getattr(parsed, "model", "flow") == "flow":
-        refuse_oversized(graph)
+    refuse_oversized(graph)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
                       bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
-                      sample_every=sample_every, temperature=temperature)
+                      sample_every=sample_every, temperature=temperature, data=data, standardize=standardize)
+    named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
+    data, standardize = config.data_set, config.standardize
+    if data_dir is None and data not in BUNDLED_KINDS:
+        raise FlowSpecError(f"{named_by}: the user supplies this data set's files (nothing is downloaded); "
+                            f"pass --data-dir")
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     columns = csv_columns(features, context_columns, label_column)
     dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)
@@ -81,8 +86,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
         raise typer.Exit(stopped.exit_code) from None
     if main:
         test = f"{result.test_bpd:.4f}" if result.test_bpd is not None else "n/a"
-        unit = "nats/dim" if getattr(parsed.input, "continuous", False) else "bits/dim"
-        console.print(f"step {result.steps}: test {unit} {test}; wrote {folder / 'last.pt'}", markup=False)
+        console.print(f"step {result.steps}: test {result.unit} {test}; wrote {folder / 'last.pt'}", markup=False)
 
 
 def csv_columns(features: str | None, context_columns: str | None, label_column: str | None) -> dict:
@@ -127,11 +131,15 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
     a conditional model's conditions are written beside vector samples."""
-    from flowspec.train.evaluate import sample_checkpoint
+    from flowspec.cli.conditions import requested_conditions
+    from flowspec.compile.export import load_model
+    from flowspec.train.evaluate import write_samples
 
     finite_temperature(temperature)
-    path = sample_checkpoint(checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             label=label, per_class=per_class, context=context)
+    model = load_model(checkpoint)
+    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
+                         condition=c, columns=columns)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
     console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
 
@@ -147,7 +155,8 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     the run's test points overlaid."""
     from flowspec.compile.export import load_model
     from flowspec.train.density_plot import plot_density as draw
-    from flowspec.train.evaluate import _checkpoint_data, requested_conditions
+    from flowspec.cli.conditions import requested_conditions
+    from flowspec.train.evaluate import checkpoint_data
 
     model = load_model(checkpoint)
     conditions = None
@@ -156,7 +165,7 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
         conditions = [c[0]]
     xy, labels = None, None
     if points:
-        _, dataset, (_, test_conditions) = _checkpoint_data(checkpoint, model, None, None)
+        _, dataset, (_, test_conditions) = checkpoint_data(checkpoint, model, None, None)
         xy = dataset.test.numpy()
         labels = test_conditions.numpy() if test_conditions is not None and test_conditions.dim() == 1 else None
         if context is not None:

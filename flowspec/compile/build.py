@@ -15,18 +15,9 @@ import yaml
 
 from flowspec.compile.export import save_model
 from flowspec.compile.model import FlowModel
+from flowspec.core.build import BuildRow
 from flowspec.family import family_of
 from flowspec.graph.build import FlowGraph
-
-
-@dataclass(frozen=True)
-class BuildRow:
-    index: int
-    name: str
-    kind: str
-    in_shape: tuple
-    out_shape: tuple
-    params: int
 
 
 @dataclass

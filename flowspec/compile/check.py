@@ -10,31 +10,13 @@ both directions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from flowspec.core.check import CheckResult
 from flowspec.errors import ShapeError
 from flowspec.graph.build import build_graph
 from flowspec.spec.expand import expand
 from flowspec.spec.models import Spec
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    input_shape: tuple
-    roundtrip_error: float
-    logdet_error: float
-    inverse_logdet_error: float
-    tolerance: float
-    #: largest Jacobian entry that an autoregressive map must not have (on or above its diagonal)
-    triangular_error: float | None = None
-    checked: str = "flow"
-
-    @property
-    def ok(self) -> bool:
-        errors = (self.roundtrip_error, self.logdet_error, self.inverse_logdet_error, self.triangular_error or 0.0)
-        return max(errors) <= self.tolerance
 
 
 def narrow_spec(spec: Spec, width: int = 8) -> Spec:
@@ -76,7 +58,7 @@ def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e
 
     with torch.no_grad():
         model.train()
-        model.log_prob(torch.randn(16, *shape, dtype=torch.float64), fixed(16))  # actnorm's data init
+        model.log_prob(torch.randn(16, *shape, dtype=torch.float64), condition=fixed(16))  # actnorm's data init
         # 0.05 per parameter, shrunk as 1/sqrt(depth) past 16 layers: a random perturbation of
         # a deep stack (Glow's 3 x 32 steps) otherwise compounds into a map so ill-conditioned
         # that float64 itself cannot invert it, which says nothing about the layers' exactness.

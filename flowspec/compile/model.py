@@ -8,10 +8,12 @@ On discrete data the model sees ``y = (x + u) / n - 1/2`` (``centred``) and
 ``bits/dim = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``. Continuous data
 (``input.data: continuous``) is modelled as it is: ``nats/dim = -log p(x) / D``.
 
-A conditional spec (``condition:``) models ``p(x | c)``: every method takes the condition ``c``
-(class labels ``(batch,)`` or context vectors ``(batch, dim)``) after ``x``, embeds it once into the
-features ``h = e(c)`` and hands ``h`` to every layer and prior. ``c`` is required exactly when the
-spec has a condition (:class:`~flowspec.errors.ConditionError` otherwise).
+A conditional spec (``condition:``) models ``p(x | c)``: every method of the model protocol
+(:class:`~flowspec.core.protocol.DensityModel`) takes the condition as ``condition=`` (class labels
+``(batch,)`` or context vectors ``(batch, dim)``), embeds it once into the features ``h = e(c)`` and
+hands ``h`` to every layer and prior. A condition is required exactly when the spec has one
+(:class:`~flowspec.errors.ConditionError` otherwise). ``forward`` / ``inverse`` / ``generate`` keep
+the module convention of a positional ``context``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from flowspec.compile.condition import ConditionEmbedding, check_condition
 from flowspec.compile.invertible_backprop import run_layers
+from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
@@ -120,9 +123,10 @@ class FlowModel(nn.Module):
             logdet = logdet + step_logdet
         return x, logdet
 
-    def log_prob(self, x: Tensor, context=None) -> Tensor:
+    @legacy_positional("condition", renamed={"context": "condition"})
+    def log_prob(self, x: Tensor, *, condition=None) -> Tensor:
         """``log p(x | c)`` of continuous ``x`` (in model space), shape ``(batch,)``."""
-        _, logdet, log_pz = self._encode(x, context)
+        _, logdet, log_pz = self._encode(x, condition)
         return log_pz + logdet
 
     def generate(self, eps: list[Tensor], temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
@@ -135,14 +139,17 @@ class FlowModel(nn.Module):
             x = layer.generate(x, factored.pop() if layer.factors_out else None, temperature, context)
         return x
 
+    @legacy_positional("temperature", "generator", "condition", renamed={"c": "condition"})
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None, c=None) -> Tensor:
-        """``n`` samples in model space, drawn from ``p(x | c)`` for a conditional model (``c``: a
-        label or context for all ``n``, or one per sample)."""
+    def sample(self, n: int, *, condition=None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples in model space (:meth:`to_data_space` maps them to levels), drawn from
+        ``p(x | c)`` for a conditional model (``condition``: a label or context for all ``n``, or
+        one per sample)."""
         reference = self.top_prior.mean
         eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype).to(reference.device)
                for shape in self.latent_shapes]
-        return self.generate(eps, temperature, c)
+        return self.generate(eps, temperature, condition)
 
     # -- discrete data ------------------------------------------------------------------------
     def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -160,26 +167,32 @@ class FlowModel(nn.Module):
             return y
         return self.model_space.inverse(y).floor().clamp(0, self.levels - 1)
 
-    def elbo(self, x: Tensor, c=None) -> Tensor:
+    @legacy_positional("condition", renamed={"c": "condition"})
+    def elbo(self, x: Tensor, *, condition=None) -> Tensor:
         """One-sample bound ``log p(v | c) - log q(u|x) <= log P(x | c)`` in nats, per example; ``x``
         holds levels in ``[0, n)``, as integers of any dtype or as floats; for continuous data
         ``log p(x | c)`` exactly."""
         if self.continuous:
-            return self.log_prob(x, c)
+            return self.log_prob(x, condition=condition)
         x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         v, log_q = self.dequantizer(x)
         y, scale_logdet = self.to_model_space(v)
-        return self.log_prob(y, c) + scale_logdet - log_q
+        return self.log_prob(y, condition=condition) + scale_logdet - log_q
 
-    def nats_per_dim(self, x: Tensor, c=None) -> Tensor:
+    @legacy_positional("condition", renamed={"c": "condition"})
+    def nats_per_dim(self, x: Tensor, *, condition=None) -> Tensor:
         """``-log p(x | c) / D`` per example (continuous data; on discrete data the dequantized
         bound's ``-elbo / D``)."""
-        return -self.elbo(x, c) / numel(self.input_shape)
+        return -self.elbo(x, condition=condition) / numel(self.input_shape)
 
-    def loss_per_dim(self, x: Tensor, c=None) -> Tensor:
+    @legacy_positional("condition", renamed={"c": "condition"})
+    def loss_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
         """The training and evaluation figure per example in :attr:`unit`: bits/dim for discrete
-        data, nats/dim for continuous data."""
-        return self.nats_per_dim(x, c) if self.continuous else self.bits_per_dim(x, c)
+        data (importance-weighted with ``k > 1``), nats/dim for continuous data (exact, so ``k``
+        does not apply)."""
+        if self.continuous:
+            return self.nats_per_dim(x, condition=condition)
+        return self.bits_per_dim(x, condition=condition, k=k)
 
     def _repeat(self, c, n: int, batch: int):
         if c is None:
@@ -197,27 +210,31 @@ class FlowModel(nn.Module):
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
             repeated = x.unsqueeze(0).expand(n, *x.shape).reshape(n * x.shape[0], *x.shape[1:])
-            weights.append(self.elbo(repeated, self._repeat(c, n, x.shape[0])).view(n, x.shape[0]))
+            weights.append(self.elbo(repeated, condition=self._repeat(c, n, x.shape[0])).view(n, x.shape[0]))
         return torch.cat(weights).T
 
-    def iw_log_likelihood(self, x: Tensor, k: int = 64, c=None) -> Tensor:
+    @legacy_positional("k", "condition", keep=1, renamed={"c": "condition"})
+    def iw_log_likelihood(self, x: Tensor, k: int = 64, *, condition=None) -> Tensor:
         """Importance-weighted bound ``log (1/k) sum_j p(v_j) / q(u_j|x)`` in nats per example; it
         is ``<= log P(x)``, ``>=`` the one-draw bound on average, and tightens as ``k`` grows."""
-        return torch.logsumexp(self.log_weights(x, k, c), dim=1) - math.log(k)
+        return torch.logsumexp(self.log_weights(x, k, condition), dim=1) - math.log(k)
 
-    def bits_per_dim(self, x: Tensor, c=None, k: int = 1) -> Tensor:
-        """``-elbo / (D log 2)`` per example, for integer-valued data ``x`` (given ``c`` for a
-        conditional model); with ``k > 1`` the importance-weighted figure :meth:`iw_bits_per_dim`."""
+    @legacy_positional("condition", "k", renamed={"c": "condition"})
+    def bits_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
+        """``-elbo / (D log 2)`` per example, for integer-valued data ``x`` (given ``condition`` for
+        a conditional model); with ``k > 1`` the importance-weighted figure :meth:`iw_bits_per_dim`."""
         if k > 1 and not self.continuous:
-            return self.iw_bits_per_dim(x, k, c)
-        return -self.elbo(x, c) / (numel(self.input_shape) * math.log(2))
+            return self.iw_bits_per_dim(x, k, condition=condition)
+        return -self.elbo(x, condition=condition) / (numel(self.input_shape) * math.log(2))
 
-    def iw_bits_per_dim(self, x: Tensor, k: int = 64, c=None) -> Tensor:
+    @legacy_positional("k", "condition", keep=1, renamed={"c": "condition"})
+    def iw_bits_per_dim(self, x: Tensor, k: int = 64, *, condition=None) -> Tensor:
         """``-iw_log_likelihood(x, k) / (D log 2)`` per example."""
-        return -self.iw_log_likelihood(x, k, c) / (numel(self.input_shape) * math.log(2))
+        return -self.iw_log_likelihood(x, k, condition=condition) / (numel(self.input_shape) * math.log(2))
 
+    @legacy_positional("condition", renamed={"c": "condition"})
     @torch.no_grad()
-    def initialize(self, x: Tensor, c=None) -> None:
+    def initialize(self, x: Tensor, *, condition=None) -> None:
         """Run actnorm's data-dependent init on a batch of data (integer levels of any dtype, or
         real values for continuous data), with its conditions."""
         if not self.continuous:
@@ -225,27 +242,27 @@ class FlowModel(nn.Module):
         was_training = self.training
         self.train()
         if self.continuous:
-            self.log_prob(x, c)
+            self.log_prob(x, condition=condition)
         else:
             v, _ = self.dequantizer(x)
-            self.log_prob(self.to_model_space(v)[0], c)
+            self.log_prob(self.to_model_space(v)[0], condition=condition)
         self.train(was_training)
 
     @property
     def initialized(self) -> bool:
         return all(bool(getattr(m, "initialized", True)) for m in self.modules() if m is not self)
 
-    # -- latent tools (flowspec.compile.latents) ----------------------------------------------
+    # -- latent tools (flowspec.core.latents, through the flow's codec) -----------------------
     def encode(self, x: Tensor, **options):
         """Every latent of integer-valued ``x``, encoded at the bins' centres, with ``log p``:
-        a :class:`~flowspec.compile.latents.Latents` (see :func:`~flowspec.compile.latents.encode`)."""
-        from flowspec.compile.latents import encode
+        a :class:`~flowspec.core.latents.Latents` (see :func:`~flowspec.core.latents.encode`)."""
+        from flowspec.core.latents import encode
 
         return encode(self, x, **options)
 
     def decode(self, latents, **options) -> Tensor:
-        """Integer levels of :class:`~flowspec.compile.latents.Latents`; ``decode(encode(x)) == x``
-        (see :func:`~flowspec.compile.latents.decode`)."""
-        from flowspec.compile.latents import decode
+        """Integer levels of :class:`~flowspec.core.latents.Latents`; ``decode(encode(x)) == x``
+        (see :func:`~flowspec.core.latents.decode`)."""
+        from flowspec.core.latents import decode
 
         return decode(self, latents, **options)

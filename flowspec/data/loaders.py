@@ -22,13 +22,14 @@ from flowspec.data.mnist import load_mnist, read_idx_images, read_idx_labels
 from flowspec.data.npz import load_npz
 from flowspec.data.table import load_csv
 from flowspec.errors import DataError
+from flowspec.spec.training import DATA_SETS
 
-DATA_KINDS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+DATA_KINDS = DATA_SETS  # one list: the spec's training.data names the same kinds
 BUNDLED_KINDS = ("digits", "wine", "moons")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
            "load_csv", "load_data", "load_digits", "load_folder", "load_mnist", "load_moons", "load_npz",
-           "load_wine", "random_flip", "read_idx_images", "read_idx_labels", "reduce_bits"]
+           "load_wine", "random_flip", "random_shift", "read_idx_images", "read_idx_labels", "reduce_bits"]
 
 
 def reduce_bits(data: Dataset, bits: int) -> Dataset:
@@ -51,6 +52,37 @@ def random_flip(x: Tensor, seed: int) -> Tensor:
     return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
+def random_shift(x: Tensor, fraction: float, seed: int) -> Tensor:
+    """Each image of the batch translated by ``(dy, dx)`` drawn uniformly from
+    ``[-fraction H, fraction H] x [-fraction W, fraction W]`` pixels, bilinear between pixels with
+    the border repeated outside (Keras' ``width_shift_range`` / ``height_shift_range`` with
+    ``fill_mode="nearest"``, as Glow's CIFAR-10 loader uses them), then floored back to integer
+    levels as Glow's ``x_to_uint8`` does; a draw seeded by ``seed``. Vectors pass unchanged."""
+    if x.dim() != 4 or fraction == 0:
+        return x
+    import torch.nn.functional as F
+
+    n, _, height, width = x.shape
+    draw = torch.rand(n, 2, generator=torch.Generator().manual_seed(seed & ((1 << 63) - 1)), dtype=torch.float64)
+    offset = (2 * draw - 1) * fraction * torch.tensor([width, height], dtype=torch.float64)  # pixels (x, y)
+    rows = (torch.arange(height, dtype=torch.float64).view(1, -1, 1) - offset[:, 1].view(-1, 1, 1)).expand(n, height, width)
+    cols = (torch.arange(width, dtype=torch.float64).view(1, 1, -1) - offset[:, 0].view(-1, 1, 1)).expand(n, height, width)
+    # normalised sampling coordinates (align_corners: -1 and 1 are the outer pixel centres)
+    grid = torch.stack([2 * cols / max(width - 1, 1) - 1, 2 * rows / max(height - 1, 1) - 1], dim=-1)
+    moved = F.grid_sample(x.to(torch.float64), grid.to(x.device), mode="bilinear", padding_mode="border",
+                          align_corners=True)
+    return torch.floor(moved + 1e-6).to(x.dtype)  # 1e-6: a whole-pixel shift keeps the exact levels
+
+
+def flattened_for(data: Dataset, shape: tuple[int, ...]) -> Dataset:
+    """Images ``(N, C, H, W)`` read as vectors ``(N, C·H·W)`` (row-major) when the spec's input is a
+    vector of that many entries (NICE's 784-dimensional MNIST, Dinh et al. 2014, sec. 5.1); else ``data``."""
+    if len(shape) != 1 or data.train.dim() <= 2 or data.train[0].numel() != shape[0]:
+        return data
+    return dataclasses.replace(data, train=data.train.reshape(len(data.train), -1),
+                               test=data.test.reshape(len(data.test), -1))
+
+
 def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int | None, *,
               classes: int | None = None, context_dim: int | None = None, standardize: bool = False,
               features: list[str] | None = None, context_columns: list[str] | tuple = (),
@@ -58,6 +90,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     """Load data set ``kind`` and check it against the spec.
 
     - ``shape``, ``levels``: the spec's input; ``levels`` None means continuous data (any finite values).
+      A vector ``shape`` of ``C·H·W`` entries reads images flattened row-major.
     - ``classes``: the spec is class-conditional; every example needs a label in ``0 .. classes-1``.
     - ``context_dim``: the spec is context-conditional; every example needs a context vector of that width.
     - ``standardize``: scale continuous data per feature to zero mean, unit std (train statistics).
@@ -67,7 +100,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
     if kind not in BUNDLED_KINDS and data_dir is None:
-        raise DataError(f"--data {kind} needs --data-dir (nothing is downloaded)")
+        raise DataError(f"data set {kind} needs --data-dir: its files are supplied by the user (nothing is downloaded)")
     if kind != "csv" and (features or context_columns or label_column):
         raise DataError(f"--data {kind}: feature, context and label columns apply to csv tables only")
     if kind == "digits":
@@ -86,6 +119,7 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
         data = load_npz(data_dir, shape, 256 if bits else levels)
     else:
         data = load_csv(data_dir, features, context_columns, label_column, levels)
+    data = flattened_for(data, shape)
     if bits:
         check_fits(data, shape, 256)
         data = reduce_bits(data, bits)

@@ -1,6 +1,7 @@
 """Batch normalisation as a bijector (RealNVP, Dinh et al. 2017, arXiv:1605.08803, sec. 3.7):
 
 forward:  ``y = (x - mu) / sqrt(var + eps) * exp(log_gamma) + beta``   per channel
+(``affine: false``: ``log_gamma = beta = 0``, RealNVP's official ``batch_norm_log_diff``)
 inverse:  ``x = (y - beta) * exp(-log_gamma) * sqrt(var + eps) + mu``
 log-det:  ``H W sum_c (log_gamma_c - log(var_c + eps) / 2)``   (``sum_c`` for vectors)
 
@@ -38,6 +39,8 @@ class BatchNormConfig(LayerConfig):
     momentum: float = Field(0.05, description="weight of the batch in the running averages, in (0, 1)",
                             json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1})
     eps: float = Field(1e-5, description="added to the variance", json_schema_extra={"exclusiveMinimum": 0})
+    affine: bool = Field(True, description="learn gamma and beta per channel; false: normalise only, as RealNVP's "
+                                           "official code (batch_norm_log_diff)")
 
     @field_validator("momentum")
     @classmethod
@@ -54,22 +57,26 @@ class BatchNormConfig(LayerConfig):
         return eps
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
-        """``2C`` params; forward in training: mean and variance (~4 FLOPs per entry), normalise
-        and scale (~3); inverse ~3 per entry; log-det ``~3C`` per call."""
+        """``2C`` params (none with ``affine: false``); forward in training: mean and variance (~4
+        FLOPs per entry), normalise and scale (~3); inverse ~3 per entry; log-det ``~3C`` per call."""
         n = numel(shape)
-        return LayerCost(params=2 * shape[0], flops_forward=7 * n, flops_inverse=3 * n, flops_logdet=3 * shape[0],
-                         logdet_per_call=True, activations=3 * n, ops=14)
+        return LayerCost(params=2 * shape[0] if self.affine else 0, flops_forward=7 * n, flops_inverse=3 * n,
+                         flops_logdet=3 * shape[0], logdet_per_call=True, activations=3 * n, ops=14)
 
     def build(self, shape: Shape, context: ContextShape = None) -> "BatchNorm":
-        return BatchNorm(shape, self.momentum, self.eps)
+        return BatchNorm(shape, self.momentum, self.eps, self.affine)
 
 
 class BatchNorm(FlowLayer):
-    def __init__(self, shape: Shape, momentum: float, eps: float):
+    def __init__(self, shape: Shape, momentum: float, eps: float, affine: bool = True):
         super().__init__()
         view = channel_view(shape)
-        self.log_gamma = nn.Parameter(torch.zeros(view))
-        self.beta = nn.Parameter(torch.zeros(view))
+        if affine:
+            self.log_gamma = nn.Parameter(torch.zeros(view))
+            self.beta = nn.Parameter(torch.zeros(view))
+        else:  # fixed at gamma = 1, beta = 0
+            self.register_buffer("log_gamma", torch.zeros(view))
+            self.register_buffer("beta", torch.zeros(view))
         self.register_buffer("running_mean", torch.zeros(view))
         self.register_buffer("running_var", torch.ones(view))
         self.momentum, self.eps = momentum, eps

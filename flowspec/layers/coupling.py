@@ -15,7 +15,11 @@ Masks: ``channel`` splits the channels (features) in halves and ``parity`` 0 tra
 row gives its copies 0, 1, 0, ... in the order the spec expands them (:meth:`CouplingConfig.copy_at`).
 The transform (``additive``, ``affine``, ...) and the conditioner (``conv``, ``mlp``, ...) are
 registered kinds (:mod:`flowspec.layers.transforms`, :mod:`flowspec.layers.conditioners`).
-``scale`` and ``clamp`` on the row are short for the affine transform's own fields.
+``scale``, ``clamp`` and ``order`` on the row are short for the affine transform's own fields.
+``layout`` maps the conditioner's ``P·C_a`` output channels to the ``P`` parameters of each of the
+``C_a`` transformed channels: ``blocks`` reads parameter ``p`` of channel ``c`` at ``p·C_a + c``,
+``interleaved`` at ``c·P + p`` (Glow's ``shift = h[..., 0::2]``, ``scale = h[..., 1::2]``, so its
+weights transplant unchanged).
 """
 
 from __future__ import annotations
@@ -50,7 +54,13 @@ class CouplingConfig(LayerConfig):
         0, description="which half is transformed (0: the first half of the channels, the pixels with h + w "
                        "even, or the even columns); alternate: 0, 1, 0, ... over the row's copies in a repeat "
                        "block or compact-form step")
-    scale: Optional[Literal["sigmoid", "exp"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    scale: Optional[Literal["sigmoid", "exp", "tanh"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    order: Optional[Literal["scale_shift", "shift_scale"]] = Field(
+        None, description="short for transform: {kind: affine, order}")
+    layout: Literal["blocks", "interleaved"] = Field(
+        "blocks", description="where the conditioner puts parameter p of transformed entry c among its P·C_a "
+                              "output channels: blocks, channel p·C_a + c; interleaved, channel c·P + p (Glow's "
+                              "h[..., 0::2] shift, h[..., 1::2] scale)")
     clamp: Optional[float] = Field(None, description="short for transform: {kind: affine, clamp}",
                                    json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 50})
     conditioner: Conditioner = Field(default_factory=ConvConditioner)
@@ -63,14 +73,15 @@ class CouplingConfig(LayerConfig):
     @model_validator(mode="after")
     def _affine_options(self):
         """Fold the row's ``scale`` / ``clamp`` into the affine transform they belong to."""
-        options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp)) if v is not None}
+        options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp), ("order", self.order))
+                   if v is not None}
         if options:
             if self.transform.kind != "affine":
                 verb = "apply" if len(options) > 1 else "applies"
                 raise ValueError(f"{' and '.join(options)} {verb} to transform: affine, not {self.transform.kind}")
             object.__setattr__(self, "transform", self.transform.model_copy(update=options))
-            object.__setattr__(self, "scale", None)
-            object.__setattr__(self, "clamp", None)
+            for name in options:
+                object.__setattr__(self, name, None)
         return self
 
     def copy_at(self, index: int) -> "CouplingConfig":
@@ -129,7 +140,7 @@ class CouplingConfig(LayerConfig):
         # with a context, the conditioner's input is a new tensor: the kept part and the features
         # broadcast over the pixels, which its first conv / linear keeps for backward
         joined = (n_in + context_channels(context)) * numel(shape[1:]) if context else 0
-        return LayerCost(params=net.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
+        return LayerCost(params=net.params + entry.params, flops_forward=net.matmul_flops + net.elementwise + entry.flops_forward * n,
                          flops_inverse=net.matmul_flops + net.elementwise + entry.flops_inverse * n,
                          matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=entry.flops_logdet * n,
@@ -182,6 +193,7 @@ class Coupling(FlowLayer):
         self.net = net
         self.transform = config.transform.build()
         self.per_entry = config.transform.params_per_entry
+        self.interleaved = config.layout == "interleaved"
         self.parity = config.parity
         self.transformed = config._net_channels(shape)[2]
         self.checkerboard = config.mask in SPATIAL_MASKS  # a mask over pixels (checkerboard or columns)
@@ -191,6 +203,8 @@ class Coupling(FlowLayer):
     def params(self, conditioning: Tensor, context: Tensor | None) -> Tensor:
         """The transform's parameters ``(B, P, C_a, ...)`` from the conditioning part."""
         h = self.net(conditioning, context)
+        if self.interleaved:
+            return h.view(h.shape[0], -1, self.per_entry, *h.shape[2:]).transpose(1, 2)
         return h.view(h.shape[0], self.per_entry, -1, *h.shape[2:])
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -77,7 +77,7 @@ class MAFConfig(LayerConfig):
         entry = self.transform.cost()
         masked = float(sum(i * o for i, o, _ in linears[: self.depth + 1]))
         return LayerCost(
-            params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
+            params=sum(i * o + (o if bias else 0) for i, o, bias in linears) + entry.params,
             flops_forward=matmul + elementwise + entry.flops_forward * d,
             flops_inverse=d * (matmul + elementwise + entry.flops_inverse * d),
             matmul_flops_forward=matmul, matmul_flops_inverse=d * matmul,

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec.errors import RuleViolation
-from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape, numel, register
+from flowspec.layers.base import (ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape,
+                                  channel_view, numel, register)
 
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
@@ -165,6 +166,9 @@ class TopPrior(nn.Module):
     - ``standard``: ``N(0, I)``; ``log p(z) = -sum_d (z_d^2 + log 2 pi) / 2``.
     - ``learned``: ``N(mu, sigma)`` with ``mu`` and ``log sigma`` learned per entry and
       zero-initialised (Glow's learn-top, Kingma & Dhariwal 2018, arXiv:1807.03039).
+    - ``learned_channel``: the same with one ``(mu, log sigma)`` per channel, shared by the pixels:
+      what Glow's code computes (``model.py`` ``prior``: a zero-initialised conv of a zero tensor,
+      so only its bias and log-scale reach the output).
     - ``logistic``: the factorised standard logistic of NICE (Dinh, Krueger & Bengio 2014,
       arXiv:1410.8516, sec. 3.4), ``log p(z) = -sum_d (softplus(z_d) + softplus(-z_d))``, computed
       with ``softplus`` so it stays finite for large ``|z|``. Mean 0, variance ``pi^2 / 3``.
@@ -188,8 +192,8 @@ class TopPrior(nn.Module):
 
     def __init__(self, shape: Shape, kind: str = "learned", context: int = 0):
         super().__init__()
-        if kind not in ("learned", "standard", "logistic"):
-            raise ValueError(f"unknown top prior {kind!r}: expected learned, standard or logistic")
+        if kind not in ("learned", "learned_channel", "standard", "logistic"):
+            raise ValueError(f"unknown top prior {kind!r}: expected learned, learned_channel, standard or logistic")
         if context and kind == "logistic":
             raise ValueError("a logistic top prior has no mean and scale to condition")
         self.kind = kind
@@ -197,10 +201,11 @@ class TopPrior(nn.Module):
         self.context_net = nn.Linear(context, 2 * numel(shape), bias=False) if context else None
         if self.context_net is not None:
             nn.init.zeros_(self.context_net.weight)
-        self.learned = kind == "learned"
+        self.learned = kind in ("learned", "learned_channel")
         if self.learned:
-            self.mean = nn.Parameter(torch.zeros(1, *shape))
-            self.log_std = nn.Parameter(torch.zeros(1, *shape))
+            learned_shape = channel_view(shape) if kind == "learned_channel" else (1, *shape)
+            self.mean = nn.Parameter(torch.zeros(learned_shape))
+            self.log_std = nn.Parameter(torch.zeros(learned_shape))
         else:  # zeros: the standard priors' location and log-scale (also the dtype/device reference)
             self.register_buffer("mean", torch.zeros(1, *shape))
             self.register_buffer("log_std", torch.zeros(1, *shape))

@@ -6,18 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from flowspec.core.measure import best_time, measure_train_step  # noqa: F401  (measure_train_step: its old home)
 from flowspec.report.costs import DEQUANTIZER, CostReport
-from flowspec.report.rates import best_time
-
-
-def measure_train_step(report: CostReport, model, data, repeats: int) -> CostReport:
-    """``measured_train_step``: forward + backward of the mean bits/dim of ``data``, best of ``repeats``."""
-    def step():
-        model.zero_grad(set_to_none=True)
-        model.bits_per_dim(data).mean().backward()
-
-    report.measured_train_step = best_time(step, repeats)
-    return report
 
 
 def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostReport:
@@ -30,7 +20,7 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
             else torch.randint(0, model.levels, (batch, *model.input_shape)).float())
     condition = getattr(model, "condition_config", None)
     c = None if condition is None else condition.random(batch)  # conditional: random labels / contexts
-    model.initialize(data, c)
+    model.initialize(data, condition=c)
     model.train()
     rows = {row.name: row for row in report.rows}
     with torch.no_grad():
@@ -47,7 +37,7 @@ def measure(report: CostReport, model, repeats: int = 3, seed: int = 0) -> CostR
 
     def step():
         model.zero_grad(set_to_none=True)
-        model.loss_per_dim(data, c).mean().backward()
+        model.loss_per_dim(data, condition=c).mean().backward()
 
     report.measured_train_step = best_time(step, repeats)
     return report

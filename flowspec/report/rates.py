@@ -20,18 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from flowspec.core.measure import best_time  # noqa: F401  (its home before core; report code imports it here)
 from flowspec.layers.base import MatmulOp
-
-
-def best_time(fn, repeats: int) -> float:
-    """Shortest wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def matmul_ops(config, in_shape: tuple, context: tuple | None = None) -> list[MatmulOp]:

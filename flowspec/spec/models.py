@@ -161,9 +161,10 @@ class Spec(StrictModel):
     name: Optional[SpecName] = None
     model: Literal["flow"] = "flow"
     input: InputSpec
-    prior: Literal["learned", "standard", "logistic"] = Field(
-        "learned", description="prior of the top latent: learned N(mu, sigma), N(0, I), or the "
-                               "standard logistic of NICE (arXiv:1410.8516)")
+    prior: Literal["learned", "learned_channel", "standard", "logistic"] = Field(
+        "learned", description="prior of the top latent: learned N(mu, sigma) per entry, learned per channel "
+                               "(Glow's learntop: a zero conv on zeros), N(0, I), or the standard logistic of "
+                               "NICE (arXiv:1410.8516)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None

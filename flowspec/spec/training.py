@@ -12,6 +12,10 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+"""The data sets ``training.data`` may name (the kinds of :func:`flowspec.data.load_data`)."""
+DEFAULT_DATA = "digits"
+
 
 class TrainingConfig(BaseModel):
     """How to train a spec. Every field can be overridden on the command line."""
@@ -25,6 +29,9 @@ class TrainingConfig(BaseModel):
         "none", description="after warm-up: keep lr, or cosine-decay it to lr_min_ratio * lr")
     lr_min_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    weight_decay_on: Literal["all", "scales"] = Field(
+        "all", description="the parameters weight_decay acts on: all, or only the weight-norm gains g and the "
+                           "affine transform's tanh scales (RealNVP's official L2)")
     grad_clip: Optional[Annotated[float, Field(gt=0)]] = Field(
         50.0, description="clip the global gradient norm to this value (null: no clipping)")
     batch_size: Annotated[int, Field(ge=1)] = 64
@@ -49,12 +56,53 @@ class TrainingConfig(BaseModel):
     eval_batches: Optional[Annotated[int, Field(ge=1)]] = Field(
         None, description="test batches per periodic evaluation (null: the whole test split)")
     flip: bool = Field(False, description="mirror each training image left-right with probability 1/2")
+    shift: Annotated[float, Field(ge=0, lt=0.5)] = Field(
+        0.0, description="translate each training image by up to this fraction of its height and width, "
+                         "uniformly at random, bilinear with the border repeated, then floored to the levels "
+                         "(Glow's CIFAR-10 loader: 0.1)")
+    init_batch: Optional[Annotated[int, Field(ge=1)]] = Field(
+        None, description="examples of the data-dependent init (actnorm), split over ranks like batch_size "
+                          "(null: the first training batch)")
+    betas: Optional[Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)]] = Field(
+        None, description="Adam / Adamax (beta1, beta2) (null: 0.9, 0.999)")
+    polyak_epochs: Optional[Annotated[float, Field(gt=0)]] = Field(
+        None, description="Glow's optim.py: the EMA decay and beta2 are both 1 - 1 / (steps per epoch * "
+                          "polyak_epochs), replacing ema's value and the default beta2")
+    data: Optional[Literal[DATA_SETS]] = Field(
+        None, description="the data set `flowspec train` reads (its --data overrides it; null: digits); "
+                          "mnist, cifar10, folder, npz and csv read files given with --data-dir")
+    standardize: bool = Field(
+        False, description="continuous data: scale each feature to zero mean, unit std (train statistics; "
+                           "--standardize / --no-standardize override it)")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):
         if self.epochs is not None and "steps" in self.model_fields_set and self.steps is not None:
             raise ValueError("give steps or epochs, not both")
         return self
+
+    @model_validator(mode="after")
+    def _one_polyak_decay(self):
+        if self.polyak_epochs is not None and self.ema is None:
+            raise ValueError("polyak_epochs sets the EMA decay; it needs ema (drop ema: null)")
+        if self.polyak_epochs is not None and self.betas is not None:
+            raise ValueError("polyak_epochs sets beta2; give polyak_epochs or betas, not both")
+        return self
+
+    def polyak_decay(self, batches_per_epoch: int) -> float | None:
+        """The EMA decay: ``1 - 1 / (batches_per_epoch * polyak_epochs)`` when ``polyak_epochs`` is
+        given (Glow's ``optim.py``), else ``ema``."""
+        if self.polyak_epochs is None or self.ema is None:
+            return self.ema
+        return 1.0 - 1.0 / (batches_per_epoch * self.polyak_epochs)
+
+    def adam_betas(self, batches_per_epoch: int) -> tuple[float, float]:
+        """``betas``, or ``(0.9, polyak decay)`` with ``polyak_epochs``, or torch's ``(0.9, 0.999)``."""
+        if self.betas is not None:
+            return tuple(self.betas)
+        if self.polyak_epochs is not None:
+            return 0.9, self.polyak_decay(batches_per_epoch)
+        return 0.9, 0.999
 
     @model_serializer(mode="wrap")
     def _one_length(self, handler):
@@ -64,6 +112,11 @@ class TrainingConfig(BaseModel):
         if self.epochs is not None:
             data.pop("steps", None)
         return data
+
+    @property
+    def data_set(self) -> str:
+        """The data set to read: ``data``, else digits."""
+        return self.data or DEFAULT_DATA
 
     def total_steps(self, batches_per_epoch: int) -> int:
         """Steps to run: ``steps``, or ``epochs * batches_per_epoch`` when epochs are given."""

@@ -31,6 +31,14 @@ def condition_requirements(spec) -> dict:
     return {"context_dim": condition.dim}
 
 
+def spec_data_set(spec) -> str:
+    """The data set ``spec`` names (``training.data``), else digits."""
+    from flowspec.spec.training import DEFAULT_DATA
+
+    training = getattr(spec, "training", None)
+    return training.data_set if training is not None else DEFAULT_DATA
+
+
 def load_spec_data(spec, kind: str, data_dir: str | Path | None, standardize: bool = False, **columns):
     """:func:`flowspec.data.load_data` for ``spec``: its shape, its levels (None when continuous)
     and the labels or contexts its condition needs."""

@@ -39,8 +39,8 @@ def density_panels(model, bounds: tuple[float, float, float, float], size: int =
     model = model.double().eval()
     panels = []
     for c in (conditions if conditions is not None else [None]):
-        kwargs = {} if c is None else {"context": torch.as_tensor(c).expand(len(grid), *torch.as_tensor(c).shape)}
-        log_p = torch.cat([model.log_prob(part, kwargs["context"][i:i + 4096] if kwargs else None)
+        given = None if c is None else torch.as_tensor(c).expand(len(grid), *torch.as_tensor(c).shape)
+        log_p = torch.cat([model.log_prob(part, condition=None if given is None else given[i:i + 4096])
                            for i, part in zip(range(0, len(grid), 4096), grid.split(4096))])
         panels.append(log_p.exp().view(size, size).numpy())
     return panels

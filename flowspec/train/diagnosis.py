@@ -58,7 +58,7 @@ def find_nonfinite(model: nn.Module, x: Tensor, c: Tensor | None = None) -> str 
                for qualified, module in model.named_modules() if qualified]
     try:
         with torch.no_grad():
-            model.bits_per_dim(x) if c is None else model.loss_per_dim(x, c)
+            model.loss_per_dim(x, condition=c)
     except Exception as error:  # a layer may raise on non-finite input; report what we know
         found.append(f"the forward pass raised {type(error).__name__}: {error}")
     finally:

@@ -4,7 +4,8 @@
 Test bits/dim is the mean over the test split of ``-(log p(y) - log q(u|x) - D log n) / (D log 2)``
 with one dequantization (or posterior) sample per example; with ``k > 1`` it is the
 importance-weighted bound ``-log (1/k sum_i p(x, u_i) / q(u_i|x)) / (D log 2)`` (Burda et al. 2016,
-arXiv:1509.00519), which tightens with ``k``. Both model families take ``bits_per_dim(x, k)``.
+arXiv:1509.00519), which tightens with ``k``. Every model family takes ``loss_per_dim(x, condition=, k=)``
+(:class:`~flowspec.core.protocol.DensityModel`).
 Continuous data (``input.data: continuous``) is scored exactly: ``nats/dim = -log p(x) / D`` and the
 test log-likelihood ``log p(x)`` in nats per example. A conditional model is scored on the test
 examples' own labels or contexts, ``log p(x | c)``.
@@ -29,11 +30,7 @@ from flowspec.train.images import sample_grid, save_png
 def per_dim_loss(model: nn.Module, x: Tensor, c: Tensor | None = None, k: int | None = None) -> Tensor:
     """Per example: bits/dim (importance-weighted with ``k > 1``), or nats/dim for a flow on
     continuous data (the model's ``unit``), given the conditions ``c`` of a conditional flow."""
-    if c is None and not getattr(model, "continuous", False):
-        return model.bits_per_dim(x, k=k or 1)
-    if k and k > 1 and not model.continuous:
-        return model.bits_per_dim(x, c, k=k)
-    return model.loss_per_dim(x, c)
+    return model.loss_per_dim(x, condition=c, k=k or 1)
 
 
 @torch.no_grad()
@@ -121,13 +118,13 @@ class EvalReport:
         return lines
 
 
-def _checkpoint_data(path: Path, model, data: str | None, data_dir):
+def checkpoint_data(path: Path, model, data: str | None, data_dir):
     """The test split a checkpoint was trained with (or ``data`` / ``data_dir``), with conditions."""
-    from flowspec.train.conditions import load_spec_data, split_conditions
+    from flowspec.train.conditions import load_spec_data, spec_data_set, split_conditions
 
     raw = read_checkpoint(path, MODEL_FORMAT)
     info = raw.get("data") or {}
-    kind = data or info.get("kind") or "digits"
+    kind = data or info.get("kind") or spec_data_set(model.spec)
     folder = data_dir if data_dir is not None else (info.get("dir") if data is None else None)
     same = data is None  # the run's own data: its standardisation and CSV columns
     columns = (info.get("columns") or {}) if same else {}
@@ -139,79 +136,39 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str
                         batch_size: int = 256, seed: int = 0) -> EvalReport:
     path = Path(path)
     model = load_model(path)
-    raw, dataset, (_, test_conditions) = _checkpoint_data(path, model, data, data_dir)
-    continuous = bool(getattr(model, "continuous", False))
+    raw, dataset, (_, test_conditions) = checkpoint_data(path, model, data, data_dir)
+    continuous = model.unit == "nats/dim"  # exact: no importance weighting applies
     bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
     iw = (evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k, conditions=test_conditions)
           if k > 1 and not continuous else None)
     step = raw.get("step")
     return EvalReport(path, dataset.name, len(dataset.test), bpd, int(step) if step is not None else None, iw, k,
-                      unit="nats/dim" if continuous else "bits/dim", conditional=test_conditions is not None,
+                      unit=model.unit, conditional=test_conditions is not None,
                       dims=int(math.prod(model.spec.input.shape)))
 
 
-def requested_conditions(model, n: int, label: int | None = None, per_class: int | None = None,
-                         context: str | None = None):
-    """``(conditions or None, n, grid columns or None)`` for a sampling request: ``label`` for every
-    sample, ``per_class`` samples of each class (one grid row per class), or one ``context`` vector
-    ('0.5,-1'); a class-conditional model asked for nothing draws the classes in turn."""
-    from flowspec.train.conditions import class_grid
-
-    condition = getattr(model.spec, "condition", None)
-    asked = [name for name, value in (("--class", label), ("--per-class", per_class), ("--context", context))
-             if value is not None]
-    if condition is None:
-        if asked:
-            raise FlowSpecError(f"{asked[0]}: this model is unconditional (its spec has no condition:)")
-        return None, n, None
-    if len(asked) > 1 and "--context" in asked:
-        raise FlowSpecError(f"give one of {', '.join(asked)}")
-    if condition.kind == "class":
-        if context is not None:
-            raise FlowSpecError(f"--context: this model is class-conditional (condition.classes: {condition.classes}); "
-                                f"use --class or --per-class")
-        if label is not None and label >= condition.classes:
-            raise FlowSpecError(f"--class {label} is outside 0..{condition.classes - 1} "
-                                f"(condition.classes: {condition.classes})")
-        if per_class is not None:
-            labels = class_grid(condition.classes, per_class)
-            if label is not None:
-                labels = torch.full((per_class,), label)
-            return labels, len(labels), per_class
-        if label is not None:
-            return torch.full((n,), label), n, None
-        return torch.arange(n) % condition.classes, n, None
-    if label is not None or per_class is not None:
-        raise FlowSpecError(f"{asked[0]}: this model is context-conditional (condition.dim: {condition.dim}); "
-                            f"use --context")
-    if context is None:
-        raise FlowSpecError(f"this model is context-conditional (condition.dim: {condition.dim}); pass "
-                            f"--context with {condition.dim} comma-separated numbers")
-    try:
-        values = [float(v) for v in context.split(",")]
-    except ValueError:
-        raise FlowSpecError(f"--context {context!r}: expected {condition.dim} comma-separated numbers") from None
-    if len(values) != condition.dim or not all(math.isfinite(v) for v in values):
-        raise FlowSpecError(f"--context {context!r}: expected {condition.dim} finite comma-separated numbers "
-                            f"(condition.dim: {condition.dim})")
-    return torch.tensor(values).expand(n, -1), n, None
-
-
 def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
-                      seed: int = 0, label: int | None = None, per_class: int | None = None,
-                      context: str | None = None) -> Path:
-    """Write samples as a PNG grid (``.png``), as an ``.npy`` array (integer levels for discrete data)
-    or a ``.csv`` table; a conditional model draws them given ``label``, ``per_class`` or ``context``
-    (:func:`requested_conditions`), and vector files get the conditions beside them: ``.csv``
-    columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
+                      seed: int = 0, condition=None, columns: int | None = None) -> Path:
+    """:func:`write_samples` of the checkpoint at ``path`` (its EMA weights)."""
+    return write_samples(load_model(path), path, n, temperature, output, seed, condition, columns)
+
+
+def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
+                  seed: int = 0, condition=None, columns: int | None = None) -> Path:
+    """Write ``n`` samples of ``model`` (loaded from the checkpoint ``path``) as a PNG grid of
+    ``columns`` columns (``.png``), an ``.npy`` array (integer levels for discrete data) or a
+    ``.csv`` table. A conditional model draws them given ``condition`` (one row per sample, or a
+    label or context vector for all; default: the classes in turn), and vector files get the conditions
+    beside them: ``.csv`` columns after the features, ``.npy`` in ``<name>.conditions.npy``."""
+    from flowspec.train.conditions import default_sample_conditions
+
     output = Path(output)
-    model = load_model(path)
-    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    c = _one_per_sample(condition, n) if condition is not None else default_sample_conditions(model.spec, n)
     suffix = output.suffix.lower()
     if suffix in (".npy", ".csv"):
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            values = model.to_data_space(model.sample(n, temperature, generator=generator, **({"c": c} if c is not None else {})))
+            values = model.to_data_space(model.sample(n, condition=c, temperature=temperature, generator=generator))
         values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -227,12 +184,19 @@ def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, o
     return save_png(sample_grid(model, n, temperature, seed=seed, c=c, columns=columns), output)
 
 
+def _one_per_sample(condition, n: int) -> Tensor:
+    """``condition`` as one row per sample: a label, or a context vector, given once (anything
+    whose first dimension is not ``n``) is repeated ``n`` times."""
+    c = torch.as_tensor(condition)
+    return c.expand(n, *c.shape) if c.dim() == 0 or c.shape[0] != n else c
+
+
 def _unstandardized(path, model, values) -> np.ndarray:
     """Samples of a model trained with ``--standardize`` mapped back to the data's units."""
     info = read_checkpoint(path, MODEL_FORMAT).get("data") or {}
     if not info.get("standardize"):
         return values.numpy()
-    _, dataset, _ = _checkpoint_data(Path(path), model, None, None)
+    _, dataset, _ = checkpoint_data(Path(path), model, None, None)
     return np.asarray(dataset.unstandardize(values))
 
 

@@ -1,7 +1,8 @@
 """Sample grids: ``n`` samples at a temperature, drawn as one uint8 image and written as PNG.
 
-Both model families give ``sample(n, temperature, generator)`` and ``to_data_space(y)`` (levels
-``0 .. n-1``); the grid maps level ``l`` to grey ``round(255 l / (n - 1))``.
+Every model family gives ``sample(n, condition=, temperature=, generator=)`` and ``to_data_space(y)``
+(levels ``0 .. n-1``; :class:`~flowspec.core.protocol.DensityModel`); the grid maps level ``l`` to
+grey ``round(255 l / (n - 1))``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: 
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
-    conditioned = {} if c is None else {"c": c}
     with torch.no_grad():
-        levels_values = model.to_data_space(model.sample(n, temperature, generator=generator,
-                                                         **conditioned)).float().cpu()
+        levels_values = model.to_data_space(model.sample(n, condition=c, temperature=temperature,
+                                                         generator=generator)).float().cpu()
     model.train(was_training)
     levels = model.spec.input.levels
     images = as_images(levels_values, tuple(model.spec.input.shape))

@@ -1,18 +1,19 @@
 """The training loop: train, checkpoint, resume (single process or torchrun).
 
 Objective (a lower bound on ``log P(x)`` under dequantization, see ``docs/math.md``): minimise the
-mean over a batch of ``bits/dim(x) = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``, which
-the model computes as ``model.bits_per_dim(x)``. The loop uses only what both model families
-(``FlowModel``, ``VAEModel``) provide: ``bits_per_dim(x, k)``, ``initialize(x)``,
-``sample(n, temperature, generator)``, ``to_data_space(y)`` and ``spec``. A conditional flow spec
-(``condition:``) also gets each example's label or context (:mod:`.conditions`): the batch carries
-them, and the model is called with them; on continuous data (``input.data: continuous``) the loss is
-the exact nats/dim (:func:`.evaluate.per_dim_loss`).
+mean over a batch of ``bits/dim(x) = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``. The
+loop uses only the model protocol (:class:`~flowspec.core.protocol.DensityModel`):
+``loss_per_dim(x, condition=c)`` (bits/dim, or the exact nats/dim on continuous data),
+``initialize(x, condition=c)``, ``sample(n, condition=c, temperature=, generator=)``,
+``to_data_space(y)`` and ``spec``; ``c`` is each example's label or context (:mod:`.conditions`),
+None for an unconditional spec, and is passed the same way either way.
 
-The other concerns live beside it: data order and noise seeds (:mod:`.sampler`), evaluation
-(:mod:`.evaluate`), sample grids (:mod:`.images`), metrics and progress (:mod:`.metrics`), NaN
-diagnosis (:mod:`.diagnosis`), checkpoints (:mod:`.checkpoints`), the run folder's lock
-(:mod:`.lock`) and stopping on SIGINT / SIGTERM (:mod:`.signals`).
+:class:`TrainingLoop` holds a run's state and drives a :class:`~flowspec.train.step.TrainStep`
+(loss, autocast, clipping, optimizer step, EMA). The other concerns live beside it: data order
+and noise seeds (:mod:`.sampler`), evaluation (:mod:`.evaluate`), sample grids (:mod:`.images`),
+metrics and progress (:mod:`.metrics`), NaN diagnosis (:mod:`.diagnosis`), checkpoints
+(:mod:`.checkpoints`), the run folder's lock (:mod:`.lock`) and stopping on SIGINT / SIGTERM
+(:mod:`.signals`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowspec.data.loaders import random_flip
+from flowspec.data.loaders import random_flip, random_shift
 from flowspec.errors import CheckpointError, DataError, FlowSpecError
 from flowspec.train import ddp
 from flowspec.train.checkpoints import (load_checkpoint, remove_stale_temporaries, rng_state, save_checkpoint,
@@ -38,7 +39,7 @@ from flowspec.train.checkpoints import (load_checkpoint, remove_stale_temporarie
 from flowspec.train.conditions import data_levels, default_sample_conditions, split_conditions
 from flowspec.train.config import TrainingConfig
 from flowspec.train.device import pick_device
-from flowspec.train.diagnosis import TrainingDiverged, diverged_message, find_nonfinite, first_nonfinite_gradient
+from flowspec.train.diagnosis import TrainingDiverged, diverged_message, find_nonfinite
 from flowspec.train.ema import EMA
 from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_loss
 from flowspec.train.images import sample_grid, save_png, tile
@@ -46,6 +47,7 @@ from flowspec.train.lock import RunLock
 from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
+from flowspec.train.step import NonFiniteGradient, NonFiniteLoss, StepResult, TrainStep, build_optimizer
 
 #: names importable from here since the runner was one module
 __all__ = ["BlockSampler", "Draws", "RunResult", "TrainingDiverged", "TrainingInterrupted", "evaluate",
@@ -59,10 +61,13 @@ class RunResult:
     losses: list[float] = field(default_factory=list)
     test_bpd: float | None = None
     best_bpd: float | None = None
+    #: what the losses and test figures measure (the model's ``unit``)
+    unit: str = "bits/dim"
 
 
 class _Objective(nn.Module):
-    """Mean bits/dim as a ``forward`` so that DDP's gradient hooks see it."""
+    """The per-example loss (``loss_per_dim``, in the model's ``unit``) as a ``forward``, so that
+    DDP's gradient hooks see it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -98,8 +103,10 @@ def train(spec, data, config: TrainingConfig, out: str | Path, *, resume: bool =
             raise CheckpointError(f"{out / 'last.pt'}: nothing to resume (no last.pt in {out})")
         _check_inputs(spec, data, config, env)
         with StopRequests() as stop, _hold_run_folder(out, env, device, log):
-            return _train(spec, data, config, out, resume, progress and env.main, model, data_info or {}, log,
-                          device, env, stop)
+            loop = TrainingLoop(spec, data, config, out, env=env, device=device, model=model, data_info=data_info,
+                                log=log)
+            loop.start(resume)
+            return loop.run(stop, progress and env.main)
     finally:
         ddp.teardown()
 
@@ -146,195 +153,246 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
                     out.rmdir()
 
 
-def _train(spec, data, config, out, resume, progress, model, data_info, log, device, env, stop) -> RunResult:
-    from flowspec.compile import compile as compile_spec
+class Batches:
+    """The examples (and their conditions) of each step on this process, in the
+    :class:`BlockSampler`'s order: the same on resume, disjoint across ranks."""
 
-    local_batch = config.batch_size // env.world_size
-    n_train = len(data.train)
-    sampler = BlockSampler(n_train, config.batch_size, num_replicas=env.world_size, rank=env.rank, seed=config.seed)
-    batches_per_epoch = len(sampler) // local_batch
-    if batches_per_epoch == 0:
-        raise DataError(f"{n_train} training examples are fewer than one batch of {config.batch_size}")
-    total = config.total_steps(batches_per_epoch)
-    example_size = int(np.prod(data.train.shape[1:]))
-    rank_offset = env.rank * local_batch * example_size
-    # the label or context of each example, row by row (None: unconditional)
-    train_conditions, test_conditions = split_conditions(spec, data)
-    sample_conditions = default_sample_conditions(spec, config.samples, test_conditions)
+    def __init__(self, data, conditions: Tensor | None, config: TrainingConfig, env: ddp.DistEnv,
+                 device: torch.device):
+        self.data, self.conditions, self.device = data, conditions, device
+        self.local = config.batch_size // env.world_size
+        self.sampler = BlockSampler(len(data.train), config.batch_size, num_replicas=env.world_size, rank=env.rank,
+                                    seed=config.seed)
+        self.per_epoch = len(self.sampler) // self.local
+        if self.per_epoch == 0:
+            raise DataError(f"{len(data.train)} training examples are fewer than one batch of {config.batch_size}")
+        #: where this rank's noise streams start (:func:`seed_step`)
+        self.rank_offset = env.rank * self.local * int(np.prod(data.train.shape[1:]))
+        self._order: dict[int, list[int]] = {}
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2 ** 32))
-    random.seed(config.seed)
-    if model is None:
-        model = compile_spec(spec)
-    model = model.to(device)
-    spec_data = spec.model_dump(mode="json")
-    last, best_path = out / "last.pt", out / "best.pt"
+    def __call__(self, step: int) -> tuple[Tensor, Tensor | None]:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch not in self._order:
+            self._order.clear()
+            self.sampler.set_epoch(epoch)
+            self._order[epoch] = list(iter(self.sampler))
+        indices = self._order[epoch][position * self.local:(position + 1) * self.local]
+        c = None if self.conditions is None else self.conditions[indices].to(self.device, non_blocking=True)
+        return self.data.train[indices].to(self.device, non_blocking=True), c
 
-    order_cache: dict[int, list[int]] = {}
+    def first(self, count: int) -> tuple[Tensor, Tensor | None]:
+        """This rank's share of the first ``count`` examples of the first epoch's order."""
+        self.sampler.set_epoch(0)
+        indices = list(iter(self.sampler))[:max(1, count // self.sampler.num_replicas)]
+        self._order.clear()
+        c = None if self.conditions is None else self.conditions[indices].to(self.device)
+        return self.data.train[indices].to(self.device), c
 
-    def batch(step: int) -> tuple[Tensor, Tensor | None]:
-        """The examples of ``step`` and their conditions."""
-        epoch, position = divmod(step, batches_per_epoch)
-        if epoch not in order_cache:
-            order_cache.clear()
-            sampler.set_epoch(epoch)
-            order_cache[epoch] = list(iter(sampler))
-        indices = order_cache[epoch][position * local_batch:(position + 1) * local_batch]
-        c = None if train_conditions is None else train_conditions[indices].to(device, non_blocking=True)
-        return data.train[indices].to(device, non_blocking=True), c
 
-    decay_params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adamax":
-        optimizer = torch.optim.Adamax(decay_params, lr=config.lr, weight_decay=config.weight_decay)
-    else:  # the fused kernel: one pass over all parameters, measured 2x faster than foreach here
-        optimizer = torch.optim.Adam(decay_params, lr=config.lr, weight_decay=config.weight_decay,
-                                     fused=True)
-    ema = EMA(model, config.ema) if config.ema is not None else None
-    start, best_bpd, running = 0, math.inf, None
+class TrainingLoop:
+    """A run: its data order, model, :class:`~flowspec.train.step.TrainStep`, EMA and the state a
+    checkpoint holds; :meth:`start` initialises or resumes it, :meth:`run` drives the steps, then
+    evaluates, checkpoints and draws samples on schedule."""
 
-    if resume:
-        checkpoint = load_checkpoint(last)
-        if not _same_spec(checkpoint["spec"], spec_data):
-            raise CheckpointError(f"{last}: was trained from a different spec (layers, input or prior differ)")
+    def __init__(self, spec, data, config: TrainingConfig, out: Path, *, env: ddp.DistEnv, device: torch.device,
+                 model: nn.Module | None = None, data_info: dict | None = None,
+                 log: Callable[[str], None] = print):
+        from flowspec.compile import compile as compile_spec
+
+        self.spec, self.data, self.config, self.out, self.env, self.device = spec, data, config, out, env, device
+        self.data_info, self.log = data_info or {}, log
+        train_conditions, self.test_conditions = split_conditions(spec, data)
+        self.batches = Batches(data, train_conditions, config, env, device)
+        self.total = config.total_steps(self.batches.per_epoch)
+        self.sample_conditions = default_sample_conditions(spec, config.samples, self.test_conditions)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % (2 ** 32))
+        random.seed(config.seed)
+        self.model = (model if model is not None else compile_spec(spec)).to(device)
+        self.spec_data = spec.model_dump(mode="json")
+        self.last, self.best_path = out / "last.pt", out / "best.pt"
+        self.optimizer = build_optimizer(self.model, config, self.batches.per_epoch)
+        ema_decay = config.polyak_decay(self.batches.per_epoch)
+        self.ema = EMA(self.model, ema_decay) if ema_decay is not None else None
+        self.start_step, self.best_bpd, self.running = 0, math.inf, None
+        self.last_saved: int | None = None
+
+    # -- before the first step ------------------------------------------------------------------
+    def start(self, resume: bool) -> None:
+        """Resume from ``last.pt``, or initialise (actnorm's data-dependent init on the first
+        batch as it is, or on ``init_batch`` examples augmented as training batches are, as Glow
+        initialises on its augmented train iterator; all-reduced across ranks); then build the step
+        (DDP-wrapped when distributed)."""
+        if resume:
+            self._resume()
+        else:
+            if self.last.is_file():
+                raise FlowSpecError(f"{self.last} exists: pass --resume to continue that run, or choose another --out")
+            if self.config.init_batch is None:
+                first, first_c = self.batches(0)
+            else:
+                first, first_c = self.batches.first(self.config.init_batch)
+                first = self._augmented(first, -1)
+            seed_step(self.config.seed, -1, self.batches.rank_offset, self.device)
+            self.model.initialize(first, condition=first_c)
+            if self.ema is not None:
+                self.ema.reset()
+        if self.env.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        objective = _Objective(self.model)
+        if self.env.distributed:
+            objective = nn.parallel.DistributedDataParallel(
+                objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.step = TrainStep(self.model, objective, self.optimizer, ema=self.ema, grad_clip=self.config.grad_clip,
+                              bf16=self.config.autocast_bf16(self.device.type), device=self.device)
+
+    def _resume(self) -> None:
+        checkpoint = load_checkpoint(self.last)
+        if not _same_spec(checkpoint["spec"], self.spec_data):
+            raise CheckpointError(f"{self.last}: was trained from a different spec (layers, input or prior differ)")
         try:
-            model.load_state_dict(checkpoint["state_dict"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            if ema is not None and checkpoint.get("ema_state_dict") is not None:
-                ema.load_state_dict(checkpoint["ema_state_dict"], int(checkpoint.get("ema_updates", 0)))
-            elif ema is not None:
-                ema.reset()
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.ema is not None and checkpoint.get("ema_state_dict") is not None:
+                self.ema.load_state_dict(checkpoint["ema_state_dict"], int(checkpoint.get("ema_updates", 0)))
+            elif self.ema is not None:
+                self.ema.reset()
             set_rng_state(checkpoint["rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as error:
-            raise CheckpointError(f"{last}: its weights do not fit the spec: {str(error).splitlines()[0]}") from None
-        start = checkpoint["step"]
-        best_bpd = float(checkpoint.get("best_bpd", math.inf))
-        running = checkpoint.get("bpd_avg")
-        if start >= total:
-            log(f"{last}: already at step {start} of {total}; nothing to do")
-    else:
-        if last.is_file():
-            raise FlowSpecError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        first, first_c = batch(0)
-        seed_step(config.seed, -1, rank_offset, device)
-        # actnorm's data-dependent init; all-reduced across ranks under DDP
-        model.initialize(first) if first_c is None else model.initialize(first, first_c)
-        if ema is not None:
-            ema.reset()
+            raise CheckpointError(f"{self.last}: its weights do not fit the spec: "
+                                  f"{str(error).splitlines()[0]}") from None
+        self.start_step = checkpoint["step"]
+        self.best_bpd = float(checkpoint.get("best_bpd", math.inf))
+        self.running = checkpoint.get("bpd_avg")
+        self.last_saved = self.start_step
+        if self.start_step >= self.total:
+            self.log(f"{self.last}: already at step {self.start_step} of {self.total}; nothing to do")
 
-    if env.main:
-        out.mkdir(parents=True, exist_ok=True)
-    objective = _Objective(model)
-    if env.distributed:
-        objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None)
-    metrics = MetricsLog(out, env.main)
-    use_bf16 = config.autocast_bf16(device.type)
-    result = RunResult(out=out, steps=start)
-    last_saved = start if resume else None
-
-    def checkpoint_state(step: int) -> dict:
-        return {"spec": spec_data, "spec_file": spec.source.file if spec.source is not None else None,
-                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+    def checkpoint_state(self, step: int) -> dict:
+        config, per_epoch, ema = self.config, self.batches.per_epoch, self.ema
+        return {"spec": self.spec_data, "spec_file": self.spec.source.file if self.spec.source is not None else None,
+                "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": {"kind": "warmup+" + config.lr_decay, "step": step},
                 "ema_state_dict": ema.state_dict() if ema is not None else None,
                 "ema_updates": ema.updates if ema is not None else 0,
-                "step": step, "epoch": step // batches_per_epoch,
-                "data_order": {"seed": config.seed, "world_size": env.world_size, "position": step % batches_per_epoch,
-                               "batches_per_epoch": batches_per_epoch},
-                "rng": rng_state(), "best_bpd": best_bpd, "bpd_avg": running,
-                "config": config.model_dump(mode="json"), "data": dict(data_info, name=data.name)}
+                "step": step, "epoch": step // per_epoch,
+                "data_order": {"seed": config.seed, "world_size": self.env.world_size, "position": step % per_epoch,
+                               "batches_per_epoch": per_epoch},
+                "rng": rng_state(), "best_bpd": self.best_bpd, "bpd_avg": self.running,
+                "config": config.model_dump(mode="json"), "data": dict(self.data_info, name=self.data.name)}
 
-    def evaluation_model():
-        return ema.applied() if ema is not None else contextlib.nullcontext(model)
+    # -- the steps --------------------------------------------------------------------------------
+    def run(self, stop: StopRequests, progress: bool) -> RunResult:
+        """Steps ``start .. total``; after each, the schedule's metrics, evaluation, checkpoint and
+        samples. A signal writes ``last.pt`` at the step boundary and raises :class:`TrainingInterrupted`."""
+        self.result = RunResult(out=self.out, steps=self.start_step, unit=getattr(self.model, "unit", "bits/dim"))
+        self.metrics = MetricsLog(self.out, self.env.main)
+        self.tic = time.perf_counter()
+        try:
+            with progress_bar(progress) as bar:
+                task = bar.add_task("", total=self.total, completed=self.start_step) if bar is not None else None
+                for step in range(self.start_step, self.total):
+                    lr, outcome, stop_asked = self._train_step(step, stop)
+                    self._record(step + 1, lr, outcome, bar, task)
+                    self._on_schedule(step + 1, stop, stop_asked)
+        finally:
+            self.metrics.close()
+        if self.result.best_bpd is None and math.isfinite(self.best_bpd):
+            self.result.best_bpd = self.best_bpd
+        ddp.barrier()
+        return self.result
 
-    def kept() -> Path | None:
-        return last if last_saved is not None else None
+    def _train_step(self, step: int, stop: StopRequests) -> tuple[float, StepResult, bool]:
+        config, offset = self.config, self.batches.rank_offset
+        x, c = self.batches(step)
+        x = self._augmented(x, step)
+        lr = config.lr * config.lr_factor(step, self.total)
+        self.step.set_lr(lr)
+        seed_step(config.seed, step, offset, self.device)
+        try:
+            outcome = self.step(x, c, stop.signum is not None)
+        except NonFiniteLoss as error:
+            seed_step(config.seed, step, offset, self.device)  # the same noise as the step that failed
+            where = (find_nonfinite(self.model, x, c)
+                     or "no single layer is non-finite; the sum of the log-densities overflowed")
+            if where.startswith("the batch itself"):
+                where = f"{where}: data set {self.data.name!r}"
+            raise self._diverged(step, str(error), where) from None
+        except NonFiniteGradient as error:
+            where = (f"first non-finite gradient in {error.where}" if error.where
+                     else "a non-finite gradient on another process")
+            raise self._diverged(step, str(error), where) from None
+        stop_asked = outcome.stop_asked
+        if not self.env.distributed:  # a signal during this step's backward still counts now
+            stop_asked = stop.signum is not None
+        return lr, outcome, stop_asked
 
-    stop_asked = False
-    tic = time.perf_counter()
-    try:
-        with progress_bar(progress) as bar:
-            task = bar.add_task("", total=total, completed=start) if bar is not None else None
-            for step in range(start, total):
-                x, c = batch(step)
-                if config.flip:
-                    x = random_flip(x, seed=(config.seed * 1_000_003 + step) * 4096 + rank_offset)
-                lr = config.lr * config.lr_factor(step, total)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                seed_step(config.seed, step, rank_offset, device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    bpd = objective(x) if c is None else objective(x, c)
-                loss = bpd.float().mean()
-                mean_loss, stop_asked = ddp.step_summary(loss, stop.signum is not None)
-                value = mean_loss.item()
-                if not math.isfinite(value):
-                    seed_step(config.seed, step, rank_offset, device)
-                    where = (find_nonfinite(model, x, c)
-                             or "no single layer is non-finite; the sum of the log-densities overflowed")
-                    if where.startswith("the batch itself"):
-                        where = f"{where}: data set {data.name!r}"
-                    raise TrainingDiverged(diverged_message(step, f"the loss is {value}", where, config,
-                                                            kept(), last_saved))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                clip = config.grad_clip if config.grad_clip is not None else math.inf
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                if ddp.any_true(not bool(torch.isfinite(grad_norm)), device):
-                    where = first_nonfinite_gradient(model)
-                    where = (f"first non-finite gradient in {where}" if where
-                             else "a non-finite gradient on another process")
-                    raise TrainingDiverged(diverged_message(step, "the gradient norm is non-finite", where, config,
-                                                            kept(), last_saved))
-                optimizer.step()
-                if ema is not None:
-                    ema.update()
-                result.losses.append(value)
-                running = smoothed(running, value)
-                done = step + 1
-                result.steps = done
-                if not env.distributed:  # a signal during this step's backward still counts now
-                    stop_asked = stop.signum is not None
-                if done % 10 == 0 or done == total:
-                    metrics.log(done, loss=value, bpd=value, bpd_avg=running, lr=lr, grad_norm=float(grad_norm),
-                                seconds=time.perf_counter() - tic)
-                if bar is not None:
-                    test_text = f" test {result.test_bpd:.3f}" if result.test_bpd is not None else ""
-                    bar.update(task, completed=done,
-                               description=f"loss {value:.3f} bits/dim {running:.3f}{test_text} lr {lr:.1e}")
-                is_last = done == total
-                if env.main and (done % config.eval_every == 0 or is_last):
-                    with evaluation_model() as evaluated:
-                        test = evaluate(evaluated, data.test, batch_size=256, seed=config.seed,
-                                        max_batches=None if is_last else config.eval_batches,
-                                        conditions=test_conditions)
-                    result.test_bpd = test
-                    metrics.log(done, test_bpd=test)
-                    if test < best_bpd:
-                        best_bpd = test
-                        result.best_bpd = test
-                        save_checkpoint(checkpoint_state(done), best_path)
-                if done % config.checkpoint_every == 0 or is_last or stop_asked:
-                    if env.main:
-                        save_checkpoint(checkpoint_state(done), last)
-                    last_saved = done
-                if stop_asked and not is_last:
-                    ddp.barrier()
-                    signum = stop.signum or signal.SIGTERM  # only another rank got it: preemption
-                    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} at step {done} of {total}; "
-                                              f"wrote {last} (step {done}); continue with --resume", signum)
-                if env.main and (done % config.sample_every == 0 or is_last):
-                    with evaluation_model() as evaluated:
-                        try:
-                            save_png(sample_grid(evaluated, config.samples, config.temperature, seed=config.seed,
-                                                 c=sample_conditions),
-                                     out / "samples" / f"step{done:06d}.png")
-                        except FlowSpecError:
-                            pass  # vector data that is not a square image: no grid
-    finally:
-        metrics.close()
-    if result.best_bpd is None and math.isfinite(best_bpd):
-        result.best_bpd = best_bpd
-    ddp.barrier()
-    return result
+    def _augmented(self, x: Tensor, step: int) -> Tensor:
+        """``training.shift`` then ``training.flip``, seeded by seed, step and rank (step -1: the init batch)."""
+        config = self.config
+        seed = (config.seed * 1_000_003 + step) * 4096 + self.batches.rank_offset
+        if config.shift:
+            x = random_shift(x, config.shift, seed=seed + 1)
+        if config.flip:
+            x = random_flip(x, seed=seed)
+        return x
+
+    def _diverged(self, step: int, what: str, where: str) -> TrainingDiverged:
+        kept = self.last if self.last_saved is not None else None
+        return TrainingDiverged(diverged_message(step, what, where, self.config, kept, self.last_saved))
+
+    def _record(self, done: int, lr: float, outcome: StepResult, bar, task) -> None:
+        value = outcome.value
+        self.result.losses.append(value)
+        self.running = smoothed(self.running, value)
+        self.result.steps = done
+        if done % 10 == 0 or done == self.total:
+            self.metrics.log(done, loss=value, bpd=value, bpd_avg=self.running, lr=lr,
+                             grad_norm=float(outcome.grad_norm), seconds=time.perf_counter() - self.tic)
+        if bar is not None:
+            test = self.result.test_bpd
+            test_text = f" test {test:.3f}" if test is not None else ""
+            bar.update(task, completed=done,
+                       description=f"loss {value:.3f} bits/dim {self.running:.3f}{test_text} lr {lr:.1e}")
+
+    def _on_schedule(self, done: int, stop: StopRequests, stop_asked: bool) -> None:
+        config, is_last = self.config, done == self.total
+        if self.env.main and (done % config.eval_every == 0 or is_last):
+            self._evaluate(done, is_last)
+        if done % config.checkpoint_every == 0 or is_last or stop_asked:
+            if self.env.main:
+                save_checkpoint(self.checkpoint_state(done), self.last)
+            self.last_saved = done
+        if stop_asked and not is_last:
+            ddp.barrier()
+            signum = stop.signum or signal.SIGTERM  # only another rank got it: preemption
+            raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} at step {done} of {self.total}; "
+                                      f"wrote {self.last} (step {done}); continue with --resume", signum)
+        if self.env.main and (done % config.sample_every == 0 or is_last):
+            self._draw_samples(done)
+
+    def _evaluation_model(self):
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext(self.model)
+
+    def _evaluate(self, done: int, is_last: bool) -> None:
+        """Test figure (the whole test split at the end, ``eval_batches`` before); a new best
+        writes ``best.pt``."""
+        with self._evaluation_model() as evaluated:
+            test = evaluate(evaluated, self.data.test, batch_size=256, seed=self.config.seed,
+                            max_batches=None if is_last else self.config.eval_batches,
+                            conditions=self.test_conditions)
+        self.result.test_bpd = test
+        self.metrics.log(done, test_bpd=test)
+        if test < self.best_bpd:
+            self.best_bpd = test
+            self.result.best_bpd = test
+            save_checkpoint(self.checkpoint_state(done), self.best_path)
+
+    def _draw_samples(self, done: int) -> None:
+        with self._evaluation_model() as evaluated:
+            try:
+                save_png(sample_grid(evaluated, self.config.samples, self.config.temperature, seed=self.config.seed,
+                                     c=self.sample_conditions),
+                         self.out / "samples" / f"step{done:06d}.png")
+            except FlowSpecError:
+                pass  # vector data that is not a square image: no grid

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from flowspec.compile.build import BuildRow
+from flowspec.core.build import BuildRow
 from flowspec.vae.config import VAESpec
 from flowspec.vae.costs import vae_parts
 from flowspec.vae.graph import VAEGraph, decoder_kind, encoder_kind

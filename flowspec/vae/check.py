@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from flowspec.compile.check import CheckResult
+from flowspec.core.check import CheckResult
 from flowspec.vae.graph import build_vae_graph
 from flowspec.vae.model import VAEModel
 

@@ -35,11 +35,9 @@ conv at its output resolution) so that ``--device cpu`` times them at their own 
 
 from __future__ import annotations
 
-from flowspec.layers.base import LayerCost, numel
+from flowspec.layers.base import LayerCost, MatmulOp, numel
 from flowspec.layers.conditioners import NetCost, stack_cost
-from flowspec.report.costs import CostReport, Part, parts_report
-from flowspec.report.devices import Device
-from flowspec.report.rates import MatmulOp
+from flowspec.core.costs import CostReport, Part, parts_report
 from flowspec.vae.graph import VAEGraph, conv_resolutions, decoder_kind, encoder_kind, likelihood_params
 
 ELU_FLOPS = 3.0  # x > 0 ? x : exp(x) - 1: a compare, an exp, a subtraction
@@ -199,7 +197,7 @@ def count_vae_params(graph: VAEGraph) -> int:
     return sum(part.cost.params for part in vae_parts(graph))
 
 
-def vae_cost_report(graph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
+def vae_cost_report(graph, device, batch: int = 64, dtype: str = "float32") -> CostReport:
     """The :class:`CostReport` of a VAE's graph (:class:`~flowspec.vae.graph.VAEGraph`): its parts'
     rules live in :mod:`flowspec.vae.costs`; "forward" is one ELBO pass, "inverse" a sampling pass."""
     report = parts_report(graph.spec.name or "spec", vae_parts(graph), device, batch, dtype,

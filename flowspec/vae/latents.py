@@ -1,4 +1,4 @@
-"""The VAE family's latent codec (:class:`~flowspec.compile.latents.LatentCodec`): a VAE has one
+"""The VAE family's latent codec (:class:`~flowspec.core.latents.LatentCodec`): a VAE has one
 latent and no exact inverse.
 
 encode: the posterior's centre ``z_K`` at ``eps = 0`` (``z_0 = mu(x)``, then the IAF steps), the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from flowspec.compile.latents import LatentCodec
+from flowspec.core.latents import LatentCodec
 from flowspec.vae import likelihoods
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from flowspec.report.costs import CostReport
-from flowspec.report.measure import measure_train_step
-from flowspec.report.rates import best_time
+from flowspec.core.costs import CostReport
+from flowspec.core.measure import best_time, measure_train_step
 from flowspec.vae import likelihoods
 from flowspec.vae.model import standard_normal_log_prob
 

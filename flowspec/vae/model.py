@@ -15,6 +15,10 @@ Bounds on the discrete ``log P(x)`` (``p(z) = N(0, I)``, ``p(x|z)`` normalised o
     bits/dim    = -ELBO / (D log 2)
 
 ELBO <= IW_k <= IW_{k+1} <= log P(x) in expectation.
+
+The model follows the protocol of every family (:class:`~flowspec.core.protocol.DensityModel`):
+keyword-only ``condition=`` (a VAE is unconditional: only None), ``k=``, ``temperature=``;
+``log_prob`` is the one-draw ELBO, a lower bound on ``log P(x)`` (the exact density is intractable).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from flowspec.core.protocol import legacy_positional, refuse_condition
 from flowspec.data.levels import as_levels
 from flowspec.vae import likelihoods
 from flowspec.vae.graph import VAEGraph
@@ -56,6 +61,9 @@ class VAEModel(nn.Module):
                     gate_bias=post.gate_bias) for k in range(spec.iaf_steps))
         self.decoder = Decoder(spec)
         self.register_buffer("_initialized", torch.tensor(False))
+
+    #: what :meth:`loss_per_dim` measures (a VAE models discrete levels)
+    unit = "bits/dim"
 
     @property
     def dims(self) -> int:
@@ -91,32 +99,46 @@ class VAEModel(nn.Module):
         return w.view(samples, batch).t()
 
     # -- bounds -------------------------------------------------------------------------------
-    def elbo(self, x: Tensor, samples: int = 1) -> Tensor:
+    def elbo(self, x: Tensor, samples: int = 1, *, condition=None) -> Tensor:
         """Monte Carlo ELBO in nats per example (mean over ``samples`` draws), shape ``(batch,)``."""
+        refuse_condition(condition)
         return self.log_weights(x, samples).mean(1)
 
-    def iw_log_likelihood(self, x: Tensor, k: int = 64) -> Tensor:
+    def log_prob(self, x: Tensor, *, condition=None) -> Tensor:
+        """The one-draw ELBO ``w`` in nats per example: a lower bound on ``log P(x)`` (a VAE's
+        exact density is intractable; :meth:`iw_log_likelihood` tightens it)."""
+        return self.elbo(x, condition=condition)
+
+    def iw_log_likelihood(self, x: Tensor, k: int = 64, *, condition=None) -> Tensor:
         """Importance-weighted bound ``log (1/k) sum_j exp(w_j)`` in nats, shape ``(batch,)``."""
+        refuse_condition(condition)
         return torch.logsumexp(self.log_weights(x, k), dim=1) - math.log(k)
 
-    def bits_per_dim(self, x: Tensor, k: int = 1) -> Tensor:
+    @legacy_positional("k")
+    def bits_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
         """``-ELBO / (D log 2)`` per example (one draw; the mean is the training loss); with
         ``k > 1`` the importance-weighted figure :meth:`iw_bits_per_dim` (what runners call for
         a tighter test number)."""
         if k > 1:
-            return self.iw_bits_per_dim(x, k)
-        return -self.elbo(x) / (self.dims * math.log(2))
+            return self.iw_bits_per_dim(x, k, condition=condition)
+        return -self.elbo(x, condition=condition) / (self.dims * math.log(2))
 
-    def iw_bits_per_dim(self, x: Tensor, k: int = 64) -> Tensor:
+    def loss_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
+        """The training and evaluation figure in :attr:`unit`: :meth:`bits_per_dim`."""
+        return self.bits_per_dim(x, condition=condition, k=k)
+
+    def iw_bits_per_dim(self, x: Tensor, k: int = 64, *, condition=None) -> Tensor:
         """``-IW_k / (D log 2)`` per example: the tighter test figure."""
-        return -self.iw_log_likelihood(x, k) / (self.dims * math.log(2))
+        return -self.iw_log_likelihood(x, k, condition=condition) / (self.dims * math.log(2))
 
     # -- generation ---------------------------------------------------------------------------
+    @legacy_positional("temperature", "generator", "mean")
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
+    def sample(self, n: int, *, condition=None, temperature: float = 1.0, generator: torch.Generator | None = None,
                mean: bool = True) -> Tensor:
         """``n`` samples in data space (levels ``0..n-1``, float): ``z ~ N(0, T^2 I)``, then the
         most likely level of ``p(x|z)`` (``mean=True``, clean pictures) or a draw from it."""
+        refuse_condition(condition)
         reference = next(self.parameters())
         z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype).to(reference.device)
         params = self.decoder(temperature * z)
@@ -137,10 +159,11 @@ class VAEModel(nn.Module):
         return y
 
     @torch.no_grad()
-    def initialize(self, x: Tensor) -> None:
+    def initialize(self, x: Tensor, *, condition=None) -> None:
         """Data-dependent init: the decoder's output bias starts at the data's per-element marginal
         (Bernoulli logit, categorical log-frequencies, logistic moment-matched to mean and std;
         averaged over pixels for a conv decoder). Idempotent: only the first call acts."""
+        refuse_condition(condition)
         if self._initialized:
             return
         last = self.decoder.body[-1]
@@ -180,3 +203,18 @@ class VAEModel(nn.Module):
     @property
     def initialized(self) -> bool:
         return bool(self._initialized)
+
+    # -- latent tools (flowspec.core.latents, through the VAE's codec) ------------------------
+    def encode(self, x: Tensor, **options):
+        """The posterior's centre of integer-valued ``x``: a :class:`~flowspec.core.latents.Latents`
+        (see :func:`~flowspec.core.latents.encode` and :mod:`flowspec.vae.latents`)."""
+        from flowspec.core.latents import encode
+
+        return encode(self, x, **options)
+
+    def decode(self, latents, **options) -> Tensor:
+        """The most likely levels of :class:`~flowspec.core.latents.Latents`: ``decode(encode(x))``
+        is the reconstruction (see :func:`~flowspec.core.latents.decode`)."""
+        from flowspec.core.latents import decode
+
+        return decode(self, latents, **options)

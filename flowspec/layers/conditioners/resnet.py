@@ -73,14 +73,14 @@ def residual_stack_cost(layers: list[tuple[int, int, int]], hidden: int, blocks:
 
 class WeightNormConv2d(nn.Module):
     """A conv with ``W = g v / ||v||`` (the norm per output channel), ``g`` initialised to
-    ``||v||`` so that it starts as the plain conv."""
+    ``||v||`` so that it starts as the plain conv; ``bias=False`` leaves the bias out."""
 
-    def __init__(self, cin: int, cout: int, kernel: int):
+    def __init__(self, cin: int, cout: int, kernel: int, bias: bool = True):
         super().__init__()
-        conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+        conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=bias)
         self.v = nn.Parameter(conv.weight.detach().clone())
         self.g = nn.Parameter(conv.weight.detach().flatten(1).norm(dim=1))
-        self.bias = nn.Parameter(conv.bias.detach().clone())
+        self.bias = nn.Parameter(conv.bias.detach().clone()) if bias else None
         self.padding = kernel // 2
 
     def forward(self, x: Tensor) -> Tensor:

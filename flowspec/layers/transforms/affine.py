@@ -1,11 +1,16 @@
 """``affine`` (RealNVP, Dinh et al. 2017, arXiv:1605.08803; Glow, arXiv:1807.03039):
 
-forward:  ``y = s x + t``;  inverse: ``x = (y - t) / s``;  log-det ``log s`` per entry.
+``order: scale_shift``:  forward ``y = s x + t``;  inverse ``x = (y - t) / s``
+``order: shift_scale``:  forward ``y = (x + t) s``;  inverse ``x = y / s - t``  (the order of Glow's
+model.py and RealNVP's real_nvp_multiscale_dataset.py)
+log-det: ``log s`` per entry, either order.
 
 Two parameters per entry, ``(t, h)``. ``scale: sigmoid`` is Glow's ``s = sigmoid(h + 2)``: zero
 parameters give ``s = sigmoid(2) ~= 0.8808``, so a fresh Glow coupling shrinks its input slightly
 rather than being the identity. ``scale: exp`` is ``s = exp(c tanh(h / c))``, a soft clamp of
-``log s`` to ``[-c, c]``; zero parameters give the identity.
+``log s`` to ``[-c, c]``; zero parameters give the identity. ``scale: tanh`` is RealNVP's
+``log s = a tanh(h)`` with one learned scalar ``a`` per transform, initialised at 0, so a fresh
+coupling is the identity whatever its conditioner computes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowspec.layers.transforms.base import ElementwiseTransform, TransformConfig, TransformCost, register_transform
 
@@ -31,7 +36,11 @@ def check_clamp(clamp: float) -> float:
 @register_transform
 class AffineTransform(TransformConfig):
     kind: Literal["affine"] = "affine"
-    scale: Literal["sigmoid", "exp"] = "sigmoid"
+    scale: Literal["sigmoid", "exp", "tanh"] = Field(
+        "sigmoid", description="s = sigmoid(h + 2) (Glow); exp(c tanh(h / c)) (soft clamp); exp(a tanh(h)) with a "
+                               "learned scalar a initialised at 0 (RealNVP)")
+    order: Literal["scale_shift", "shift_scale"] = Field(
+        "scale_shift", description="y = s x + t, or y = (x + t) s (Glow's and RealNVP's code)")
     clamp: float = Field(2.0, description="soft clamp c of the exp scale: log s in [-c, c]",
                          json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 50})
 
@@ -45,26 +54,35 @@ class AffineTransform(TransformConfig):
         return 2
 
     def build(self) -> "Affine":
-        return Affine(self.scale, self.clamp)
+        return Affine(self.scale, self.clamp, self.order)
 
     def cost(self) -> TransformCost:
-        return TransformCost(flops_forward=4.0, flops_inverse=4.0, flops_logdet=1.0, ops=0)
+        return TransformCost(flops_forward=4.0, flops_inverse=4.0, flops_logdet=1.0, ops=0,
+                             params=1 if self.scale == "tanh" else 0)
 
 
 class Affine(ElementwiseTransform):
-    def __init__(self, scale: str, clamp: float):
+    def __init__(self, scale: str, clamp: float, order: str = "scale_shift"):
         super().__init__()
-        self.scale, self.clamp = scale, clamp
+        self.scale, self.clamp, self.shift_first = scale, clamp, order == "shift_scale"
+        if scale == "tanh":
+            self.tanh_scale = nn.Parameter(torch.zeros(()))
 
     def log_scale(self, raw: Tensor) -> Tensor:
         if self.scale == "sigmoid":
             return F.logsigmoid(raw + SIGMOID_SHIFT)
+        if self.scale == "tanh":
+            return self.tanh_scale * torch.tanh(raw)
         return self.clamp * torch.tanh(raw / self.clamp)
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        log_s = self.log_scale(params[:, 1])
-        return x * torch.exp(log_s) + params[:, 0], log_s
+        log_s, t = self.log_scale(params[:, 1]), params[:, 0]
+        if self.shift_first:
+            return (x + t) * torch.exp(log_s), log_s
+        return x * torch.exp(log_s) + t, log_s
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        log_s = self.log_scale(params[:, 1])
-        return (y - params[:, 0]) * torch.exp(-log_s), -log_s
+        log_s, t = self.log_scale(params[:, 1]), params[:, 0]
+        if self.shift_first:
+            return y * torch.exp(-log_s) - t, -log_s
+        return (y - t) * torch.exp(-log_s), -log_s

@@ -30,13 +30,15 @@ def register_transform(config: type["TransformConfig"]) -> type["TransformConfig
 
 class TransformCost(NamedTuple):
     """Per transformed entry: FLOPs of forward, of inverse and of the log-det term; tensor ops of
-    one call; elements one call keeps for the backward pass, per entry."""
+    one call; elements one call keeps for the backward pass, per entry; the transform's own learned
+    parameters (per transform, not per entry: RealNVP's tanh scale)."""
 
     flops_forward: float
     flops_inverse: float
     flops_logdet: float
     ops: int
     saved: float = 0.0
+    params: int = 0
 
 
 class TransformConfig(BaseModel):
