@@ -290,7 +290,7 @@ layers:
 input: {shape: [4]}
 layers:
   - {kind: coupling, parity: 2, conditioner: {kind: mlp}}
-""", r"0 or 1", ("layers", 0, "parity"), 3),
+""", r"0, 1 or .alternate.", ("layers", 0, "parity"), 3),
     ("bad-prior", """\
 input: {shape: [4]}
 prior: gaussian

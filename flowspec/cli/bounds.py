@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import sys
 from pathlib import Path
 
 from flowspec.errors import FlowSpecError, Problem, SpecError
@@ -17,16 +16,12 @@ EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.co
 
 def load_validated(path: Path, overrides: list[str] | None = None):
     """``(spec, graph)`` of the spec file at ``path``, with the ``--set`` ``overrides`` applied:
-    loaded, bounded and validated (every :class:`SpecError` carries its located lines); the graph's
-    warnings are printed to stderr, one located line each."""
+    loaded, bounded and validated (every :class:`SpecError` carries its located lines)."""
     from flowspec.graph import build_graph
     from flowspec.spec import load_spec
 
     spec = load_spec(path, overrides)
-    graph = build_graph(spec)
-    for warning in getattr(graph, "warnings", ()):  # problems a user may mean: printed, not fatal
-        print(warning.text("warning"), file=sys.stderr)
-    return spec, graph
+    return spec, build_graph(spec)
 
 
 def named_folder(parent: Path, name: str) -> Path:
