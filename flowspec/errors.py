@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that would break or rewrite the line (newlines, ``\\x1e``,
+    other control characters) written as its escape: a message stays one line, as written."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def dotted(path: tuple) -> str:
     """``('layers', 3, 'conditioner', 'hidden')`` -> ``layers[3].conditioner.hidden``."""
     out = ""
@@ -43,7 +49,7 @@ class Problem:
         text = f"{where}: {severity + ': ' if severity else ''}{dotted(self.path)}: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
-        return text
+        return one_line(text)
 
 
 class FlowSpecError(Exception):

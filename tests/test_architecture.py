@@ -109,6 +109,91 @@ def test_no_isinstance_dispatch_on_kind_configs_outside_their_files():
     assert not offenders, "dispatch on a kind's config outside its file:\n" + "\n".join(offenders)
 
 
+def _kinds_defined(tree) -> set[str]:
+    """The kinds a file defines: the values of the ``Literal[...]`` of its ``kind`` fields
+    (``kind: Literal["name"] = "name"``, ``kind: Optional[Literal["conv", "mlp"]]``)."""
+    kinds = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "kind":
+            kinds |= {c.value for c in ast.walk(node.annotation)
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return kinds
+
+
+def _names_kind(node) -> bool:
+    """``x.kind``, ``kind``, or a call of a function named ``..._kind`` (``encoder_kind(spec)``)."""
+    if isinstance(node, ast.Call):
+        node = node.func
+        name = getattr(node, "attr", None) or getattr(node, "id", None) or ""
+        return name.endswith("_kind")
+    name = getattr(node, "attr", None) or getattr(node, "id", None)
+    return name == "kind"
+
+
+def registered_kind_names() -> set[str]:
+    """Every name of every registry's kinds (layers, transforms, conditioners, priors, conditions,
+    dequantizers, likelihoods): the closed sets string dispatch would reach into."""
+    import flowspec  # noqa: F401  (registers every kind)
+    from flowspec.layers.kinds import UNIONS
+    from flowspec.layers import LAYER_KINDS
+
+    return set(LAYER_KINDS) | {kind for registry in UNIONS.values() for kind in registry}
+
+
+def _strings(node) -> list[str] | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        return [e.value for e in node.elts]
+    return None
+
+
+def kind_string_comparisons(tree, registered: set[str]) -> list[tuple[int, str]]:
+    """``x.kind == "name"``, ``kind != "name"``, ``x.kind in ("a", "b")`` with a registered kind's
+    name: (line, kinds compared), leaving out the kinds the file itself defines. (Other ``kind``
+    strings, numpy's dtype kinds or a data set's, are no registry's.)"""
+    own = _kinds_defined(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+            continue
+        if not isinstance(node.ops[0], (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
+            continue
+        left, right = node.left, node.comparators[0]
+        for subject, other in ((left, right), (right, left)):
+            strings = _strings(other)
+            if _names_kind(subject) and strings and set(strings) & registered and not set(strings) <= own:
+                found.append((node.lineno, ", ".join(strings)))
+    return found
+
+
+def test_no_kind_string_comparison_outside_the_kinds_file():
+    """Closed sets dispatched by string are what registries replace: outside the file that defines
+    a kind, code asks the kind (a method, a declared property), never compares its name."""
+    offenders, registered = [], registered_kind_names()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, kinds in kind_string_comparisons(ast.parse(path.read_text(encoding="utf-8")), registered):
+            offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line}: kind compared with {kinds}")
+    assert not offenders, "string dispatch on a kind outside its file:\n" + "\n".join(offenders)
+
+
+def test_the_kind_comparison_check_catches_what_it_should():
+    code = '''
+class Own:
+    kind: Literal["mine"] = "mine"
+def f(config, kind):
+    a = config.kind == "other"
+    b = kind in ("x", "y")
+    c = "z" != config.kind
+    d = config.kind == "mine"
+    e = config.name == "other"
+    f = encoder_kind(spec) == "other"
+    g = array.dtype.kind == "f"
+'''
+    found = kind_string_comparisons(ast.parse(code), {"other", "x", "z", "mine"})
+    assert found == [(5, "other"), (6, "x, y"), (7, "z"), (10, "other")]
+    assert {"affine", "squeeze", "class", "learned", "logistic", "uniform", "bernoulli"} <= registered_kind_names()
 def test_families_sit_beside_each_other_on_the_shared_core():
     """``core`` (what every family shares) imports no family; the vae family imports none of the
     flow's packages (compile, graph, report, render), only ``core`` and the shared kinds."""

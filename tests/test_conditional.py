@@ -10,7 +10,8 @@ import torch
 
 from flowspec import SpecError, build_graph, compile, loads_spec
 from flowspec.errors import ConditionError
-from flowspec.layers.split import Split, TopPrior
+from flowspec.layers.split import Split
+from flowspec.priors import TopPrior
 
 VECTOR_SPEC = """
 input: {shape: [4], data: continuous}

@@ -184,7 +184,7 @@ def _save_npz(path, **arrays):
     (dict(x=np.zeros((4, 2)), y=np.array(["a", "b", "a", "b"])), "y holds strings"),
     (dict(x=np.zeros((4, 2)), c=np.zeros((4, 2), np.complex64)), "c holds complex numbers"),
     (dict(x=np.array(3.0)), "x is a 0-d array (a single value)"),
-    (dict(x=np.array([[0.0, np.nan], [1, 2]])), "x holds 1 NaN or inf values (first in row 0)"),
+    (dict(x=np.array([[0.0, np.nan], [1, 2]])), "x holds 1 NaN or inf values (first in row 0, column 1)"),
     (dict(x=np.zeros((4, 2)), c=np.array([0, 1, np.inf, 2])), "c holds 1 NaN or inf values (first in row 2)"),
     (dict(x=np.zeros((4, 2)), y=np.array([0, 1.5, 0, 1])), "y holds non-integer values"),
     (dict(x=np.zeros((4, 2)), y=np.array([0, -1, 0, 1])), "y holds label -1"),
@@ -242,7 +242,7 @@ def test_nan_in_discrete_float_data_is_reported_as_data(tmp_path):
     path = _save_npz(tmp_path / "d.npz", train=np.array([[0.0, 1.0], [np.inf, 2.0]]), test=np.zeros((1, 2)))
     with pytest.raises(DataError) as error:
         load_data("npz", path, (2,), 4)
-    _one_line(error, f"{path}: train holds 1 NaN or inf values (first in row 1)")
+    _one_line(error, f"{path}: train holds 1 NaN or inf values (first in row 1, column 0)")
 
 
 @pytest.mark.parametrize("text, kwargs, message", [
@@ -303,7 +303,7 @@ def test_pickle_cannot_allocate_more_than_the_file_holds(tmp_path, payload, mess
 
 
 @pytest.mark.parametrize("write, message", [
-    (lambda path: write_png(path, np.full((4, 4), 1000, dtype=np.uint16)), "I;16 image (16/32-bit or float pixels)"),
+    (lambda path: write_png(path, np.full((4, 4), 1000, dtype=np.uint16)), "16-bit pixels (I;16"),
     (lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30), "not a readable image"),
 ], ids=["16-bit", "truncated-png"])
 def test_image_folder_refuses_images_it_cannot_read_as_8_bit(tmp_path, write, message):

@@ -331,3 +331,49 @@ def test_random_dequantization_sections_give_spec_errors_or_working_models(shape
     x = torch.randint(0, levels, (3, *shape)).float()
     bpd = model.bits_per_dim(x)
     assert bpd.shape == (3,) and bool(torch.isfinite(bpd).all())
+
+
+def _saved_elements(module, x) -> int:
+    """Float32 elements of the distinct non-parameter tensors autograd saves in ``module(x)``."""
+    parameters = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    parameters |= {b.untyped_storage().data_ptr() for b in module.buffers()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        v, log_q = module(x)
+    del v, log_q
+    return sum(storages.values()) / 4
+
+
+@pytest.mark.parametrize("shape, config", [
+    ((3, 8, 8), VariationalDequantization()),
+    ((1, 8, 8), VariationalDequantization(steps=3, hidden=16, context={"hidden": 8, "depth": 1, "kernel": 1})),
+    ((6,), VariationalDequantization()),
+    ((5,), VariationalDequantization(steps=1, context={"kind": "mlp", "hidden": 4, "depth": 3})),
+], ids=["image", "grey-image", "vector", "odd-vector"])
+def test_the_cost_rule_counts_what_autograd_saves(shape, config):
+    """The rule's activations per example and per call are exactly what a training pass of the
+    module keeps for backward (batches 2 and 5 separate the two terms)."""
+    torch.manual_seed(0)
+    module = build_dequantizer(config, shape, 256).train()
+    cost = config.cost(shape)
+    for batch in (2, 5):
+        x = torch.randint(0, 256, (batch, *shape)).float()
+        assert _saved_elements(module, x) == batch * cost.activations + cost.call_activations
+
+
+def test_the_report_row_of_the_dequantizer_is_what_it_saves():
+    spec = flowspec.load_spec("specs/glow-digits-vardeq.yaml")
+    from flowspec.report import report_spec
+
+    batch = 3
+    row = next(r for r in report_spec(spec, "a100", batch).rows if r.name == "dequantizer")
+    module = build_dequantizer(spec.dequantization, tuple(spec.input.shape), spec.input.levels).train()
+    x = torch.randint(0, spec.input.levels, (batch, *spec.input.shape)).float()
+    assert row.train_bytes == 4 * _saved_elements(module, x)

@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import flowspec
@@ -263,3 +263,206 @@ def test_control_character_is_a_located_spec_error():
         assert (problem.line, problem.column) == (2, 13) and "#x001f" in problem.message
     else:
         raise AssertionError("a control character was accepted")
+
+
+# ---- the command line's other inputs: --set values, latent files, CSV tables ---------------------
+# Each accepted input is run through its verb (`check`, `decode`, `train`); each refused one is
+# exit 2 with located lines and no traceback. The default budgets are small; the slow ones are large.
+
+import functools  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from flowspec.cli import app  # noqa: E402
+from flowspec.errors import dotted  # noqa: E402
+
+CLI = CliRunner()
+LOCATED_LINE = re.compile(r"^(--set \S.*|\S+:\d+:\d+|error): ")
+
+
+def _cli(*args):
+    result = CLI.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output and "Traceback" not in result.stderr, result.stderr
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code in (0, 2), (result.exit_code, result.output, result.stderr)
+    if result.exit_code == 2:
+        lines = result.stderr.strip().splitlines()
+        assert lines and all(LOCATED_LINE.match(line) for line in lines), result.stderr
+    return result
+
+
+@functools.lru_cache(maxsize=None)
+def _workspace() -> Path:
+    """Files shared by the fuzz cases below (made once: hypothesis repeats a test body many times)."""
+    folder = Path(tempfile.mkdtemp(prefix="flowspec-fuzz-"))
+    (folder / "image.yaml").write_text(yaml.safe_dump(VALID[0]))
+    (folder / "plane.yaml").write_text("input: {shape: [2], data: continuous}\n"
+                                       "layers: [actnorm, {kind: coupling, conditioner: {kind: mlp, hidden: [4]}}]\n"
+                                       "training: {batch_size: 4, eval_every: 1, sample_every: 100}\n")
+    from flowspec.compile.export import save_model
+
+    spec = flowspec.loads_spec("input: {shape: [1, 8, 8], levels: 17}\n"
+                               "layers: [squeeze, actnorm, {kind: coupling, conditioner: {kind: conv, hidden: 4}}]\n")
+    save_model(flowspec.compile(spec), folder / "model.pt")
+    assert _cli("encode", folder / "model.pt", "--data", "digits", "--index", "1,2", "-o",
+                folder / "latents.npz", "--no-progress").exit_code == 0
+    return folder
+
+
+SET_PATHS = [dotted(path) for path in _paths(VALID[0]) if path] + ["training.lr", "training.temperature",
+                                                                     "training.batch_size", "name", "nowhere.x"]
+set_values = st.one_of(
+    st.builds(lambda v: yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("..."), values),
+    st.sampled_from([".inf", "-.inf", ".nan", "1e400", "&a [*a]", "{a: &x [1, 2], b: *x}", ":100:", "[bold]x",
+                     "0", "-1", "2", "4", "16", "null", "''", "true", "actnorm", "'²'", "1e308"]),
+    st.text(alphabet="{}[]:,-#&*!|>'\"% abkind0123456789.e", max_size=30))
+
+
+def _set_runs(path: str, value: str) -> None:
+    spec = _workspace() / "image.yaml"
+    override = f"{path}={value}"
+    result = _cli("expand", spec, "--set", override)
+    event("accepted" if result.exit_code == 0 else "refused")
+    if result.exit_code == 0:  # accepted: the expanded spec compiles and runs both ways, exactly
+        _check_runs(result.stdout)
+
+
+def _flow(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+@st.composite
+def overrides(draw) -> tuple[str, str]:
+    """A path into the base spec (or a few elsewhere) and a value: mostly one of the field's own
+    type, as a user would write it (most are accepted and must run), else anything."""
+    paths = [path for path in _paths(VALID[0]) if path]
+    if draw(st.integers(0, 4)):
+        path = draw(st.sampled_from(paths))
+        return dotted(path), _flow(draw(_like(_node_at(VALID[0], path))))
+    return draw(st.sampled_from(SET_PATHS)), draw(set_values)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides())
+def test_set_values_are_accepted_and_run_or_refused_in_located_lines(override):
+    _set_runs(*override)
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides())
+def test_set_values_many(override):
+    _set_runs(*override)
+
+
+DTYPES = ["float32", "float64", "float16", "int8", "int64", "uint8", "bool", "complex64", "<U3", "object"]
+
+
+@st.composite
+def latent_files(draw) -> dict:
+    """A latents file of the workspace's model, one part changed: dtype, shape, values, log_density,
+    identity, or an extra latent."""
+    base = dict(np.load(_workspace() / "latents.npz"))
+    z = base["z0"]
+    part = draw(st.sampled_from(["dtype", "shape", "values", "density", "identity", "extra", "none"]))
+    if part == "dtype":
+        kind = draw(st.sampled_from(DTYPES))
+        base["z0"] = np.array([["a"]], dtype=object) if kind == "object" else z.astype(kind)
+    elif part == "shape":
+        shape = draw(st.lists(st.integers(0, 5), min_size=0, max_size=5))
+        base["z0"] = np.zeros(shape, dtype=np.float32)
+    elif part == "values":
+        value = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, 0.0, 50.0]))
+        flat = z.copy().reshape(-1)
+        flat[draw(st.integers(0, flat.size - 1))] = value
+        base["z0"] = flat.reshape(z.shape)
+    elif part == "density":
+        base["log_density"] = draw(st.sampled_from([np.zeros(0), np.zeros(2), np.zeros((2, 1)), np.array(["a", "b"]),
+                                                    np.array([np.nan, 1.0])]))
+    elif part == "identity":
+        key = draw(st.sampled_from(["format", "fingerprint", "spec_name"]))
+        base[key] = draw(st.sampled_from([np.array("x"), np.array(3), np.array(["a", "b"]), np.array("")]))
+    elif part == "extra":
+        base["z1"] = draw(st.sampled_from([z, z[:1], np.zeros((2, 3))]))
+    return base
+
+
+def _latents_run(arrays: dict) -> None:
+    folder = Path(tempfile.mkdtemp(dir=_workspace()))
+    path, out = folder / "fuzzed.npz", folder / "decoded.png"
+    np.savez(path, **arrays)
+    result = _cli("decode", _workspace() / "model.pt", path, "-o", out)
+    event("accepted" if result.exit_code == 0 else "refused")
+    if result.exit_code == 0:  # accepted: decoded into levels of the model's range
+        levels = np.load(out.with_suffix(".npy"))
+        assert levels.shape[1:] == (1, 8, 8) and levels.min() >= 0 and levels.max() <= 16
+    else:
+        assert not out.exists()
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(latent_files())
+def test_latent_files_decode_or_are_refused_in_one_line(arrays):
+    _latents_run(arrays)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(latent_files())
+def test_latent_files_many(arrays):
+    _latents_run(arrays)
+
+
+cells = st.one_of(st.floats(-5, 5).map(repr), st.integers(-3, 3).map(str),
+                  st.sampled_from(["nan", "inf", "-inf", "1e400", "", " ", "x", "1,5", '"2"', "٣", "99999999999999999999999"]))
+
+
+@st.composite
+def csv_tables(draw) -> str:
+    """A small table: mostly two numeric columns (what the 2-D spec reads), some cells, names or
+    row widths hostile."""
+    header = draw(st.sampled_from([["a", "b"], ["a", "a"], ["a", "b", "c"], ["a"], ["", "b"], [" a", "b "]]))
+    rows = draw(st.lists(st.lists(st.floats(-3, 3).map(repr), min_size=len(header), max_size=len(header)),
+                         min_size=0, max_size=12))
+    for _ in range(draw(st.integers(0, 2))):
+        if rows:
+            row = draw(st.integers(0, len(rows) - 1))
+            action = draw(st.sampled_from(["cell", "width"]))
+            if action == "cell":
+                rows[row][draw(st.integers(0, len(header) - 1))] = draw(cells)
+            else:
+                rows[row] = rows[row] + ["1"] if draw(st.booleans()) else rows[row][:-1]
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header] + rows)
+    return buffer.getvalue()
+
+
+def _table_runs(text: str) -> None:
+    folder = Path(tempfile.mkdtemp(dir=_workspace()))
+    table = folder / "table.csv"
+    table.write_text(text)
+    result = _cli("train", _workspace() / "plane.yaml", "--data", "csv", "--data-dir", table, "--steps", "1",
+                  "--out", folder / "run", "--no-progress")
+    event("accepted" if result.exit_code == 0 else "refused")
+    if result.exit_code == 0:  # accepted: one step trained and a finite test figure
+        assert (folder / "run" / "last.pt").is_file() and "test nats/dim" in result.output
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_tables())
+def test_csv_tables_train_or_are_refused_in_one_line(text):
+    _table_runs(text)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(csv_tables())
+def test_csv_tables_many(text):
+    _table_runs(text)

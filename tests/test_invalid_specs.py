@@ -290,12 +290,12 @@ layers:
 input: {shape: [4]}
 layers:
   - {kind: coupling, parity: 2, conditioner: {kind: mlp}}
-""", r"0, 1 or .alternate.", ("layers", 0, "parity"), 3),
+""", r"0, 1 or 'alternate'", ("layers", 0, "parity"), 3),
     ("bad-prior", """\
 input: {shape: [4]}
 prior: gaussian
 layers: [scaling]
-""", r"'learned', 'standard' or 'logistic'", ("prior",), 2),
+""", r"unknown kind 'gaussian' .*known: learned, learned_channel, logistic, mog, standard", ("prior",), 2),
     ("layers-not-a-list", """\
 input: {shape: [4]}
 layers: scaling

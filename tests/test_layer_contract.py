@@ -9,7 +9,9 @@ same buffers and the same evaluation outputs (a recomputation pass changes no st
 
 Couplings are enumerated from the registries: every transform kind (and each value of its options)
 x every mask x every conditioner kind, with and without a context, so a newly registered kind is
-covered at once. A kind without hand-written examples is tested at its defaults.
+covered at once, those of the example plugin package (tests/plugin_example, registered through its
+``flowspec.kinds`` entry point while this module runs) included. A kind without hand-written
+examples is tested at its defaults.
 ``split`` factors out a latent instead of mapping x -> y, so it has its own contract below.
 """
 
@@ -36,6 +38,7 @@ from flowspec.layers.permute import PermuteConfig
 from flowspec.layers.scaling import ScalingConfig
 from flowspec.layers.split import Split, SplitConfig
 from flowspec.layers.squeeze import SqueezeConfig
+from plugin_install import example_plugin_installed
 
 IMAGE = (4, 4, 4)
 ODD_IMAGE = (3, 4, 4)  # odd channel count: unequal halves
@@ -86,17 +89,24 @@ def _coupling_examples():
         for mask, shape in (("channel", ODD_IMAGE), ("checkerboard", IMAGE)):  # Glow's interleaved parameters
             out.append((CouplingConfig(transform=transform, mask=mask, parity=1, layout="interleaved",
                                        conditioner=CONV), shape, None))
-    # a row built on its own with parity: alternate is its first copy (parity 0)
-    out.append((CouplingConfig(parity="alternate", conditioner=CONV), ODD_IMAGE, None))
+    out.append((CouplingConfig(parity="alternate", conditioner=CONV), IMAGE, None))  # built alone: its first copy
     return out
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _example_plugin():
+    with example_plugin_installed():
+        yield
+
+
 #: (config, input shape) examples per kind; every option of every kind appears at least once.
+with example_plugin_installed():
+    COUPLINGS = _coupling_examples()  # (CASES below likewise)
 EXAMPLES: dict[str, list[tuple]] = {
     "actnorm": [(ActNormConfig(), IMAGE), (ActNormConfig(data_init=False), VECTOR)],
     "invconv": [(InvConvConfig(lu=True), IMAGE), (InvConvConfig(lu=False), IMAGE),
                 (InvConvConfig(lu=True, seed=3), VECTOR), (InvConvConfig(lu=False, seed=1), ODD_VECTOR)],
-    "coupling": _coupling_examples(),
+    "coupling": COUPLINGS + [(CouplingConfig(parity="alternate", conditioner=MLP), VECTOR)],  # built as copy 0
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
                 (PermuteConfig(order="shuffle"), VECTOR)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
@@ -106,7 +116,9 @@ EXAMPLES: dict[str, list[tuple]] = {
             (MAFConfig(hidden=4, order="random", seed=3), VECTOR, CONTEXT),
             (MAFConfig(hidden=8, transform="additive"), VECTOR),
             (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}), ODD_VECTOR),
-            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR)],
+            (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR),
+            (MAFConfig(hidden=8, transform={"kind": "spline", "bins": 4, "bound": 2.0}), VECTOR, CONTEXT),
+            (MAFConfig(hidden=8, order="random", seed=1, transform="spline"), ODD_VECTOR)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }
@@ -136,8 +148,9 @@ def _cases(split: bool) -> list:
             for config, shape, context in examples if config.factors_out == split]
 
 
-CASES = _cases(split=False)
-SPLIT_CASES = [pytest.param(*case.values[:2], id=case.id) for case in _cases(split=True)]
+with example_plugin_installed():
+    CASES = _cases(split=False)
+    SPLIT_CASES = [pytest.param(*case.values[:2], id=case.id) for case in _cases(split=True)]
 
 
 def _make(config, shape, seed=0, context=None):
@@ -292,6 +305,7 @@ def test_examples_cover_every_option():
             assert values <= seen, f"{kind}.{field_name}: no example with {values - seen}"
     couplings = [config for config, *_ in EXAMPLES["coupling"]]
     assert {c.transform.kind for c in couplings} == set(TRANSFORM_KINDS)
+    assert "softplus" in TRANSFORM_KINDS  # the example plugin's, through its entry point
     assert {c.conditioner.kind for c in couplings} == set(CONDITIONER_KINDS)
     assert {c.mask for c in couplings} == set(MASKS)
 
@@ -357,3 +371,23 @@ def test_split_contract(config, shape):
     torch.testing.assert_close(fresh.log_prob(kept, factored), layer.log_prob(kept, factored), rtol=0, atol=0)
     with pytest.raises(TypeError, match="factors out"):
         layer(x)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_KINDS))
+def test_reads_context_is_what_the_module_does(kind):
+    """A kind's declared ``reads_context`` (the graph's context edges) is true exactly when its
+    module, given a context, depends on it."""
+    config, shape = next(((c, s) for c, s, *_ in (EXAMPLES.get(kind) or [(LAYER_KINDS[kind](), VECTOR)])
+                          if LAYER_KINDS[kind].accepts != "image" or len(s) == 3), (None, None))
+    if config is None:
+        config, shape = LAYER_KINDS[kind](), IMAGE
+    layer = _make(config, shape, context=CONTEXT)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    c = torch.randn(3, *CONTEXT, dtype=torch.float64)
+    if config.factors_out:
+        run = lambda context: layer.encode(x, context)[2].log_prob  # noqa: E731
+    else:
+        run = lambda context: layer(x, context)[0]  # noqa: E731
+    with torch.no_grad():
+        changes = not torch.allclose(run(c), run(c + 1.0))
+    assert changes == config.reads_context, f"{kind}: reads_context={config.reads_context}, module reads it: {changes}"

@@ -16,7 +16,7 @@ import flowspec
 from flowspec.cli import app
 from flowspec.compile.export import export_programs, load_model, save_model
 from flowspec.errors import SpecError
-from flowspec.layers.split import TopPrior
+from flowspec.priors import TopPrior
 from flowspec.report.costs import count_params, top_prior_cost
 
 NICE_LOGISTIC = """\
@@ -182,7 +182,8 @@ def test_cost_row_has_no_parameters_and_counts_the_softplus_work():
 @pytest.mark.parametrize("bad", ["cauchy", "Logistic"])
 def test_unknown_prior_is_a_located_spec_error(bad):
     text = NICE_LOGISTIC.replace("prior: logistic", f"prior: {bad}")
-    with pytest.raises(SpecError, match=r"^nice\.yaml:2:\d+: prior: .*'logistic'") as error:
+    with pytest.raises(SpecError, match=rf"^nice\.yaml:2:\d+: prior: unknown kind '{bad}' .*known: learned, "
+                                        r"learned_channel, logistic, standard") as error:
         flowspec.loads_spec(text, "nice.yaml")
     assert len(error.value.problems) == 1
 

@@ -65,6 +65,37 @@ def _stand_in(kind: str, shape: tuple[int, ...], folder: Path) -> Path:
     if kind == "npz":
         np.savez(folder / "data.npz", x_train=rng.integers(0, 2, (4, *shape)), x_test=rng.integers(0, 2, (2, *shape)))
         return folder / "data.npz"
+    if kind in ("power", "miniboone"):  # the MAF paper's tables: small files in the published formats
+        (folder / kind).mkdir()
+        np.save(folder / kind / "data.npy", rng.normal(size=(60, 8 if kind == "power" else shape[0])))
+        return folder
+    if kind == "gas":
+        import pandas as pd
+
+        (folder / "gas").mkdir()
+        columns = {"Time": np.arange(60.0), "Meth": rng.random(60), "Eth": rng.random(60)}
+        columns.update({f"s{i}": rng.normal(size=60) for i in range(shape[0])})
+        pd.DataFrame(columns).to_csv(folder / "gas" / "ethylene_CO.csv", index=False)
+        return folder
+    if kind == "hepmass":
+        import pandas as pd
+
+        (folder / "hepmass").mkdir()
+        for name, extra in (("1000_train.csv", False), ("1000_test.csv", True)):
+            columns = {"# label": np.ones(30)} | {f"f{i}": rng.normal(size=30) for i in range(shape[0])}
+            columns["mass"] = rng.choice([500.0, 750.0], 30)  # few values: the paper's rule drops it
+            if extra:
+                columns["extra"] = np.zeros(30)
+            pd.DataFrame(columns).to_csv(folder / "hepmass" / name, index=False)
+        return folder
+    if kind == "bsds300":
+        import h5py
+
+        (folder / "BSDS300").mkdir()
+        with h5py.File(folder / "BSDS300" / "BSDS300.hdf5", "w") as file:
+            for name in ("train", "validation", "test"):
+                file[name] = rng.normal(size=(6, shape[0]))
+        return folder
     assert kind == "folder"
     for part, count in (("train", 4), ("test", 2)):
         for i in range(count):

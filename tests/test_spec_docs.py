@@ -11,8 +11,6 @@ the base's section).
 from __future__ import annotations
 
 import re
-import types
-import typing
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,11 @@ from pydantic import BaseModel
 
 import flowspec
 from flowspec.layers import LAYER_KINDS
+from flowspec.layers.kinds import field_models
 from flowspec.spec.loader import MODELS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 TEXT = DOCS.read_text(encoding="utf-8")
-
-
-def _models_in(annotation) -> list[type[BaseModel]]:
-    origin = typing.get_origin(annotation)
-    if origin is not None or isinstance(annotation, types.UnionType):
-        found = []
-        for arg in typing.get_args(annotation):
-            found += _models_in(arg)
-        return found
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return []
 
 
 def spec_models() -> list[type[BaseModel]]:
@@ -49,7 +36,7 @@ def spec_models() -> list[type[BaseModel]]:
             continue
         seen[model] = None
         for field in model.model_fields.values():
-            stack += _models_in(field.annotation)[::-1]
+            stack += field_models(field.annotation, field.metadata)[::-1]
     return list(seen)
 
 

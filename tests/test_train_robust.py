@@ -4,6 +4,7 @@ with exit code 2 (or the signal's conventional code), never a traceback, and not
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -190,6 +191,36 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(spec_file, tmp_path):
     assert step >= 1 and load_checkpoint(out / "last.pt")["step"] == step
 
 
+@contextlib.contextmanager
+def sigint_handler(handler):
+    """SIGINT handled by ``handler`` inside, the handler pytest was started with restored after."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_inherited_ignored_sigint_stays_ignored(spec_file, tmp_path, monkeypatch):
+    """Started with SIGINT ignored (nohup, `cmd &`, CI runners), a SIGINT during training changes
+    nothing: the run finishes, and SIGINT is still ignored after it."""
+    from flowspec.train import runner
+
+    real_seed_step = runner.seed_step
+
+    def interrupted_at_1(seed, step, *args):
+        real_seed_step(seed, step, *args)
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(runner, "seed_step", interrupted_at_1)
+    with sigint_handler(signal.SIG_IGN):
+        code, output = invoke("train", spec_file, "--steps", 3, "--out", tmp_path / "run", *QUIET)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert code == 0, output
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+
+
 def test_sigint_mid_step_writes_that_step_and_exits_130(spec_file, tmp_path, monkeypatch):
     """Ctrl-C during step 3 (0-based): the step finishes, last.pt holds step 4, exit 130; the run
     resumes from there."""
@@ -204,11 +235,12 @@ def test_sigint_mid_step_writes_that_step_and_exits_130(spec_file, tmp_path, mon
 
     monkeypatch.setattr(runner, "seed_step", interrupted_at_3)
     out = tmp_path / "run"
-    code, output = invoke("train", spec_file, "--steps", 50, "--out", out, *QUIET)
+    with sigint_handler(signal.default_int_handler):  # as an interactive shell starts it, however pytest was
+        code, output = invoke("train", spec_file, "--steps", 50, "--out", out, *QUIET)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert code == 130
     assert one_line(output) == f"stopped by SIGINT at step 4 of 50; wrote {out / 'last.pt'} (step 4); continue with --resume"
     assert load_checkpoint(out / "last.pt")["step"] == 4
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     monkeypatch.setattr(runner, "seed_step", real_seed_step)
     code, output = invoke("train", spec_file, "--steps", 6, "--out", out, "--resume", *QUIET)
     assert code == 0 and load_checkpoint(out / "last.pt")["step"] == 6

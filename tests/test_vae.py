@@ -164,18 +164,14 @@ def test_bits_per_dim_is_negative_elbo_over_d_log_2():
 
 
 # -- likelihoods -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,params_per", [("bernoulli", 1), ("logistic", 2), ("categorical", 5)])
-def test_likelihoods_are_normalised_over_the_levels(kind, params_per):
-    levels = 2 if kind == "bernoulli" else 5
-    torch.manual_seed(0)
-    params = torch.randn(3, 4, params_per, dtype=torch.float64) * 3
-    if kind == "logistic":  # include a sharp and a far-off component
-        params[0, 0] = torch.tensor([0.1, -6.0])
-        params[0, 1] = torch.tensor([40.0, -5.0])
-    total = torch.zeros(3, 4, dtype=torch.float64)
-    for level in range(levels):
-        x = torch.full((3, 4), float(level), dtype=torch.float64)
-        total += likelihoods._log_prob_elements(kind, params, x, levels).exp()
+def test_the_logistic_likelihood_is_normalised_with_sharp_and_far_off_components():
+    """(Every likelihood's normalisation: tests/test_kind_contract.py.)"""
+    config = likelihoods.LIKELIHOOD_KINDS["logistic"]()
+    params = torch.randn(3, 4, 2, dtype=torch.float64) * 3
+    params[0, 0] = torch.tensor([0.1, -6.0])
+    params[0, 1] = torch.tensor([40.0, -5.0])
+    total = sum(config.log_prob_elements(params, torch.full((3, 4), float(level), dtype=torch.float64), 5).exp()
+                for level in range(5))
     torch.testing.assert_close(total, torch.ones(3, 4, dtype=torch.float64))
 
 
@@ -277,7 +273,7 @@ def test_graph_has_clusters_and_shapes_on_edges():
 @pytest.mark.parametrize("edit,match", [
     (("hidden: 12", "hiden: 12"),
      r"<spec>:7:34: posterior\.hiden: unknown field 'hiden' \(hint: did you mean 'hidden'"),
-    (("likelihood: logistic", "likelihood: gaussian"), r"<spec>:6:1: likelihood: Input should be"),
+    (("likelihood: logistic", "likelihood: gaussian"), r"<spec>:6:1: likelihood: unknown kind .gaussian. .hint: known: bernoulli, categorical, logistic"),
     (("likelihood: logistic", "likelihood: bernoulli"),
      r"<spec>:6:1: likelihood: bernoulli needs binarised data .*levels 17"),
     (("latent: 6", "latent: 0"), r"<spec>:3:1: latent: Input should be greater than or equal to 1"),

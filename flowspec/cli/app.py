@@ -10,12 +10,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from flowspec.errors import FlowSpecError, SpecError
+from flowspec.errors import FlowSpecError, SpecError, one_line
 
 app = typer.Typer(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
                   add_completion=False, pretty_exceptions_enable=False)
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+# Neither console reads markup (``[bold]``) or emoji codes (``:100:``) in what it prints: a message
+# quotes the user's files, names and values, and must show them exactly as they are.
+console = Console(soft_wrap=True, markup=False, emoji=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 EXIT_SPEC = 2
 EXIT_FAILURE = 1
@@ -72,10 +74,10 @@ def reports_errors(command):
                 errors.print(str(problem), markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except FlowSpecError as error:
-            errors.print(f"error: {error}", markup=False)
+            errors.print(f"error: {one_line(str(error))}", markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except OSError as error:
-            errors.print(f"error: {describe_os_error(error)}", markup=False)
+            errors.print(f"error: {one_line(describe_os_error(error))}", markup=False)
             raise typer.Exit(EXIT_SPEC) from None
         except KeyboardInterrupt:
             errors.print("interrupted", markup=False)

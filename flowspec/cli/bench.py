@@ -9,15 +9,15 @@ import torch
 import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
-from flowspec.cli.bounds import load_validated
+from flowspec.cli.bounds import MAX_BATCH, MAX_REPEATS, MAX_THREADS, load_validated, refuse_oversized
 
 
 @app.command()
 @reports_errors
 def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)],
-          batch: Annotated[int, typer.Option(min=1, help="images per step")] = 16,
-          repeats: Annotated[int, typer.Option(min=1, help="timed runs per contestant (medians)")] = 5,
-          threads: Annotated[int, typer.Option(min=1, help="torch threads")] = 1,
+          batch: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="images per step")] = 16,
+          repeats: Annotated[int, typer.Option(min=1, max=MAX_REPEATS, help="timed runs per contestant (medians)")] = 5,
+          threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="torch threads")] = 1,
           baselines: Annotated[bool, typer.Option(help="also time normflows' and FrEIA's Glow when installed")] = True,
           memory: Annotated[bool, typer.Option(help="also measure activation memory and peak RSS at K=8 and K=32")] = True,
           overrides: SetOption = None) -> None:
@@ -27,7 +27,8 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     from flowspec.family import family_of
 
     torch.set_num_threads(threads)
-    parsed, _ = load_validated(spec, overrides=overrides)
+    parsed, graph = load_validated(spec, overrides=overrides)
+    refuse_oversized(graph)
     report = family_of(parsed).bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines,
                                      memory=memory, overrides=overrides)
     for line in report.lines():

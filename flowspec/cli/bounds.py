@@ -10,8 +10,30 @@ import os
 from pathlib import Path
 
 from flowspec.errors import FlowSpecError, Problem, SpecError
+from flowspec.spec.training import MAX_BATCH as TRAINING_MAX_BATCH
+from flowspec.spec.training import MAX_EPOCHS as TRAINING_MAX_EPOCHS
+from flowspec.spec.training import MAX_STEPS as TRAINING_MAX_STEPS
 
 EXPORT_BATCH = 4  # the batch `build` runs its exported programs at (flowspec.compile.export)
+
+# The bounds of the size-like options (each stated in its --help and in docs/guide.md#limits-and-errors):
+MAX_BATCH = TRAINING_MAX_BATCH  # --batch, --batch-size: examples in one pass (as training.batch_size)
+MAX_OUTPUT_EXAMPLES = 4_096  # sample -n, --per-class x classes, interpolate pairs x steps, manipulate inputs x strengths
+MAX_STEPS_BETWEEN = 1_024  # interpolate --steps
+MAX_STRENGTHS = 64  # manipulate --strengths
+MAX_WIDTH = 4_096  # check --width
+MAX_REPEATS = 1_000  # bench --repeats
+MAX_THREADS = 1_024  # bench --threads
+MAX_SEED = 2 ** 63 - 1  # --seed: torch's generator takes a 64-bit seed
+MAX_TRAINING_STEPS = TRAINING_MAX_STEPS  # train --steps, --warmup, --eval-every, ... (as the spec's)
+MAX_EPOCHS = TRAINING_MAX_EPOCHS  # train --epochs
+
+
+def refuse_too_many(count: int, what: str, bound: int = MAX_OUTPUT_EXAMPLES) -> int:
+    """``count`` if it is at most ``bound``, else a :class:`FlowSpecError` naming ``what``."""
+    if count > bound:
+        raise FlowSpecError(f"{what}: {count:,} examples; at most {bound:,} in one run")
+    return count
 
 
 def load_validated(path: Path, overrides: list[str] | None = None):
@@ -82,6 +104,26 @@ def refuse_oversized(graph, available: int | None = None) -> None:
                + f"; this machine has {binary_size(available)} available")
     hint = "`flowspec report` gives each layer's parameters and memory; narrow the widths or the input"
     raise SpecError(graph.problem(message, (), hint))
+
+
+def refuse_oversized_check(graph, batch: int, jacobian: int, available: int | None = None) -> None:
+    """A :class:`SpecError` when ``flowspec check``'s narrow copy (``graph``) cannot fit: float64
+    parameters, float64 training activations of ``batch`` examples (the vectorised Jacobian
+    backpropagates one cotangent per input value, as a batch would), and the ``jacobian x
+    jacobian`` float64 Jacobian (cost rules only: nothing is allocated)."""
+    from flowspec.family import family_of
+    from flowspec.report import load_devices
+
+    report = family_of(graph.spec).cost_report(graph, load_devices()["a100"], max(batch, 1))
+    available = available_memory() if available is None else available
+    need = 2 * (4 * report.params + report.train_activation_bytes) + 8 * jacobian ** 2
+    if need <= available:
+        return
+    message = (f"the narrow float64 copy that `check` builds needs {binary_size(need)} ({report.params:,} "
+               f"parameters, a {jacobian:,} x {jacobian:,} Jacobian); this machine has {binary_size(available)} "
+               f"available")
+    raise SpecError(graph.problem(message, (), "`check` narrows conditioner widths and image sizes only, not a vector input, a "
+                                               "condition or spline bins"))
 
 
 def finite_temperature(value: float, option: str = "--temperature") -> float:

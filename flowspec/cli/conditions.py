@@ -13,7 +13,7 @@ from flowspec.train.conditions import class_grid
 
 
 def requested_conditions(model, n: int, label: int | None = None, per_class: int | None = None,
-                         context: str | None = None):
+                         context: str | None = None, limit: int | None = None):
     """``(conditions or None, n, grid columns or None)`` for a sampling request: ``label`` for every
     sample, ``per_class`` samples of each class (one grid row per class), or one ``context`` vector
     ('0.5,-1'); a class-conditional model asked for nothing draws the classes in turn."""
@@ -26,13 +26,16 @@ def requested_conditions(model, n: int, label: int | None = None, per_class: int
         return None, n, None
     if len(asked) > 1 and "--context" in asked:
         raise FlowSpecError(f"give one of {', '.join(asked)}")
-    if condition.kind == "class":
+    if condition.labelled:
         if context is not None:
             raise FlowSpecError(f"--context: this model is class-conditional (condition.classes: {condition.classes}); "
                                 f"use --class or --per-class")
         if label is not None and label >= condition.classes:
             raise FlowSpecError(f"--class {label} is outside 0..{condition.classes - 1} "
                                 f"(condition.classes: {condition.classes})")
+        if per_class is not None and label is None and limit is not None and per_class * condition.classes > limit:
+            raise FlowSpecError(f"--per-class {per_class} x {condition.classes:,} classes is "
+                                f"{per_class * condition.classes:,} samples; at most {limit:,} in one run")
         if per_class is not None:
             labels = class_grid(condition.classes, per_class)
             if label is not None:

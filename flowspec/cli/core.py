@@ -13,8 +13,9 @@ import typer
 import yaml
 
 from flowspec.cli.app import EXIT_FAILURE, SetOption, app, console, reports_errors
-from flowspec.cli.bounds import load_validated, named_folder, refuse_oversized
+from flowspec.cli.bounds import MAX_WIDTH, load_validated, named_folder, refuse_oversized, refuse_oversized_check
 from flowspec.family import family_of
+from flowspec.files import write_text
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -72,12 +73,12 @@ def build(spec: SpecPath,
 @app.command()
 @reports_errors
 def check(spec: SpecPath,
-          width: Annotated[int, typer.Option(min=1, help="conditioner width of the narrow copy")] = 8,
-          tolerance: Annotated[float, typer.Option(min=0.0, help="largest error accepted")] = 1e-6,
+          width: Annotated[int, typer.Option(min=1, max=MAX_WIDTH, help="conditioner width of the narrow copy")] = 8,
+          tolerance: Annotated[float, typer.Option(min=0.0, max=1.0, help="largest error accepted")] = 1e-6,
           overrides: SetOption = None) -> None:
     """Round trip and log-det vs the autograd Jacobian on a narrow float64 copy of SPEC."""
     parsed, _ = load_validated(spec, overrides=overrides)
-    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance)
+    result = family_of(parsed).check(parsed, width=width, tolerance=tolerance, guard=refuse_oversized_check)
     console.print(f"narrow copy ({result.checked}): input {result.input_shape}, width {width}, float64", markup=False)
     console.print(f"round-trip error   max|f^-1(f(x)) - x|        = {result.roundtrip_error:.3e}", markup=False)
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
@@ -107,7 +108,7 @@ def schema(out: Annotated[Optional[Path], typer.Option("--out", "-o", help="writ
 
     text = schema_text()
     if out:
-        out.write_text(text)
+        write_text(out, text, make_parent=False)
         console.print(f"wrote {out}", markup=False)
     else:
         print(text, end="")

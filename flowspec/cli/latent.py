@@ -20,8 +20,10 @@ import torch
 import typer
 
 from flowspec.cli.app import app, console, errors, reports_errors
-from flowspec.cli.bounds import finite_temperature, writable_folder
+from flowspec.cli.bounds import (MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_STEPS_BETWEEN, MAX_STRENGTHS, finite_temperature,
+                                  refuse_too_many, writable_folder)
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_array
 
 Checkpoint = Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt or a saved model", show_default=False)]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
@@ -34,7 +36,7 @@ DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folde
 SplitOption = Annotated[str, typer.Option("--split", help="train | test: the split integer INPUTS index")]
 IndexOption = Annotated[Optional[str], typer.Option("--index", help="indices into the split, e.g. 3,17,42 (or --index 3 17 42)")]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="rich progress bar on long encodes")]
-SeedOption = Annotated[int, typer.Option(help="seed of resampled factored latents")]
+SeedOption = Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of resampled factored latents")]
 
 
 def _run(checkpoint: Path, data: str | None, data_dir: Path | None, split: str, progress: bool = False):
@@ -50,20 +52,25 @@ def _run(checkpoint: Path, data: str | None, data_dir: Path | None, split: str, 
 def _progress_bar(total: int, what: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=errors, transient=True) as bar:
         task = bar.add_task(what, total=total)
         yield lambda n: bar.advance(task, n)
 
 
 def _indices(text: str | None) -> list[int]:
-    """``--index 3,17,42`` (or ``'3 17 42'``) as integers."""
+    """``--index 3,17,42`` (or ``'3 17 42'``) as integers: ASCII digits only, at most
+    :data:`MAX_INDICES` of them."""
+    from flowspec.train.inputs import INTEGER, MAX_INDICES
+
     if not text:
         return []
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise FlowSpecError(f"--index {text!r}: integers, e.g. 3,17,42") from None
+    parts = text.replace(",", " ").split()
+    if not all(INTEGER.fullmatch(part) for part in parts):
+        raise FlowSpecError(f"--index {text[:80]!r}: integers, e.g. 3,17,42")
+    if len(parts) > MAX_INDICES:
+        raise FlowSpecError(f"--index: {len(parts):,} indices; at most {MAX_INDICES:,} in one run")
+    return [int(part) for part in parts]
 
 
 def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> Path:
@@ -71,9 +78,8 @@ def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> 
     from flowspec.data.images import save_grid
 
     if output.suffix == ".npy":
-        output.parent.mkdir(parents=True, exist_ok=True)
         array = x.detach().cpu().numpy().astype(np.int64)
-        np.save(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
+        save_array(output, array.reshape(rows, cols, *array.shape[1:]) if rows * cols == len(array) else array)
         return output
     if output.suffix.lower() != ".png":
         raise FlowSpecError(f"{output}: write a .png (grid) or .npy (levels)")
@@ -81,8 +87,11 @@ def _write(x: torch.Tensor, levels: int, rows: int, cols: int, output: Path) -> 
 
 
 def _strengths(text: str) -> list[float]:
+    parts = text.split(",")
+    if len(parts) > MAX_STRENGTHS:
+        raise FlowSpecError(f"--strengths: {len(parts):,} values; at most {MAX_STRENGTHS}")
     values = []
-    for part in text.split(","):
+    for part in parts:
         try:
             value = float(part)
         except ValueError:
@@ -144,11 +153,11 @@ def decode(checkpoint: Checkpoint,
     cols = math.ceil(math.sqrt(len(x)))
     written = [_write(x, run.levels, math.ceil(len(x) / cols), cols, output)]
     if output.suffix == ".png":
-        np.save(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
+        save_array(output.with_suffix(".npy"), x.cpu().numpy().astype(np.int64))
         written.append(output.with_suffix(".npy"))
     if v is not None:
         path = output.with_suffix(".continuous.npy")
-        np.save(path, v.cpu().numpy())
+        save_array(path, v.cpu().numpy())
         written.append(path)
     console.print(f"decoded {len(x)} examples; wrote {', '.join(map(str, written))}", markup=False)
 
@@ -182,7 +191,7 @@ def reconstruct(checkpoint: Checkpoint, inputs: Inputs = None,
 def interpolate(checkpoint: Checkpoint,
                 a: Annotated[str, typer.Argument(help="start: image, .npy/.npz, latents .npz or an index", show_default=False)],
                 b: Annotated[str, typer.Argument(help="end: as A, with as many examples", show_default=False)],
-                steps: Annotated[int, typer.Option(min=2, help="images from A to B, both included")] = 8,
+                steps: Annotated[int, typer.Option(min=2, max=MAX_STEPS_BETWEEN, help=f"images from A to B, both included (pairs x steps at most {MAX_OUTPUT_EXAMPLES})")] = 8,
                 method: Annotated[str, typer.Option(help="linear | spherical")] = "linear",
                 top_only: Annotated[bool, typer.Option("--top-only", help="move the top latent only; factored ones from A")] = False,
                 temperature: Annotated[Optional[float], typer.Option(min=0.0, help="with --top-only: redraw the factored latents at this temperature instead")] = None,
@@ -202,6 +211,7 @@ def interpolate(checkpoint: Checkpoint,
     writable_folder(output.parent)
     run = _run(checkpoint, data, data_dir, split, progress)
     start, end = run.latents_of(a), run.latents_of(b)
+    refuse_too_many(len(start) * steps, f"interpolate: {len(start)} pairs x --steps {steps}")
     path_latents = interpolate_latents(start, end, steps, method, top_only)
     x = decode_latents(run.model, path_latents, temperature=temperature,
                        generator=torch.Generator().manual_seed(seed))
@@ -216,7 +226,7 @@ def interpolate(checkpoint: Checkpoint,
 def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
                toward: Annotated[Optional[str], typer.Option(help="class label (digits), or a folder / .npy of examples with the attribute")] = None,
                away: Annotated[Optional[str], typer.Option(help="class label, or a folder / .npy of examples without it")] = None,
-               strengths: Annotated[str, typer.Option(help="multiples of the direction, comma-separated")] = "-1,-0.5,0,0.5,1",
+               strengths: Annotated[str, typer.Option(help=f"multiples of the direction, comma-separated (at most {MAX_STRENGTHS}; inputs x strengths at most {MAX_OUTPUT_EXAMPLES})")] = "-1,-0.5,0,0.5,1",
                direction: Annotated[Optional[Path], typer.Option(help="a direction .npz saved with --save-direction")] = None,
                save_direction: Annotated[Optional[Path], typer.Option(help="write the direction to this .npz")] = None,
                output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (a row per input) or .npy")] = Path("manipulate.png"),
@@ -237,6 +247,7 @@ def manipulate(checkpoint: Checkpoint, inputs: LatentInputs = None,
             writable_folder(path.parent)
     run = _run(checkpoint, data, data_dir, split, progress)
     latents = run.inputs_as_latents(inputs or [], _indices(index))
+    refuse_too_many(len(latents) * len(values), f"manipulate: {len(latents)} inputs x {len(values)} strengths")
     if direction is not None:
         chosen = Direction.load(direction)
         check_latents(run.model, chosen, str(direction))

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from flowspec.cli.app import SetOption, app, console, reports_errors
-from flowspec.cli.bounds import load_validated
+from flowspec.cli.bounds import MAX_BATCH, load_validated
 
 SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)]
 
@@ -54,7 +54,7 @@ def render(spec: SpecPath,
 @reports_errors
 def report(spec: SpecPath,
            device: Annotated[str, typer.Option(help="device profile (cpu is measured on the spot)")] = "a100",
-           batch: Annotated[int, typer.Option(min=1, help="batch size")] = 64,
+           batch: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="batch size")] = 64,
            format: Annotated[Format, typer.Option("--format", help="table, json or markdown")] = Format.table,
            dtype: Annotated[str, typer.Option(help="dtype whose peak FLOP/s the roofline uses")] = "float32",
            devices: Annotated[Optional[Path], typer.Option(help="YAML file of extra device profiles")] = None,

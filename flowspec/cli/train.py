@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from flowspec.cli.app import SetOption, app, console, errors, reports_errors
-from flowspec.cli.bounds import finite_temperature, load_validated, named_folder, refuse_oversized, writable_folder
+from flowspec.cli.bounds import (MAX_BATCH, MAX_EPOCHS, MAX_OUTPUT_EXAMPLES, MAX_SEED, MAX_TRAINING_STEPS,
+                                  finite_temperature, load_validated, named_folder, refuse_oversized,
+                                  writable_folder)
 from flowspec.errors import FlowSpecError
+from flowspec.files import image_format
 from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
-DataOption = Annotated[Optional[str], typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons [spec's training.data, else digits]")]
+DataOption = Annotated[Optional[str], typer.Option("--data", help="digits | mnist | cifar10 | folder | npz | csv | wine | moons | diabetes | power | gas | hepmass | miniboone | bsds300 [spec's training.data, else digits]")]
 DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folder (or .npz/.npy file) of the data set")]
 
 
@@ -23,20 +27,20 @@ DataDirOption = Annotated[Optional[Path], typer.Option("--data-dir", help="folde
 def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show_default=False)],
           data: DataOption = None,
           data_dir: DataDirOption = None,
-          steps: Annotated[Optional[int], typer.Option(min=1, help="optimizer steps [spec's training.steps]")] = None,
-          epochs: Annotated[Optional[int], typer.Option(min=1, help="epochs instead of steps")] = None,
-          batch_size: Annotated[Optional[int], typer.Option(min=1, help="global batch size")] = None,
+          steps: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="optimizer steps [spec's training.steps]")] = None,
+          epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_EPOCHS, help="epochs instead of steps")] = None,
+          batch_size: Annotated[Optional[int], typer.Option(min=1, max=MAX_BATCH, help="global batch size")] = None,
           lr: Annotated[Optional[float], typer.Option(min=0.0, help="peak learning rate")] = None,
           optimizer: Annotated[Optional[str], typer.Option(help="adam | adamax")] = None,
-          warmup: Annotated[Optional[int], typer.Option(min=0, help="lr warm-up steps")] = None,
+          warmup: Annotated[Optional[int], typer.Option(min=0, max=MAX_TRAINING_STEPS, help="lr warm-up steps")] = None,
           grad_clip: Annotated[Optional[float], typer.Option(min=0.0, help="gradient-norm clip")] = None,
           ema: Annotated[Optional[float], typer.Option(min=0.0, max=0.99999, help="EMA decay")] = None,
-          seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+          seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="random seed")] = None,
           device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
           bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast of the training forward pass, on the CPU too (default: on a GPU only)")] = None,
-          eval_every: Annotated[Optional[int], typer.Option(min=1)] = None,
-          checkpoint_every: Annotated[Optional[int], typer.Option(min=1)] = None,
-          sample_every: Annotated[Optional[int], typer.Option(min=1)] = None,
+          eval_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between test evaluations")] = None,
+          checkpoint_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between checkpoints")] = None,
+          sample_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between sample grids")] = None,
           temperature: Annotated[Optional[float], typer.Option(help="sampling temperature (finite, > 0)")] = None,
           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="run folder [runs/<spec name>]")] = None,
           standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="continuous data: scale each feature to zero mean, unit std (train statistics); figures are then in standardized units [spec's training.standardize]")] = None,
@@ -66,8 +70,11 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
     data, standardize = config.data_set, config.standardize
     if data_dir is None and data not in BUNDLED_KINDS:
+        from flowspec.data.uci import FILES
+
+        needed = f" (the folder holding {'/'.join(FILES[data])})" if data in FILES else ""
         raise FlowSpecError(f"{named_by}: the user supplies this data set's files (nothing is downloaded); "
-                            f"pass --data-dir")
+                            f"pass --data-dir{needed}")
     folder = writable_folder(out or named_folder(Path("runs"), parsed.name))
     columns = csv_columns(features, context_columns, label_column)
     dataset = load_spec_data(parsed, data, data_dir, standardize=standardize, **columns)
@@ -105,8 +112,8 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
              data: Annotated[Optional[str], typer.Option("--data", help="data set [the run's]")] = None,
              data_dir: DataDirOption = None,
              k: Annotated[int, typer.Option("-k", min=1, help=f"importance samples (the importance-weighted bound, flows and VAEs), at most {MAX_IMPORTANCE_SAMPLES}")] = 1,
-             batch_size: Annotated[int, typer.Option(min=1)] = 256,
-             seed: Annotated[int, typer.Option(help="seed of the dequantization noise")] = 0) -> None:
+             batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="test examples per pass")] = 256,
+             seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
     continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
     from flowspec.train.evaluate import evaluate_checkpoint
@@ -122,12 +129,12 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
 @app.command()
 @reports_errors
 def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.pt", show_default=False)],
-           n: Annotated[int, typer.Option("-n", min=1, max=4096, help="number of samples")] = 64,
+           n: Annotated[int, typer.Option("-n", min=1, max=MAX_OUTPUT_EXAMPLES, help="number of samples")] = 64,
            temperature: Annotated[float, typer.Option(help="prior std scale (finite, >= 0)")] = 0.7,
            output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, .npy array or .csv table")] = Path("samples.png"),
-           seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
+           seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
-           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=1024, help="class-conditional model: this many samples of each class, one grid row per class (replaces -n)")] = None,
+           per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
     a conditional model's conditions are written beside vector samples."""
@@ -137,7 +144,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
     finite_temperature(temperature)
     model = load_model(checkpoint)
-    c, n, columns = requested_conditions(model, n, label, per_class, context)
+    c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
     path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
                          condition=c, columns=columns)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
@@ -158,6 +165,10 @@ def plot_density(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or
     from flowspec.cli.conditions import requested_conditions
     from flowspec.train.evaluate import checkpoint_data
 
+    image_format(output)
+    if output.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(output))
+    writable_folder(output.parent)
     model = load_model(checkpoint)
     conditions = None
     if context is not None:

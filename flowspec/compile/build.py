@@ -18,6 +18,7 @@ from flowspec.compile.model import FlowModel
 from flowspec.core.build import BuildRow
 from flowspec.family import family_of
 from flowspec.graph.build import FlowGraph
+from flowspec.files import make_folder, write_text
 
 
 @dataclass
@@ -38,8 +39,11 @@ def build_rows(graph: FlowGraph, model: FlowModel) -> list[BuildRow]:
                      sum(p.numel() for p in layer.parameters()))
             for node, layer in zip(graph.layers, model.layers)]
     prior = sum(p.numel() for p in model.top_prior.parameters())
-    rows.append(BuildRow(len(rows), "prior", f"prior ({graph.spec.prior})", graph.output_shape,
+    rows.append(BuildRow(len(rows), "prior", f"prior ({graph.spec.prior.kind})", graph.output_shape,
                          graph.output_shape, prior))
+    if getattr(model, "columns", None) is not None:  # a table's typed columns, before the first layer
+        rows.insert(0, BuildRow(-1, "columns", "columns", graph.input_shape, graph.input_shape,
+                                sum(p.numel() for p in model.columns.parameters())))
     return rows
 
 
@@ -58,7 +62,7 @@ def write_diagram_and_report(result: BuildResult, folder: Path) -> None:
     training = getattr(result.graph.spec, "training", None)
     batch = getattr(training, "batch_size", None) or 64
     report = family_of(result.graph.spec).cost_report(result.graph, load_devices()["a100"], batch)
-    (folder / "report.md").write_text(to_markdown(report))
+    write_text(folder / "report.md", to_markdown(report))
     result.files["cost report"] = folder / "report.md"
 
 
@@ -70,9 +74,9 @@ def build_folder(spec, folder: str | Path, export: bool = True) -> BuildResult:
     graph = family.build_graph(spec)
     model = family.compile(graph).eval()
     result = BuildResult(graph, model, family.build_rows(graph, model))
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     expanded = folder / "expanded.yaml"
-    expanded.write_text(yaml.safe_dump(family.explicit_spec(spec), sort_keys=False, default_flow_style=None))
+    write_text(expanded, yaml.safe_dump(family.explicit_spec(spec), sort_keys=False, default_flow_style=None))
     result.files["expanded spec"] = expanded
     save_model(model, folder / "model.pt")
     result.files["model"] = folder / "model.pt"

@@ -10,14 +10,13 @@ model's programs take the condition as an input after ``x`` / ``temperature``: `
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from flowspec.errors import CheckpointError, SpecError
+from flowspec.files import make_folder, replace_atomically, save_program
 from flowspec.compile.integrity import sealed, verify
 from flowspec.compile.model import FlowModel
 
@@ -26,18 +25,8 @@ MODEL_FORMAT = "flowspec-model/1"
 
 def atomic_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replace_atomically(path) as stream:
+        torch.save(obj, stream)
 
 
 def save_model(model: FlowModel, path: str | Path) -> None:
@@ -118,7 +107,7 @@ def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check:
     (``(temperature, *eps) -> x``) directions with ``torch.export``; check each loaded program
     against the in-memory model. Returns the written paths."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     model = model.eval()
     reference = next(model.parameters(), torch.zeros(()))
     x = torch.randn(batch, *model.input_shape, dtype=reference.dtype)
@@ -132,8 +121,8 @@ def export_programs(model: FlowModel, folder: str | Path, batch: int = 4, check:
         density = torch.export.export(_Density(model), (x,), dynamic_shapes={"x": {0: batch_dim}})
         sampler = torch.export.export(_Sampler(model), (temperature, *eps), dynamic_shapes={
             "temperature": None, "eps": tuple({0: batch_dim} for _ in eps)})
-        torch.export.save(density, paths["density"])
-        torch.export.save(sampler, paths["sample"])
+        save_program(density, paths["density"])
+        save_program(sampler, paths["sample"])
         if check:
             _check_equal(torch.export.load(paths["density"]).module()(x), _Density(model)(x), "density")
             _check_equal(torch.export.load(paths["sample"]).module()(temperature, *eps),
@@ -153,8 +142,8 @@ def _export_conditional(model, folder, x, eps, temperature, paths, batch_dim, ch
                                       dynamic_shapes={"x": {0: batch_dim}, "c": condition_dims})
         sampler = torch.export.export(_ConditionalSampler(model), (temperature, c, *eps), dynamic_shapes={
             "temperature": None, "c": condition_dims, "eps": tuple({0: batch_dim} for _ in eps)})
-        torch.export.save(density, paths["density"])
-        torch.export.save(sampler, paths["sample"])
+        save_program(density, paths["density"])
+        save_program(sampler, paths["sample"])
         if check:
             _check_equal(torch.export.load(paths["density"]).module()(x, c), _ConditionalDensity(model)(x, c), "density")
             _check_equal(torch.export.load(paths["sample"]).module()(temperature, c, *eps),

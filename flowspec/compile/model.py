@@ -23,7 +23,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowspec.compile.condition import ConditionEmbedding, check_condition
+from flowspec.columns import TypedColumns
+from flowspec.compile.condition import check_condition
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
@@ -31,7 +32,6 @@ from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
 from flowspec.layers.base import numel
-from flowspec.layers.split import TopPrior
 
 
 def _plus(total: Tensor | None, term: Tensor) -> Tensor:
@@ -46,13 +46,16 @@ class FlowModel(nn.Module):
         self.names = [node.name for node in flow_graph.layers]
         self.condition_config = getattr(spec, "condition", None)
         #: c -> h, the features every layer sees (None for an unconditional spec)
-        self.condition = ConditionEmbedding(self.condition_config) if self.condition_config is not None else None
+        self.condition = self.condition_config.build() if self.condition_config is not None else None
         self.layers = nn.ModuleList(node.config.build(node.in_shape, flow_graph.context_of(node))
                                     for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = TopPrior(flow_graph.output_shape, spec.prior, top_prior_context(spec))
+        self.top_prior = spec.prior.build(tuple(flow_graph.output_shape), top_prior_context(spec))
         self.continuous = bool(getattr(spec.input, "continuous", False))
+        columns = getattr(spec.input, "columns", None)
+        #: a table's typed columns: x -> v (discrete ones dequantized) -> y on the real line, or None
+        self.columns = TypedColumns(columns, self.input_shape[0]) if columns else None
         #: what :meth:`loss_per_dim` measures
         self.unit = "nats/dim" if self.continuous else "bits/dim"
         self.levels = spec.input.levels
@@ -155,25 +158,41 @@ class FlowModel(nn.Module):
     def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """``y = v / n (- 1/2)`` and its log-det ``-D log n``; with ``preprocess: {kind: logit}``
         ``y = logit(alpha + (1 - 2 alpha) v / n)`` and its log-det (:class:`ToModelSpace`).
-        Continuous data: the identity, log-det 0."""
+        Continuous data: the identity, log-det 0; a table with typed columns: each column's map
+        to the real line (:class:`~flowspec.columns.TypedColumns`) and its log-det."""
         if self.continuous:
+            if self.columns is not None:
+                return self.columns(v)
             return v, v.new_zeros(v.shape[0])
         return self.model_space(v)
 
     def to_data_space(self, y: Tensor) -> Tensor:
         """Inverse of :meth:`to_model_space` followed by rounding down to the data's levels
-        (continuous data: ``y`` as it is)."""
+        (continuous data: ``y`` as it is; typed columns: each column's inverse map, discrete
+        columns rounded down)."""
         if self.continuous:
+            if self.columns is not None:
+                return self.columns.to_data(self.columns.inverse(y)[0])
             return y
         return self.model_space.inverse(y).floor().clamp(0, self.levels - 1)
+
+    @property
+    def dequantizes(self) -> bool:
+        """The figure is a dequantization bound (discrete data, or a table with discrete columns):
+        it is random per call and an importance-weighted estimate tightens it."""
+        return not self.continuous or (self.columns is not None and self.columns.dequantizes)
 
     @legacy_positional("condition", renamed={"c": "condition"})
     def elbo(self, x: Tensor, *, condition=None) -> Tensor:
         """One-sample bound ``log p(v | c) - log q(u|x) <= log P(x | c)`` in nats, per example; ``x``
         holds levels in ``[0, n)``, as integers of any dtype or as floats; for continuous data
-        ``log p(x | c)`` exactly."""
+        ``log p(x | c)`` exactly; for a table with typed columns ``log p(y | c) + log|dy/dv|`` at
+        ``v = x + u`` (``u ~ U[0, 1)`` on discrete columns, 0 elsewhere: exact without them)."""
         if self.continuous:
-            return self.log_prob(x, condition=condition)
+            if self.columns is None:
+                return self.log_prob(x, condition=condition)
+            y, column_logdet = self.columns(self.columns.dequantize(x))
+            return self.log_prob(y, condition=condition) + column_logdet
         x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         v, log_q = self.dequantizer(x)
         y, scale_logdet = self.to_model_space(v)
@@ -189,8 +208,10 @@ class FlowModel(nn.Module):
     def loss_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
         """The training and evaluation figure per example in :attr:`unit`: bits/dim for discrete
         data (importance-weighted with ``k > 1``), nats/dim for continuous data (exact, so ``k``
-        does not apply)."""
+        does not apply, but for a table with discrete columns, whose bound it importance-weights)."""
         if self.continuous:
+            if k > 1 and self.dequantizes:
+                return -self.iw_log_likelihood(x, k, condition=condition) / numel(self.input_shape)
             return self.nats_per_dim(x, condition=condition)
         return self.bits_per_dim(x, condition=condition, k=k)
 
@@ -198,7 +219,7 @@ class FlowModel(nn.Module):
         if c is None:
             return None
         c = torch.as_tensor(c)
-        if c.dim() == 0 or (c.dim() == 1 and self.condition_config.kind == "vector"):
+        if self.condition_config.is_one(c):
             return c  # one condition for the whole batch
         return c.unsqueeze(0).expand(n, *c.shape).reshape(n * batch, *c.shape[1:])
 
@@ -223,7 +244,7 @@ class FlowModel(nn.Module):
     def bits_per_dim(self, x: Tensor, *, condition=None, k: int = 1) -> Tensor:
         """``-elbo / (D log 2)`` per example, for integer-valued data ``x`` (given ``condition`` for
         a conditional model); with ``k > 1`` the importance-weighted figure :meth:`iw_bits_per_dim`."""
-        if k > 1 and not self.continuous:
+        if k > 1 and self.dequantizes:
             return self.iw_bits_per_dim(x, k, condition=condition)
         return -self.elbo(x, condition=condition) / (numel(self.input_shape) * math.log(2))
 
@@ -242,7 +263,8 @@ class FlowModel(nn.Module):
         was_training = self.training
         self.train()
         if self.continuous:
-            self.log_prob(x, condition=condition)
+            self.log_prob(x if self.columns is None else self.columns(self.columns.dequantize(x))[0],
+                          condition=condition)
         else:
             v, _ = self.dequantizer(x)
             self.log_prob(self.to_model_space(v)[0], condition=condition)

@@ -181,11 +181,11 @@ def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int =
     weights = BYTES * OPTIMIZER_COPIES * params
     per_example = activations / batch
     fits = int((device.memory - weights) // per_example) if per_example and device.memory > weights else 0
-    for row in rows:
+    for row, part in zip(rows, parts):
         if row.logdet_dominates:
             notes.append(f"{row.name}: the log-det term is {100 * row.logdet_share:.0f}% of its forward "
                          f"FLOPs ({row.kind} on {row.in_shape[0]} channels at batch {batch})"
-                         + ("; lu: true makes it O(c)" if row.kind == "invconv" else ""))
+                         + (f"; {part.cost.logdet_hint}" if part.cost.logdet_hint else ""))
     time_forward = sum(r.time_forward for r in rows)
     time_backward = sum(r.time_backward for r in rows)
     sampled = [row for row, part in zip(rows, parts) if part.sampling]

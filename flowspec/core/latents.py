@@ -37,9 +37,11 @@ import torch
 from torch import Tensor
 
 from flowspec.errors import DataError, FlowSpecError
+from flowspec.files import open_for_writing
 
 LATENTS_FORMAT = "flowspec-latents/1"
 DIRECTION_FORMAT = "flowspec-direction/1"
+MAX_LATENT_FILE_BYTES = 2 ** 30  # a latents or direction file's arrays, once read
 #: spec fields outside a model's identity: its name, how it is trained (weights differ between
 #: runs regardless) and how its memory is spent
 _NOT_IDENTITY = ("name", "training", "memory", "source")
@@ -148,13 +150,17 @@ class Latents:
         """Read what :meth:`save` wrote; a clear :class:`DataError` for anything else."""
         arrays, spec_name, fingerprint = _load_npz(path, LATENTS_FORMAT, "latents (flowspec encode)")
         zs = _numbered(arrays, "z", path)
-        density = arrays.get("log_density")
-        latents = cls([torch.from_numpy(z) for z in zs], spec_name, fingerprint,
-                      torch.from_numpy(density) if density is not None else None)
-        if len({z.shape[0] for z in latents.zs}) != 1:
+        if len({z.shape[0] for z in zs}) != 1:
             raise DataError(f"{path}: its latents hold different numbers of examples "
-                            f"({', '.join(str(z.shape[0]) for z in latents.zs)})")
-        return latents
+                            f"({', '.join(str(z.shape[0]) for z in zs)})")
+        density = arrays.get("log_density")
+        if density is not None:
+            density = _real_array(density, "log_density", path, finite=False)
+            if density.shape != (zs[0].shape[0],):
+                raise DataError(f"{path}: log_density has shape {list(density.shape)}; it holds one number per "
+                                f"example, [{zs[0].shape[0]}]")
+        return cls([torch.from_numpy(z) for z in zs], spec_name, fingerprint,
+                   torch.from_numpy(density) if density is not None else None)
 
 
 @dataclass
@@ -182,10 +188,23 @@ class Direction:
     @classmethod
     def load(cls, path: str | Path) -> "Direction":
         arrays, spec_name, fingerprint = _load_npz(path, DIRECTION_FORMAT, "a direction (--save-direction)")
-        vs = [torch.from_numpy(v) for v in _numbered(arrays, "d", path)]
+        vs = _numbered(arrays, "d", path)
+        for i, v in enumerate(vs):
+            if v.shape[0] != 1:
+                raise DataError(f"{path}: d{i} has {v.shape[0]} rows; a direction is one row per latent, "
+                                f"shape [1, ...]")
         counts = arrays.get("counts", np.zeros(2, dtype=np.int64))
-        return cls(vs, spec_name, fingerprint, str(arrays.get("toward", "")), str(arrays.get("away", "")),
-                   (int(counts[0]), int(counts[1])))
+        if counts.dtype.kind not in "iu" or counts.shape != (2,) or bool((counts < 0).any()):
+            raise DataError(f"{path}: counts is {counts.dtype} of shape {list(counts.shape)}; it holds the two "
+                            f"groups' example counts, two integers >= 0")
+        names = []
+        for key in ("toward", "away"):
+            name = arrays.get(key, np.array(""))
+            if name.dtype.kind != "U" or name.shape != ():
+                raise DataError(f"{path}: {key} is {name.dtype} of shape {list(name.shape)}; it holds the group's name, "
+                                f"one string")
+            names.append(str(name))
+        return cls([torch.from_numpy(v) for v in vs], spec_name, fingerprint, *names, (int(counts[0]), int(counts[1])))
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -193,31 +212,73 @@ def _save_npz(path: str | Path, kind: str, spec_name: str, fingerprint: str, arr
     path = Path(path)
     if path.suffix != ".npz":
         raise DataError(f"{path}: latents and directions are written to .npz files")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, format=np.array(kind), spec_name=np.array(spec_name), fingerprint=np.array(fingerprint),
-             **arrays)
+    with open_for_writing(path) as stream:
+        np.savez(stream, format=np.array(kind), spec_name=np.array(spec_name), fingerprint=np.array(fingerprint),
+                 **arrays)
     return path
 
 
+def _array_bytes(loaded, key: str) -> int:
+    """Bytes that ``loaded[key]`` would take, from its ``.npy`` header (nothing decompressed)."""
+    with loaded.zip.open(f"{key}.npy") as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    return math.prod(shape) * dtype.itemsize
+
+
 def _load_npz(path: str | Path, kind: str, what: str) -> tuple[dict, str, str]:
+    """The arrays of a latents or direction ``.npz``, at most :data:`MAX_LATENT_FILE_BYTES` of them
+    once read (a compressed file is measured before it is decompressed)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as loaded:
+            size = sum(_array_bytes(loaded, key) for key in loaded.files)
+            if size > MAX_LATENT_FILE_BYTES:
+                raise DataError(f"{path}: its arrays take {size / 2 ** 20:,.1f} MiB once read; a latents or direction "
+                                f"file is at most {MAX_LATENT_FILE_BYTES / 2 ** 20:,.0f} MiB")
             arrays = {key: loaded[key] for key in loaded.files}
+    except DataError:
+        raise
     except Exception as error:
         raise DataError(f"{path}: not a readable .npz ({type(error).__name__})") from None
     found = str(arrays.pop("format", ""))
     if found != kind:
-        raise DataError(f"{path}: not {what}" + (f"; it holds {found}" if found else ""))
+        raise DataError(f"{path}: not {what}" + (f"; it holds {found[:80]!r}" if found else ""))
     return arrays, str(arrays.pop("spec_name", "")), str(arrays.pop("fingerprint", ""))
 
 
+def _real_array(array: np.ndarray, name: str, path, finite: bool = True) -> np.ndarray:
+    """``array`` if it holds real numbers (floats, or integers as float32), at least one row, and
+    with ``finite`` no NaN or infinity; a :class:`DataError` naming the file and array otherwise."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu":
+        kind = {"c": "complex numbers", "U": "strings", "S": "bytes", "b": "booleans"}.get(array.dtype.kind, "objects")
+        raise DataError(f"{path}: {name} holds {kind} ({array.dtype}); latents are real numbers")
+    if array.ndim == 0:
+        raise DataError(f"{path}: {name} is a single number (0-d); it holds one row per example")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float32)
+    if finite:
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DataError(f"{path}: {name} holds NaN or infinite values (row {row}); latents are finite numbers")
+    return array
+
+
 def _numbered(arrays: dict, prefix: str, path) -> list[np.ndarray]:
+    """``prefix0``, ``prefix1``, ... each checked by :func:`_real_array`, with at least one row."""
     found = []
     while f"{prefix}{len(found)}" in arrays:
-        found.append(np.asarray(arrays[f"{prefix}{len(found)}"]))
+        name = f"{prefix}{len(found)}"
+        array = _real_array(arrays[name], name, path)
+        if array.ndim == 1 or array.shape[0] == 0:
+            raise DataError(f"{path}: {name} has shape {list(array.shape)}; it holds at least one row "
+                            f"of latents, shape [rows, ...]")
+        found.append(array)
     if not found:
         raise DataError(f"{path}: no arrays {prefix}0, {prefix}1, ...")
     return found

@@ -41,9 +41,10 @@ def _numeric(array, file: str, name: str, min_ndim: int) -> np.ndarray:
     if array.dtype.kind == "f":
         bad = ~np.isfinite(array)
         if bad.any():
-            row = int(np.argwhere(bad)[0][0])
-            raise DataError(f"{file}: {name} holds {int(bad.sum())} NaN or inf values (first in row {row}); "
-                            f"data must be finite")
+            first = np.argwhere(bad)[0]
+            column = f", column {int(first[1])}" if array.ndim == 2 else ""  # a table's column
+            raise DataError(f"{file}: {name} holds {int(bad.sum())} NaN or inf values (first in row {int(first[0])}"
+                            f"{column}); data must be finite")
     return array
 
 

@@ -4,6 +4,10 @@
   seeded split of 1497 train / 300 test images.
 - ``wine``: the wine recognition table, 178 rows of 13 real-valued chemical measurements, labels the
   3 cultivars; continuous, split 80/20 with a fixed seed.
+- ``diabetes``: scikit-learn's diabetes table in its original units (``scaled=False``), 442 rows of
+  11 mixed columns: the 10 features (age in years, sex recoded 0/1, body mass index, mean blood
+  pressure, six blood serum measurements) and the disease progression a year later (an integer);
+  no labels; split 80/20 with a fixed seed. ``specs/diabetes-mixed.yaml`` types its columns.
 - ``moons``: the generated two moons in 2-D, ``make_moons(n, noise=0.1)`` with a fixed seed, labels
   which moon (0 the upper, 1 the lower); continuous, split 80/20.
 """
@@ -41,6 +45,19 @@ def load_wine() -> Dataset:
                    labels_train=labels(bunch.target[train]), labels_test=labels(bunch.target[test]),
                    classes=tuple(str(name) for name in bunch.target_names), files={"data": "scikit-learn wine"},
                    info={"features": list(bunch.feature_names)})
+
+
+def load_diabetes() -> Dataset:
+    """The diabetes table in original units, ``(442, 11)``: features then progression; sex as 0/1."""
+    from sklearn.datasets import load_diabetes as sklearn_diabetes
+
+    bunch = sklearn_diabetes(scaled=False)
+    table = np.concatenate([bunch.data, bunch.target[:, None]], axis=1)
+    table[:, 1] -= 1  # sex: the table's codes 1, 2 as category codes 0, 1
+    train, test = split_indices(len(table), TABLE_TEST_FRACTION)
+    return Dataset("diabetes", examples(table[train]), examples(table[test]), levels=None,
+                   files={"data": "scikit-learn diabetes (scaled=False)"},
+                   info={"features": list(bunch.feature_names) + ["progression"]})
 
 
 def load_moons(n: int = 2000, noise: float = 0.1) -> Dataset:

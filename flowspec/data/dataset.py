@@ -40,6 +40,8 @@ class Dataset:
     - ``classes``: class names by index (``classes[k]`` is the name of label ``k``), or None.
     - ``files``: the file each part was read from (keys as in :data:`PARTS`, or ``"data"`` for all).
     - ``info``: facts about the loading (feature names, standardisation mean and std, ...).
+    - ``validation``: float32 examples of a validation split where the data set defines one (the UCI
+      tables of :mod:`flowspec.data.uci`), else None.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     files: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    validation: Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -201,9 +204,10 @@ def check_fits(data: Dataset, shape: tuple[int, ...], levels: int | None) -> Non
             raise DataError(f"{where}: the {part} split is empty")
         bad = ~torch.isfinite(tensor)
         if bad.any():
-            row = int(bad.reshape(len(tensor), -1).any(1).nonzero()[0, 0])
+            row, column = (int(i) for i in bad.reshape(len(tensor), -1).nonzero()[0])
+            column = f", column {column}" if tensor.dim() == 2 else ""  # a table's column; not an image's pixel
             raise DataError(f"{where}: {int(bad.sum())} NaN or inf values in the {part} examples "
-                            f"(first in row {row}); data must be finite")
+                            f"(first in row {row}{column}); data must be finite")
         if levels is None:
             continue
         if data.continuous:
@@ -215,6 +219,24 @@ def check_fits(data: Dataset, shape: tuple[int, ...], levels: int | None) -> Non
             raise DataError(f"{where}: {part} values span {low:g}..{high:g}, the spec's "
                             f"{FIELD_LEVELS} is {levels} (integers 0..{levels - 1})"
                             + (f"; set {FIELD_LEVELS}: {data.levels}" if data.levels != levels else ""))
+
+
+def check_column_types(data: Dataset, columns) -> None:
+    """Raise :class:`DataError` naming the file, the row and the column of the first value outside its
+    column type's domain (``columns``: the spec's ``input.columns``, see :mod:`flowspec.columns`)."""
+    import numpy as np
+
+    for entry in columns:
+        index = list(entry.columns)
+        for part in ("train", "test"):
+            values = getattr(data, part).reshape(len(getattr(data, part)), -1)[:, index].double().numpy()
+            bad = ~entry.valid(values)
+            if bad.any():
+                row, column = (int(i[0]) for i in np.nonzero(bad))
+                names = data.info.get("features") if isinstance(data.info, dict) else None
+                name = f" {names[index[column]]!r}" if names and len(names) > index[column] else ""
+                raise DataError(f"{data.file(part)}: {part} row {row}, column {index[column]}{name}: "
+                                f"{entry.problem(float(values[row, column]))} (input.columns)")
 
 
 def _aligned(data: Dataset, part: str, rows, what: str):

@@ -27,6 +27,8 @@ def read_images(files: list[Path], channels: int) -> np.ndarray:
     """The images as uint8 ``(N, channels, H, W)``."""
     from PIL import Image
 
+    from flowspec.data.images import refuse_deep_pixels
+
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise DataError(f"image folders give 1 (grey) or 3 (RGB) channels; the spec asks for {channels}")
@@ -34,9 +36,7 @@ def read_images(files: list[Path], channels: int) -> np.ndarray:
     for file in files:
         try:
             with Image.open(file) as image:
-                if image.mode.startswith(("I", "F")):
-                    raise DataError(f"{file}: {image.mode} image (16/32-bit or float pixels); image folders "
-                                    f"read 8-bit images, values 0..255")
+                refuse_deep_pixels(image, file)
                 array = np.asarray(image.convert(mode), dtype=np.uint8)
         except DataError:
             raise

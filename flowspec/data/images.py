@@ -17,6 +17,7 @@ from torch import Tensor
 
 from flowspec.data.arrays import checked_examples
 from flowspec.errors import DataError
+from flowspec.files import save_image
 
 ARRAY_SUFFIXES = {".npy", ".npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -34,6 +35,18 @@ def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     return None
 
 
+def refuse_deep_pixels(image, path: Path) -> None:
+    """A :class:`DataError` for an image of more than 8 bits a channel (16-bit PNG or TIFF, 32-bit
+    integer or float): reading it as 8 bits would clip or truncate every pixel. Checked on the
+    decoder's raw mode, before the pixels are read (Pillow opens a 16-bit RGB PNG as 8-bit RGB)."""
+    raw = " ".join(str(tile[3] if isinstance(tile[3], str) else (tile[3] or ("",))[0]) for tile in image.tile)
+    if image.mode.startswith(("I", "F")) or ";16" in raw or ";32" in raw:
+        bits = "32" if image.mode in ("I", "F") or ";32" in raw else "16"
+        raise DataError(f"{path}: {bits}-bit pixels ({image.mode}, raw {raw or image.mode}); flowspec reads 8-bit "
+                        f"images (0..255 scaled to the spec's levels), and would clip these: convert it to 8 bits, "
+                        f"or give a .npy of levels")
+
+
 def read_image(path: Path, shape: tuple[int, ...], levels: int) -> Tensor:
     """One image file as an example ``shape`` of levels ``0..levels-1``."""
     from PIL import Image
@@ -44,6 +57,7 @@ def read_image(path: Path, shape: tuple[int, ...], levels: int) -> Tensor:
     channels, height, width = layout
     try:
         with Image.open(path) as image:
+            refuse_deep_pixels(image, path)
             image.load()
             if image.mode == "P":
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -143,9 +157,4 @@ def grid(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
 
 def save_grid(x: Tensor, levels: int, rows: int, cols: int, path: Path) -> Path:
     """Write examples ``x`` (levels, row order) as a ``rows x cols`` PNG grid."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid(to_pixels(x, levels), rows, cols)).save(path)
-    return path
+    return save_image(grid(to_pixels(x, levels), rows, cols), path)

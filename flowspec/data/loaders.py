@@ -1,7 +1,8 @@
 """One entry point over every data kind: :func:`load_data` loads, then checks against the spec.
 
-Kinds (the ``--data`` option): ``digits``, ``wine`` and ``moons`` need no files (scikit-learn); ``mnist``,
-``cifar10``, ``folder``, ``npz`` and ``csv`` read ``data_dir`` (``--data-dir``), a folder or a file.
+Kinds (the ``--data`` option): ``digits``, ``wine``, ``moons`` and ``diabetes`` need no files (scikit-learn); ``mnist``,
+``cifar10``, ``folder``, ``npz`` and ``csv`` read ``data_dir``, and so do the MAF paper's UCI tables ``power``, ``gas``,
+``hepmass``, ``miniboone`` and ``bsds300`` (:mod:`flowspec.data.uci`) (``--data-dir``), a folder or a file.
 Each kind's format is described in its own module (``bundled``, ``mnist``, ``cifar``, ``folder``,
 ``npz``, ``table``).
 """
@@ -14,18 +15,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from flowspec.data.bundled import load_digits, load_moons, load_wine
+from flowspec.data.bundled import load_diabetes, load_digits, load_moons, load_wine
 from flowspec.data.cifar import load_cifar10
-from flowspec.data.dataset import Dataset, DataSplit, check_condition, check_fits, standardized
+from flowspec.data.dataset import Dataset, DataSplit, check_column_types, check_condition, check_fits, standardized
 from flowspec.data.folder import load_folder
 from flowspec.data.mnist import load_mnist, read_idx_images, read_idx_labels
 from flowspec.data.npz import load_npz
 from flowspec.data.table import load_csv
+from flowspec.data.uci import UCI_KINDS, load_uci
 from flowspec.errors import DataError
 from flowspec.spec.training import DATA_SETS
 
 DATA_KINDS = DATA_SETS  # one list: the spec's training.data names the same kinds
-BUNDLED_KINDS = ("digits", "wine", "moons")
+BUNDLED_KINDS = ("digits", "wine", "moons", "diabetes")
 
 __all__ = ["BUNDLED_KINDS", "DATA_KINDS", "DataSplit", "Dataset", "check_condition", "check_fits", "load_cifar10",
            "load_csv", "load_data", "load_digits", "load_folder", "load_mnist", "load_moons", "load_npz",
@@ -86,7 +88,7 @@ def flattened_for(data: Dataset, shape: tuple[int, ...]) -> Dataset:
 def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], levels: int | None, *,
               classes: int | None = None, context_dim: int | None = None, standardize: bool = False,
               features: list[str] | None = None, context_columns: list[str] | tuple = (),
-              label_column: str | None = None, bits: int | None = None) -> Dataset:
+              label_column: str | None = None, bits: int | None = None, columns=None) -> Dataset:
     """Load data set ``kind`` and check it against the spec.
 
     - ``shape``, ``levels``: the spec's input; ``levels`` None means continuous data (any finite values).
@@ -96,10 +98,12 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     - ``standardize``: scale continuous data per feature to zero mean, unit std (train statistics).
     - ``features``, ``context_columns``, ``label_column``: the columns of a ``csv`` table.
     - ``bits``: the spec's ``input.bits``: 8-bit data reduced to that many bits first.
+    - ``columns``: the spec's ``input.columns``: every value must lie in its column type's domain
+      (a CSV cell is named by file, line and column name; other data by file, row and column index).
     """
     if kind not in DATA_KINDS:
         raise DataError(f"unknown data set {kind!r}; known: {', '.join(DATA_KINDS)}")
-    if kind not in BUNDLED_KINDS and data_dir is None:
+    if kind not in BUNDLED_KINDS + UCI_KINDS and data_dir is None:  # a UCI loader names its file
         raise DataError(f"data set {kind} needs --data-dir: its files are supplied by the user (nothing is downloaded)")
     if kind != "csv" and (features or context_columns or label_column):
         raise DataError(f"--data {kind}: feature, context and label columns apply to csv tables only")
@@ -109,6 +113,10 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
         data = load_wine()
     elif kind == "moons":
         data = load_moons()
+    elif kind == "diabetes":
+        data = load_diabetes()
+    elif kind in UCI_KINDS:
+        data = load_uci(kind, data_dir)
     elif kind == "mnist":
         data = load_mnist(data_dir)
     elif kind == "cifar10":
@@ -118,13 +126,20 @@ def load_data(kind: str, data_dir: str | Path | None, shape: tuple[int, ...], le
     elif kind == "npz":
         data = load_npz(data_dir, shape, 256 if bits else levels)
     else:
-        data = load_csv(data_dir, features, context_columns, label_column, levels)
+        data = load_csv(data_dir, features, context_columns, label_column, levels, types=columns)
     data = flattened_for(data, shape)
     if bits:
         check_fits(data, shape, 256)
         data = reduce_bits(data, bits)
     check_fits(data, shape, levels)
+    if columns:
+        check_column_types(data, columns)
     if standardize:
+        typed = sorted({entry.kind for entry in columns or () if not entry.identity})
+        if typed:
+            raise DataError(f"{data.file('train')}: --standardize rescales every column, but input.columns types "
+                            f"some as {', '.join(typed)} (their maps read the raw values); drop --standardize "
+                            f"and start the flow with an actnorm layer, which standardizes after the maps")
         if levels is not None:
             raise DataError(f"{data.file('train')}: standardisation applies to continuous data; the spec models "
                             f"{levels} discrete levels")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import networkx as nx
 
-from flowspec.dequant.config import CLUSTER, PATH
+from flowspec.dequant.base import CLUSTER, PATH
 from flowspec.errors import Problem
 
 
@@ -33,11 +33,12 @@ def add_dequantizer_nodes(graph: nx.DiGraph, spec, input_node: str) -> None:
     shape = tuple(spec.input.shape)
     data, out = f"{CLUSTER}.x", f"{CLUSTER}.output"
     graph.add_node(data, kind="data", cluster=CLUSTER, shape=shape, levels=spec.input.levels, path=("input",))
-    preprocess = spec.preprocess.kind if getattr(spec, "preprocess", None) is not None else "scale"
-    formula = ("y = logit(alpha + (1 - 2 alpha) (x + u) / n)" if preprocess == "logit"
-               else "y = (x + u) / n" + (" - 1/2" if config.centred else ""))
-    graph.add_node(out, kind=f"dequantize ({preprocess})", cluster=CLUSTER, formula=formula,
-                   path=("preprocess",) if preprocess == "logit" else PATH)
+    preprocess = getattr(spec, "preprocess", None)
+    if preprocess is None:  # the default map into model space: scale (and centre)
+        name, formula, path = "scale", "y = (x + u) / n" + (" - 1/2" if config.centred else ""), PATH
+    else:
+        name, formula, path = preprocess.kind, preprocess.formula, preprocess.path
+    graph.add_node(out, kind=f"dequantize ({name})", cluster=CLUSTER, formula=formula, path=path)
     graph.add_edge(data, out, shape=shape)
     config.add_noise_nodes(graph, shape, data, out)
     graph.add_edge(out, input_node, shape=shape, dequantized=True)

@@ -84,7 +84,7 @@ class FlowGraph:
 
 
 def _hint_levels(spec: Spec, layer: ExpandedLayer, shape: Shape, violation: RuleViolation) -> str | None:
-    if layer.path == ("levels",) and layer.config.kind == "squeeze" and len(shape) == 3:
+    if layer.path == ("levels",) and layer.config.spatial_factor > 1 and len(shape) == 3:
         fits, h, w = 0, spec.input.shape[1], spec.input.shape[2]
         while h % 2 == 0 and w % 2 == 0:
             fits, h, w = fits + 1, h // 2, w // 2
@@ -138,7 +138,7 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
             graph.add_node(prior, kind="prior", prior=config.prior)
             graph.add_edge(layer.name, prior, shape=factored, latent=True)
         previous, shape = layer.name, out_shape
-    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior)
+    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior.kind)
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
     problems += _check_invertible_backprop(flow)

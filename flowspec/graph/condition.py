@@ -1,10 +1,10 @@
 """The condition's part of the flow graph: a ``condition`` node with an edge to every node that reads
 the condition's features (its shape on the edge).
 
-Which layers read it is asked of each kind's own cost rule, so nothing here names a kind: a layer
-reads the condition when its cost with the context differs from its cost without (a conditioner
-that appends the features, a prior shifted by them). The top prior reads it when
-``condition.prior`` is ``conditional``.
+Which layers read it is a declared property of each kind (``reads_context``: a coupling's
+conditioner appends the features, a MADE takes them, a split's prior is shifted by them), so
+nothing here names a kind; tests/test_layer_contract.py checks each kind's declaration against
+its module. The top prior reads it when ``condition.prior`` is ``conditional``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def top_prior_context(spec) -> int:
 
 
 def reads_condition(config, in_shape, context) -> bool:
-    """True when the layer's cost rule counts the context (so its module reads it)."""
-    return context is not None and config.cost(in_shape, context) != config.cost(in_shape, None)
+    """True when the layer is given a context and its kind declares that it reads one
+    (``reads_context``)."""
+    return context is not None and config.reads_context
 
 
 def add_condition_node(flow, top_prior: str) -> None:
@@ -46,9 +47,7 @@ def add_condition_node(flow, top_prior: str) -> None:
         return
     graph = flow.graph
     condition = spec.condition
-    detail = (f"class 0..{condition.classes - 1} -> embed {condition.embed}" if condition.kind == "class"
-              else f"vector {condition.dim}" + (f" -> mlp {condition.hidden}" if condition.hidden else ""))
-    graph.add_node(CONDITION, kind="condition", detail=detail, shape=shape, path=("condition",))
+    graph.add_node(CONDITION, kind="condition", detail=condition.detail(), shape=shape, path=("condition",))
     for node in flow.layers:
         context = layer_context(spec, node.config)
         if reads_condition(node.config, node.in_shape, context):

@@ -27,18 +27,18 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
+from flowspec.layers.kinds import Registry
 
 Shape = tuple[int, ...]
 ContextShape = tuple[int, ...] | None
 
-LAYER_KINDS: dict[str, type["LayerConfig"]] = {}
+LAYER_KINDS = Registry("layer")
 
 
 def register(config: type["LayerConfig"]) -> type["LayerConfig"]:
-    """Make a layer kind known to the spec language, the graph, the report and the tests."""
-    kind = config.model_fields["kind"].default
-    LAYER_KINDS[kind] = config
-    return config
+    """Make a layer kind known to the spec language, the graph, the report and the tests (at any
+    time: specs loaded afterwards accept it)."""
+    return LAYER_KINDS.register(config)
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,14 @@ class LayerCost:
     ops: int = 0
     #: elements a training step keeps once per call whatever the batch (masked weights ``W * M``)
     call_activations: int = 0
+    #: what the report suggests when the log-det term dominates this layer's FLOPs
+    logdet_hint: str = ""
 
 
 class LayerConfig(BaseModel):
     """Base of every layer kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     kind: str
     name: str | None = None
@@ -82,6 +84,11 @@ class LayerConfig(BaseModel):
     factors_out: ClassVar[bool] = False
     #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,) or "any".
     accepts: ClassVar[str] = "any"
+    #: The factor this kind divides an image's height and width by (squeeze: 2).
+    spatial_factor: ClassVar[int] = 1
+    #: True for kinds whose module reads the condition's features when given them (a coupling's
+    #: conditioner, a MADE, a split's conditional prior): the graph draws a context edge to them.
+    reads_context: ClassVar[bool] = False
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape

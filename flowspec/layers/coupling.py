@@ -44,6 +44,8 @@ SPATIAL_MASKS = ("checkerboard", "columns")  # masks over pixels: every channel 
 
 @register
 class CouplingConfig(LayerConfig):
+    reads_context = True  # its conditioner appends the condition's features to its input
+
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
                                  description="elementwise transform: a kind name or {kind: ..., options}")
@@ -76,7 +78,7 @@ class CouplingConfig(LayerConfig):
         options = {k: v for k, v in (("scale", self.scale), ("clamp", self.clamp), ("order", self.order))
                    if v is not None}
         if options:
-            if self.transform.kind != "affine":
+            if not set(options) <= set(type(self.transform).model_fields):  # affine's options
                 verb = "apply" if len(options) > 1 else "applies"
                 raise ValueError(f"{' and '.join(options)} {verb} to transform: affine, not {self.transform.kind}")
             object.__setattr__(self, "transform", self.transform.model_copy(update=options))
@@ -145,6 +147,7 @@ class CouplingConfig(LayerConfig):
                          matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=entry.flops_logdet * n,
                          activations=int(n + net.outputs + entry.saved * n + joined),  # input, net outputs, transform
+                         call_activations=net.call_outputs,
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops

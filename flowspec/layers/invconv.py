@@ -69,7 +69,8 @@ class InvConvConfig(LayerConfig):
                          call_flops_forward=build, call_flops_inverse=build + 2.0 * c ** 3,
                          call_matmul_flops_forward=build_matmul,
                          call_matmul_flops_inverse=build_matmul,
-                         ops=15 if self.lu else 5)  # LU: 10 to build W; conv, log-det (3), add
+                         ops=15 if self.lu else 5,  # LU: 10 to build W; conv, log-det (3), add
+                         logdet_hint="" if self.lu else "lu: true makes it O(c)")
 
     def build(self, shape: Shape, context: ContextShape = None) -> "InvConv":
         return InvConvLU(shape, self.seed) if self.lu else InvConv(shape, self.seed)

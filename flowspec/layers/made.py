@@ -13,9 +13,15 @@ output, the first variable's included, depends on it.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from flowspec.layers.autoregressive import ARConditionerConfig, register_ar_conditioner
+from flowspec.layers.base import LayerCost, MatmulOp
 
 
 class MaskedLinear(nn.Linear):
@@ -81,3 +87,38 @@ class MADE(nn.Module):
         if self.context_out is not None and h is not None:
             out = out + self.context_out(h)
         return out.view(z.shape[0], self.outputs, self.features)
+
+
+@register_ar_conditioner
+class MaskedConditioner(ARConditionerConfig):
+    """The ``masked`` autoregressive conditioner: a :class:`MADE` of ``depth`` hidden layers of
+    ``hidden`` units (ELU), the context entering the first hidden layer and the outputs."""
+
+    kind: Literal["masked"] = "masked"
+    hidden: PositiveInt = 64
+    depth: Annotated[int, Field(ge=1, le=8)] = 2
+
+    def linears(self, features: int, outputs: int, context: int) -> list[tuple[int, int, bool]]:
+        """``(in, out, bias)`` of the MADE's linears: hidden layers, output, context ones."""
+        d, h, out = features, self.hidden, outputs * features
+        layers = [(d if i == 0 else h, h, True) for i in range(self.depth)] + [(h, out, True)]
+        if context:
+            layers += [(context, h, True), (context, out, False)]
+        return layers
+
+    def cost(self, features: int, outputs: int, context: int) -> LayerCost:
+        """One pass: dense matmuls ``2 i o`` each and ``4 H`` per ELU layer; the masked weights
+        ``W * M`` are built (and kept for backward) once per call, ``i o`` each."""
+        linears = self.linears(features, outputs, context)
+        matmul = sum(2.0 * i * o for i, o, _ in linears)
+        masked = sum(i * o for i, o, _ in linears[: self.depth + 1])
+        return LayerCost(params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
+                         flops_forward=matmul + 4.0 * self.hidden * self.depth, matmul_flops_forward=matmul,
+                         activations=features + self.hidden * self.depth * 2, call_activations=masked,
+                         call_flops_forward=float(masked), ops=4 * self.depth + (3 if context else 0))
+
+    def matmul_ops(self, features: int, outputs: int, context: int) -> list[MatmulOp]:
+        return [MatmulOp(i, o, 1, ()) for i, o, _ in self.linears(features, outputs, context)]
+
+    def build(self, features: int, outputs: int, context: int, degrees: Tensor) -> MADE:
+        return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs)

@@ -1,4 +1,5 @@
-r"""``maf``: a masked autoregressive flow layer on vectors (Papamakarios, Pavlakou & Murray 2017,
+r"""``maf``: a masked autoregressive flow layer on vectors, an
+:class:`~flowspec.layers.autoregressive.AutoregressiveLayer` with a ``masked`` conditioner (Papamakarios, Pavlakou & Murray 2017,
 "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057).
 
 With ``pi`` the layer's variable order and ``theta_i = MADE(x_{pi < pi(i)}, h)_i`` the transform's
@@ -29,9 +30,10 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from flowspec.layers.base import (ContextShape, FlowLayer, LayerConfig, LayerCost, MatmulOp, Shape, register)
+from flowspec.layers.base import ContextShape, LayerConfig, LayerCost, MatmulOp, Shape, register
 from flowspec.layers.conditioners import context_channels
-from flowspec.layers.made import MADE, natural_order
+from flowspec.layers.autoregressive import AutoregressiveLayer
+from flowspec.layers.made import MaskedConditioner, natural_order
 from flowspec.layers.transforms import AffineTransform, Transform
 
 
@@ -43,6 +45,7 @@ def _exp_affine() -> AffineTransform:
 class MAFConfig(LayerConfig):
     kind: Literal["maf"] = "maf"
     accepts = "vector"
+    reads_context = True  # the MADE's first hidden layer and outputs
     hidden: PositiveInt = Field(64, description="units per MADE hidden layer (D - 1 or more keeps every degree)")
     depth: Annotated[int, Field(ge=1, le=8)] = Field(2, description="MADE hidden layers")
     order: Literal["natural", "reversed", "random"] = Field("natural", description="the variable order")
@@ -57,40 +60,37 @@ class MAFConfig(LayerConfig):
             return permutation + 1
         return natural_order(features, reverse=self.order == "reversed")
 
-    def _linears(self, shape: Shape, context: ContextShape) -> list[tuple[int, int, bool]]:
-        """``(in, out, bias)`` of the MADE's linears: hidden layers, output, context ones."""
-        d, h, e = shape[0], self.hidden, context_channels(context)
-        out = self.transform.params_per_entry * d
-        layers = [(d if i == 0 else h, h, True) for i in range(self.depth)] + [(h, out, True)]
-        if e:
-            layers += [(e, h, True), (e, out, False)]
-        return layers
+    def conditioner(self) -> MaskedConditioner:
+        """The layer's autoregressive conditioner: a MADE of ``depth`` x ``hidden``."""
+        return MaskedConditioner(hidden=self.hidden, depth=self.depth)
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         """One MADE pass (dense matmuls ``2 i o`` each, ELUs ``4 H`` per hidden layer) and the
         transform on ``D`` entries forward; the inverse is sequential: ``D`` MADE passes and ``D``
         transform inverses. The masks ``W * M`` are built once per call (``i o`` each)."""
-        linears = self._linears(shape, context)
-        d = shape[0]
-        matmul = sum(2.0 * i * o for i, o, _ in linears)
-        elementwise = 4.0 * self.hidden * self.depth
+        d, p = shape[0], self.transform.params_per_entry
+        net = self.conditioner().cost(d, p, context_channels(context))
         entry = self.transform.cost()
-        masked = float(sum(i * o for i, o, _ in linears[: self.depth + 1]))
+        pass_flops = net.flops_forward
         return LayerCost(
-            params=sum(i * o + (o if bias else 0) for i, o, bias in linears) + entry.params,
-            flops_forward=matmul + elementwise + entry.flops_forward * d,
-            flops_inverse=d * (matmul + elementwise + entry.flops_inverse * d),
-            matmul_flops_forward=matmul, matmul_flops_inverse=d * matmul,
+            params=net.params + entry.params,
+            flops_forward=pass_flops + entry.flops_forward * d,
+            flops_inverse=d * (pass_flops + entry.flops_inverse * d),
+            matmul_flops_forward=net.matmul_flops_forward, matmul_flops_inverse=d * net.matmul_flops_forward,
             flops_logdet=entry.flops_logdet * d,
-            # input, each hidden layer's pre-activation and output, the transform's parameters;
+            # the conditioner's input and hidden layers, the transform's parameters and its own;
             # autograd also keeps the masked weights W * M once per call
-            activations=int(d + self.hidden * self.depth * 2 + self.transform.params_per_entry * d + entry.saved * d),
-            call_activations=int(masked),
-            call_flops_forward=masked, call_flops_inverse=d * masked,
-            ops=4 * self.depth + 6 + entry.ops + (3 if context else 0))
+            activations=int(net.activations + p * d + entry.saved * d
+                            # measured: a transform of many parameters per entry (spline: 3K - 1) keeps
+                            # 1.75x the coupling's tensors when its parameters come as a MADE's
+                            # (B, P, D) output (79 vs 45 per entry at K = 8); affine and additive: as measured
+                            + (0.75 * entry.saved * d if p > 2 else 0)),
+            call_activations=int(net.call_activations),
+            call_flops_forward=net.call_flops_forward, call_flops_inverse=d * net.call_flops_forward,
+            ops=net.ops + 6 + entry.ops)
 
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
-        return [MatmulOp(i, o, 1, ()) for i, o, _ in self._linears(shape, context)]
+        return self.conditioner().matmul_ops(shape[0], self.transform.params_per_entry, context_channels(context))
 
     def narrow(self, width: int) -> "MAFConfig":
         return self.model_copy(update={"hidden": min(self.hidden, width)})
@@ -99,37 +99,14 @@ class MAFConfig(LayerConfig):
         """Every variable but the first in the order (its parameters see no other variable)."""
         return self.degrees(shape[0]).numpy() > 1
 
-    def build(self, shape: Shape, context: ContextShape = None) -> "MAF":
-        made = MADE(shape[0], self.hidden, self.depth, context_channels(context), self.degrees(shape[0]),
-                    outputs=self.transform.params_per_entry)
+    def build(self, shape: Shape, context: ContextShape = None) -> AutoregressiveLayer:
+        made = self.conditioner().build(shape[0], self.transform.params_per_entry, context_channels(context),
+                                        self.degrees(shape[0]))
         nn.init.zeros_(made.out.weight)
         nn.init.zeros_(made.out.bias)
         if made.context_out is not None:
             nn.init.zeros_(made.context_out.weight)
-        return MAF(made, self.transform.build())
+        return AutoregressiveLayer(made, self.transform.build())
 
 
-class MAF(FlowLayer):
-    def __init__(self, made: MADE, transform: nn.Module):
-        super().__init__()
-        self.made = made
-        self.transform = transform
-
-    @staticmethod
-    def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:
-        return like.new_zeros(like.shape[0]) if logdet is None else logdet.sum(1)
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        y, logdet = self.transform(x, self.made(x, context))
-        return y, self._sum(logdet, x)
-
-    def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``D`` MADE passes: pass ``k`` fixes the variable of rank ``k``, whose parameters depend
-        only on variables already fixed; the last pass's parameters are final for every variable."""
-        degrees = self.made.degrees
-        x = torch.zeros_like(y)
-        logdet = None
-        for rank in range(1, y.shape[1] + 1):
-            candidate, logdet = self.transform.inverse(y, self.made(x, context))
-            x = torch.where(degrees == rank, candidate, x)
-        return x, self._sum(logdet, y)
+MAF = AutoregressiveLayer  # the module of a maf row

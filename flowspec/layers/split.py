@@ -18,11 +18,10 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from flowspec.errors import RuleViolation
 from flowspec.layers.base import (ContextShape, FlowLayer, LayerConfig, Factored, LayerCost, MatmulOp, Shape,
-                                  channel_view, numel, register)
+                                  numel, register)
 
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
@@ -45,6 +44,7 @@ class SplitConfig(LayerConfig):
     kind: Literal["split"] = "split"
     prior: Literal["conditional", "standard"] = "conditional"
     factors_out = True
+    reads_context = True  # its prior's (mu, log sigma) += W h
 
     def output_shape(self, shape: Shape) -> Shape:
         if shape[0] < 2:
@@ -158,77 +158,3 @@ class Split(FlowLayer):
         raise TypeError("Split factors out a latent: a model runs it as a node (encode / decode)")
 
     inverse = forward
-
-
-class TopPrior(nn.Module):
-    """Prior of the top latent, by ``kind``:
-
-    - ``standard``: ``N(0, I)``; ``log p(z) = -sum_d (z_d^2 + log 2 pi) / 2``.
-    - ``learned``: ``N(mu, sigma)`` with ``mu`` and ``log sigma`` learned per entry and
-      zero-initialised (Glow's learn-top, Kingma & Dhariwal 2018, arXiv:1807.03039).
-    - ``learned_channel``: the same with one ``(mu, log sigma)`` per channel, shared by the pixels:
-      what Glow's code computes (``model.py`` ``prior``: a zero-initialised conv of a zero tensor,
-      so only its bias and log-scale reach the output).
-    - ``logistic``: the factorised standard logistic of NICE (Dinh, Krueger & Bengio 2014,
-      arXiv:1410.8516, sec. 3.4), ``log p(z) = -sum_d (softplus(z_d) + softplus(-z_d))``, computed
-      with ``softplus`` so it stays finite for large ``|z|``. Mean 0, variance ``pi^2 / 3``.
-
-    With ``context = E`` (a conditional prior, Glow's ycond) the Gaussians' ``mu`` and ``log sigma``
-    get ``+ W h`` per entry from the condition's features ``h``, ``W`` zero-initialised (no bias).
-
-    Sampling is deterministic in standard normal noise ``eps`` (the contract every prior of
-    :meth:`FlowModel.generate` and the exported sampler share): ``mu + T sigma eps`` for the
-    Gaussians; for the logistic, the inverse CDF ``z = T (log u - log(1 - u))`` at
-    ``u = Phi(eps)``, which is ``U(0, 1)``. Taking ``eps`` through ``Phi`` instead of drawing ``u``
-    here keeps ``generate(eps, T)`` a pure function of the caller's noise (exportable, reproducible
-    from its generator, ``eps = 0`` the median, ``T`` scaling the standard deviation as for every
-    prior). ``z`` is odd in ``eps``, so it is computed from the tail ``p = Phi(-|eps|) =
-    erfc(|eps| / sqrt 2) / 2``, which keeps full relative precision where ``1 - Phi`` would cancel:
-    ``z = sign(eps) (log1p(-p) - log p)``. ``p`` is clamped below at the dtype's smallest normal
-    number, so ``|z|`` saturates at about 87 (float32, ``|eps| > 13``) or 708 (float64,
-    ``|eps| > 37``) instead of reaching infinity. (``log_ndtr(eps) - log_ndtr(-eps)`` is exact
-    without a clamp but ran 10x slower on the CPU.)
-    """
-
-    def __init__(self, shape: Shape, kind: str = "learned", context: int = 0):
-        super().__init__()
-        if kind not in ("learned", "learned_channel", "standard", "logistic"):
-            raise ValueError(f"unknown top prior {kind!r}: expected learned, learned_channel, standard or logistic")
-        if context and kind == "logistic":
-            raise ValueError("a logistic top prior has no mean and scale to condition")
-        self.kind = kind
-        self.shape = tuple(shape)
-        self.context_net = nn.Linear(context, 2 * numel(shape), bias=False) if context else None
-        if self.context_net is not None:
-            nn.init.zeros_(self.context_net.weight)
-        self.learned = kind in ("learned", "learned_channel")
-        if self.learned:
-            learned_shape = channel_view(shape) if kind == "learned_channel" else (1, *shape)
-            self.mean = nn.Parameter(torch.zeros(learned_shape))
-            self.log_std = nn.Parameter(torch.zeros(learned_shape))
-        else:  # zeros: the standard priors' location and log-scale (also the dtype/device reference)
-            self.register_buffer("mean", torch.zeros(1, *shape))
-            self.register_buffer("log_std", torch.zeros(1, *shape))
-
-    def params(self, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(mu, log sigma)``, shape ``(1 or batch, *shape)``."""
-        if self.context_net is None or context is None:
-            return self.mean, self.log_std
-        shift = self.context_net(context.to(self.mean.dtype)).view(-1, 2, *self.shape)
-        return self.mean + shift[:, 0], self.log_std + shift[:, 1]
-
-    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        if self.kind == "logistic":
-            return -(F.softplus(z) + F.softplus(-z)).flatten(1).sum(1)
-        if self.kind == "standard" and (self.context_net is None or context is None):
-            return z.flatten(1).square().sum(1) * -0.5 - z[0].numel() * HALF_LOG_TWO_PI
-        mean, log_std = self.params(context)
-        return gaussian_log_prob(z, mean, log_std)
-
-    def generate(self, eps: Tensor, temperature: float, context: Tensor | None = None) -> Tensor:
-        if self.kind == "logistic":
-            tail = 0.5 * torch.special.erfc(eps.abs() * (1 / math.sqrt(2)))  # Phi(-|eps|)
-            tail = tail.clamp_min(torch.finfo(eps.dtype).tiny)
-            return temperature * eps.sign() * (torch.log1p(-tail) - torch.log(tail))
-        mean, log_std = self.params(context)
-        return mean + temperature * log_std.exp() * eps

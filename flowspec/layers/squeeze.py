@@ -19,6 +19,7 @@ from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost
 class SqueezeConfig(LayerConfig):
     kind: Literal["squeeze"] = "squeeze"
     accepts = "image"
+    spatial_factor = 2
 
     def output_shape(self, shape: Shape) -> Shape:
         c, h, w = shape

@@ -17,6 +17,7 @@ from typing import Callable, Literal
 import graphviz
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import write_bytes, write_text
 
 Detail = Literal["auto", "paper", "layer", "step", "level"]
 DETAILS = ("auto", "paper", "layer", "step", "level")
@@ -225,13 +226,13 @@ def render(flow, path: str | Path, detail: Detail = "auto") -> Path:
     source = to_dot(flow, detail)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
-        path.write_text(source)
+        write_text(path, source)
         return path
     if shutil.which("dot") is None:
         raise FlowSpecError(f"cannot write {path}: the Graphviz `dot` program is not on PATH; "
                             "install Graphviz: apt-get install graphviz (or write a .dot file)")
     try:
-        path.write_bytes(graphviz.Source(source).pipe(format=fmt))
+        drawing = graphviz.Source(source).pipe(format=fmt)
     except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as error:
         raise FlowSpecError(f"Graphviz failed to draw {path}: {error}") from None
-    return path
+    return write_bytes(path, drawing)

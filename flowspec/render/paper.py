@@ -157,8 +157,8 @@ def level_shapes(flow, shape_text) -> list[str]:
     lines = []
     for level, nodes in levels.items():
         text = f"level {level}: {shape_text(nodes[0].in_shape)}"
-        if nodes[0].kind == "squeeze":
-            text += f" → squeeze {shape_text(nodes[0].out_shape)}"
+        if nodes[0].config.spatial_factor > 1:
+            text += f" → {nodes[0].kind} {shape_text(nodes[0].out_shape)}"
         factored = [n.factored_shape for n in nodes if n.factored_shape is not None]
         if factored:
             text += f" → split {shape_text(nodes[-1].out_shape)} + z {shape_text(factored[-1])}"

@@ -13,7 +13,7 @@ from flowspec.core.costs import (BACKWARD_FACTOR, BYTES, LOGDET_DOMINATES, OPTIM
                                  CostReport, LayerRow, Part, parts_report)
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
-from flowspec.layers.base import LayerCost, MatmulOp, numel
+from flowspec.layers.base import LayerCost, numel
 from flowspec.report.devices import Device
 from flowspec.report.rates import matmul_ops
 
@@ -21,21 +21,9 @@ DEQUANTIZER = "dequantizer"  # its row's name; it runs in training steps only, n
 
 
 def top_prior_cost(flow: FlowGraph) -> LayerCost:
-    """``log N(z; mu, sigma)``: about 6 FLOPs per entry; sampling ``mu + T sigma eps``: 3.
-    Logistic (no parameters): ``-(softplus(z) + softplus(-z))``, a negation, two softplus of 3
-    (exp, log1p, threshold select), an add and the sum: 9 per entry; sampling
-    ``T sign(eps) (log1p(-p) - log p)`` with ``p = erfc(|eps| / sqrt 2) / 2`` clamped: abs, scale,
-    erfc, half, clamp, log1p, log, subtract, sign, two products: 11 (a special function counted as
-    one FLOP, as exp is for the Gaussian)."""
-    n = numel(flow.output_shape)
-    if flow.spec.prior == "logistic":
-        return LayerCost(flops_forward=9.0 * n, flops_inverse=11.0 * n, activations=n, ops=7)
-    shift = 2 * n * top_prior_context(flow.spec)  # a conditional prior: (mu, log sigma) += W h, no bias
-    learned = {"learned": 2 * n, "learned_channel": 2 * flow.output_shape[0]}.get(flow.spec.prior, 0)
-    return LayerCost(params=learned + shift,
-                     flops_forward=6.0 * n + 2.0 * shift, flops_inverse=3.0 * n + 2.0 * shift,
-                     matmul_flops_forward=2.0 * shift, matmul_flops_inverse=2.0 * shift,
-                     activations=n, ops=10 + (3 if shift else 0))
+    """The top prior's kind's cost rule at the latent's shape, shifted by the condition's features
+    when ``condition.prior`` is ``conditional``."""
+    return flow.spec.prior.cost(tuple(flow.output_shape), top_prior_context(flow.spec))
 
 
 def flow_parts(flow: FlowGraph) -> list[Part]:
@@ -46,13 +34,23 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
     dequantization = flow.spec.dequantization
     parts = []
     if not getattr(flow.spec.input, "continuous", False):
+        cost = dequantization.cost(shape)
         parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
-                          dequantization.cost(shape), sampling=False))
+                          cost, sampling=False, call_activations=cost.call_activations))
+    columns = getattr(flow.spec.input, "columns", None)
+    if columns:
+        cost = LayerCost()
+        for entry in columns:
+            part = entry.cost(len(entry.columns))
+            cost = LayerCost(**{key: getattr(cost, key) + getattr(part, key) for key in
+                                ("params", "flops_forward", "flops_inverse", "activations", "ops")})
+        parts.append(Part("columns", "columns (" + ", ".join(sorted({e.kind for e in columns})) + ")", None,
+                          shape, shape, cost))
     condition = getattr(flow.spec, "condition", None)
     if condition is not None:
         features = (condition.features,)
         parts.append(Part("condition", f"condition ({condition.kind})", None,
-                          (condition.dim,) if condition.kind == "vector" else (1,), features,
+                          condition.input_shape, features,
                           condition.cost(), tuple(condition.matmul_ops())))
     for n in flow.layers:
         cost = n.config.cost(n.in_shape, flow.context_of(n))
@@ -60,8 +58,10 @@ def flow_parts(flow: FlowGraph) -> list[Part]:
                           tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
                           call_activations=cost.call_activations))
     top = top_prior_context(flow.spec)
-    parts.append(Part("prior", f"prior ({flow.spec.prior})", None, flow.output_shape, flow.output_shape,
-                      top_prior_cost(flow), tuple([MatmulOp(top, 2 * numel(flow.output_shape), 1, ())] if top else ())))
+    cost = top_prior_cost(flow)
+    parts.append(Part("prior", f"prior ({flow.spec.prior.kind})", None, flow.output_shape, flow.output_shape,
+                      cost, tuple(flow.spec.prior.matmul_ops(tuple(flow.output_shape), top)),
+                      call_activations=cost.call_activations))
     return parts
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Problem, SpecError
 from flowspec.layers import LAYER_KINDS
-from flowspec.layers.kinds import UNIONS
+from flowspec.layers.kinds import UNIONS, field_models, load_plugins
 from flowspec.spec.expand import check_layer_count
 from flowspec.spec.models import MAX_NAME_LENGTH, REPEAT_TAG, SPEC_MODELS, Spec, plain_name
 from flowspec.spec.overrides import apply_overrides, parse_overrides
@@ -45,21 +45,6 @@ def _data_path(data, loc: tuple) -> tuple:
     return tuple(path)
 
 
-def _unwrap(annotation):
-    """The model types an annotation can hold (through Optional, list, Annotated, unions)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType, list, tuple):
-        found = []
-        for arg in typing.get_args(annotation):
-            found += _unwrap(arg)
-        return found
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return []
-
-
 def _model_at(data, path: tuple) -> type[BaseModel] | None:
     """The model class that validates the mapping at ``path`` of the YAML data."""
     model: type[BaseModel] | None = _root_model(data)
@@ -75,7 +60,7 @@ def _model_at(data, path: tuple) -> type[BaseModel] | None:
         node = node.get(part) if isinstance(node, dict) else None
         if field is None:
             return None
-        candidates = _unwrap(field.annotation)
+        candidates = field_models(field.annotation, field.metadata)
         model = _pick(candidates, node)
     return model
 
@@ -179,7 +164,7 @@ def _literal_problems(value, data, path: tuple, source: SourceMap) -> list[Probl
             if name not in data:
                 continue
             raw, choices = data[name], _literal_choices(field.annotation)
-            if choices and raw is not None and not isinstance(raw, str) and not any(type(raw) is type(c) and raw == c for c in choices):
+            if choices and raw is not None and not isinstance(raw, (str, dict)) and not any(type(raw) is type(c) and raw == c for c in choices):
                 allowed = " or ".join("true" if c is True else "false" if c is False else repr(c) for c in choices)
                 what = ("a boolean is not a number" if isinstance(raw, bool) else
                         "a number is not a boolean" if any(isinstance(c, bool) for c in choices) else f"got {raw!r}")
@@ -200,6 +185,7 @@ def spec_from_data(data, source: SourceMap, stored: bool = False, overrides=None
     Validation is strict: a boolean is not a count and a string is not a number (``steps: true``,
     ``steps: '8'`` and ``lu: 'yes'`` are errors), while an integer is a valid float.
     """
+    load_plugins()
     if stored and isinstance(data, dict) and isinstance(data.get("name"), str):
         data = dict(data, name=plain_name_from(data["name"]))
     if not isinstance(data, dict):

@@ -7,19 +7,22 @@ Layer rows are a discriminated union over the registered layer kinds (``kind:``)
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PositiveInt,
-                      PrivateAttr, Tag, field_validator, model_serializer, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator,
+                      model_serializer, model_validator)
 
+from flowspec.columns import Column
 from flowspec.layers import LAYER_KINDS
+from flowspec.layers.kinds import KindUnion
 from flowspec.layers.split import SplitConfig
+from flowspec.priors import LearnedPrior, Prior
 from flowspec.spec.condition import ClassCondition, Condition, VectorCondition  # noqa: F401
 from flowspec.spec.training import TrainingConfig
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
 
 REPEAT_TAG = "repeat-block"
@@ -43,10 +46,6 @@ SpecName = Annotated[str, AfterValidator(plain_name), Field(
     json_schema_extra={"pattern": NAME_PATTERN, "maxLength": MAX_NAME_LENGTH})]
 
 
-def _shorthand(value: Any) -> Any:
-    return {"kind": value} if isinstance(value, str) else value
-
-
 def _item_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         return REPEAT_TAG if "repeat" in value else value.get("kind")
@@ -64,7 +63,7 @@ class RepeatBlock(StrictModel):
 
 class _RowJsonSchema:
     """The JSON Schema of a layer row: its mapping, or the bare name of a kind whose fields all
-    have defaults (``- squeeze``), as :func:`_shorthand` reads it."""
+    have defaults (``- squeeze``), as the row union reads it."""
 
     def __get_pydantic_json_schema__(self, core_schema, handler):
         bare = sorted(kind for kind, config in LAYER_KINDS.items()
@@ -72,16 +71,14 @@ class _RowJsonSchema:
         return {"title": "LayerRow", "anyOf": [{"type": "string", "enum": bare}, handler(core_schema)]}
 
 
-LayerItem = Annotated[
-    Annotated[
-        Union[tuple(Annotated[config, Tag(kind)] for kind, config in LAYER_KINDS.items())
-              + (Annotated[RepeatBlock, Tag(REPEAT_TAG)],)],
-        Discriminator(_item_tag, custom_error_type="missing_kind",
-                      custom_error_message="each layer needs a kind"),
-    ],
-    BeforeValidator(_shorthand),
-    _RowJsonSchema(),
-]
+class _LayerRows(KindUnion):
+    """A layer row: a registered layer kind (tagged by ``kind``) or a repeat block."""
+
+    def _tag(self, value: Any) -> str | None:
+        return _item_tag(value)
+
+
+LayerItem = Annotated[Any, _LayerRows(LAYER_KINDS, "layer", extra=lambda: {REPEAT_TAG: RepeatBlock}), _RowJsonSchema()]
 RepeatBlock.model_rebuild()
 
 
@@ -98,6 +95,27 @@ class InputSpec(StrictModel):
 
     bits: Optional[Annotated[int, Field(ge=1, le=8)]] = Field(
         None, description="reduce 8-bit data to n bits, x -> floor(x / 2^(8 - n)); levels is then 2^n")
+    columns: Optional[list[Column]] = Field(
+        None, description="types of a table's columns, each mapped to the real line: {kind: bounded, at: 3, "
+                          "bounds: [0, 1]}, {kind: categorical, at: '4-5', classes: 3}, ...; unnamed columns "
+                          "are real (continuous vectors only)")
+
+    @model_validator(mode="after")
+    def _columns_fit(self):
+        if self.columns is None:
+            return self
+        if self.data != "continuous" or len(self.shape) != 1:
+            raise ValueError("columns types a table's columns: they need data: continuous and shape [D]")
+        owner: dict[int, int] = {}
+        for number, entry in enumerate(self.columns):
+            if entry.columns.stop > self.shape[0]:
+                raise ValueError(f"columns[{number}] (at: {entry.at}) reaches column {entry.columns.stop - 1}, "
+                                 f"but the table has {self.shape[0]} (0..{self.shape[0] - 1})")
+            for i in entry.columns:
+                if i in owner:
+                    raise ValueError(f"column {i} is typed twice, by columns[{owner[i]}] and columns[{number}]")
+                owner[i] = number
+        return self
 
     @model_validator(mode="after")
     def _continuous_has_no_levels(self):
@@ -120,6 +138,8 @@ class InputSpec(StrictModel):
             data.pop("data", None)
         if self.bits is None:
             data.pop("bits", None)
+        if self.columns is None:
+            data.pop("columns", None)
         return data
 
     @model_validator(mode="after")
@@ -161,10 +181,12 @@ class Spec(StrictModel):
     name: Optional[SpecName] = None
     model: Literal["flow"] = "flow"
     input: InputSpec
-    prior: Literal["learned", "learned_channel", "standard", "logistic"] = Field(
-        "learned", description="prior of the top latent: learned N(mu, sigma) per entry, learned per channel "
-                               "(Glow's learntop: a zero conv on zeros), N(0, I), or the standard logistic of "
-                               "NICE (arXiv:1410.8516)")
+    prior: Prior = Field(
+        default_factory=LearnedPrior, description="prior of the top latent, a prior kind: learned N(mu, sigma) "
+                                                 "per entry, learned_channel per channel (Glow's learntop: a zero conv on "
+                                                 "zeros), standard N(0, I), the standard logistic of NICE "
+                                                 "(arXiv:1410.8516), or mog: MAF's autoregressive mixture of "
+                                                 "Gaussians (MADE MoG)")
     layers: Optional[list[LayerItem]] = None
     levels: Optional[Annotated[int, Field(ge=1, le=12)]] = None
     steps: Optional[Annotated[int, Field(ge=1, le=512)]] = None
@@ -207,8 +229,8 @@ class Spec(StrictModel):
             if given:
                 raise ValueError(f"input.data: continuous is modelled as it is; remove {' and '.join(given)} "
                                  f"(they map discrete levels into model space)")
-        if self.condition is not None and self.condition.prior == "conditional" and self.prior == "logistic":
-            raise ValueError("a logistic top prior has no mean and scale to condition; use prior: learned "
+        if self.condition is not None and self.condition.prior == "conditional" and not self.prior.conditionable:
+            raise ValueError(f"a {self.prior.kind} top prior has no mean and scale to condition; use prior: learned "
                              "or standard, or condition.prior: plain")
         return self
 

@@ -20,12 +20,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-import yaml
 
-from flowspec.errors import Problem, SpecError, dotted
-from flowspec.spec.yaml_source import SpecLoader
+from flowspec.errors import Problem, SpecError, dotted, one_line
+from flowspec.spec.yaml_source import load_bounded_value
 
-_PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|\d+)\s*((?:\[\s*-?\d+\s*\])*)\s*$")
+_PART = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*|[0-9]+)\s*((?:\[\s*-?[0-9]+\s*\])*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,16 @@ class Override:
     @property
     def source(self) -> str:
         """How errors name this override: ``--set PATH=VALUE``."""
-        return f"--set {self.text}"
+        return override_source(self.text)
+
+
+MAX_SHOWN = 80  # characters of a --set text that an error quotes
+
+
+def override_source(text: str) -> str:
+    """``--set PATH=VALUE`` as errors name it, on one line: a long value cut to :data:`MAX_SHOWN`
+    characters, a newline or other control character written as its escape (``\\n``)."""
+    return "--set " + one_line(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "...")
 
 
 def parse_path(text: str, source: str) -> tuple:
@@ -54,22 +62,18 @@ def parse_path(text: str, source: str) -> tuple:
                                          "e.g. step[2].conditioner.hidden"))
         key, indices = match.groups()
         path.append(int(key) if key.isdigit() else key)
-        path += [int(i) for i in re.findall(r"-?\d+", indices)]
+        path += [int(i) for i in re.findall(r"-?[0-9]+", indices)]
     return tuple(path)
 
 
 def parse_override(text: str) -> Override:
     """Read ``PATH=VALUE`` (the value is YAML)."""
-    source = f"--set {text}"
+    source = override_source(text)
     if "=" not in text:
         raise SpecError(Problem("an override is PATH=VALUE", (), source, hint="e.g. --set steps=16"))
     path_text, value_text = text.split("=", 1)
     path = parse_path(path_text.strip(), source)
-    try:
-        value = yaml.load(value_text, Loader=SpecLoader) if value_text.strip() else None  # noqa: S506 (safe)
-    except yaml.YAMLError as error:
-        reason = str(error).splitlines()[0]
-        raise SpecError(Problem(f"cannot read the value as YAML: {reason}", path, source)) from None
+    value = load_bounded_value(value_text, source, path) if value_text.strip() else None
     return Override(path, value, text)
 
 

@@ -154,7 +154,7 @@ def _bare_names(node, unions: list[tuple[set, list[str]]]) -> None:
         _bare_names(value, unions)
     refs = {branch.get("$ref", "").rsplit("/", 1)[-1] for branch in node.get("oneOf", [])}
     for names, bare in unions:
-        if refs and refs == names:
+        if refs and refs == names and bare:
             node["anyOf"] = [{"type": "string", "enum": bare}, {"oneOf": node.pop("oneOf")}]
             break
 
@@ -162,9 +162,10 @@ def _bare_names(node, unions: list[tuple[set, list[str]]]) -> None:
 def spec_json_schema() -> dict:
     """The JSON Schema of a spec: any of the spec families the loader knows (a flow, ``model: vae``)."""
     import flowspec  # noqa: F401  (registers every spec family)
-    from flowspec.layers.kinds import UNIONS
+    from flowspec.layers.kinds import UNIONS, load_plugins
     from flowspec.spec.models import SPEC_MODELS
 
+    load_plugins()
     models = tuple(dict.fromkeys(SPEC_MODELS.values()))
     schema = TypeAdapter(Union[models]).json_schema(schema_generator=_Draft202012)  # type: ignore[valid-type]
     defs = schema["$defs"]
@@ -173,7 +174,7 @@ def spec_json_schema() -> dict:
             for rule in rules:
                 rule(defs[name])
     _require_tags(schema, defs)
-    _bare_names(schema, [({config.__name__ for config in kinds.values()}, _bare(kinds)) for kinds in UNIONS.values()])
+    _bare_names(schema, [({config.__name__ for config in kinds.values()}, _bare(kinds.members())) for kinds in UNIONS.values()])
     return {"$schema": DRAFT, "title": "flowspec spec",
             "description": "A flowspec spec: a normalizing flow (explicit layers or the compact "
                            "multiscale form) or a VAE (model: vae). `flowspec validate` also checks "

@@ -12,19 +12,25 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons")
+DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes", "power", "gas", "hepmass",
+             "miniboone", "bsds300")
 """The data sets ``training.data`` may name (the kinds of :func:`flowspec.data.load_data`)."""
 DEFAULT_DATA = "digits"
+
+
+MAX_BATCH = 65_536  # examples in one batch
+MAX_STEPS = 10 ** 9  # steps, warm-up and every interval
+MAX_EPOCHS = 10 ** 6
 
 
 class TrainingConfig(BaseModel):
     """How to train a spec. Every field can be overridden on the command line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
 
     optimizer: Literal["adam", "adamax"] = "adam"
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
-    warmup: Annotated[int, Field(ge=0, description="steps of linear lr warm-up")] = 200
+    warmup: Annotated[int, Field(ge=0, le=MAX_STEPS, description="steps of linear lr warm-up")] = 200
     lr_decay: Literal["none", "cosine"] = Field(
         "none", description="after warm-up: keep lr, or cosine-decay it to lr_min_ratio * lr")
     lr_min_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
@@ -34,12 +40,12 @@ class TrainingConfig(BaseModel):
                            "affine transform's tanh scales (RealNVP's official L2)")
     grad_clip: Optional[Annotated[float, Field(gt=0)]] = Field(
         50.0, description="clip the global gradient norm to this value (null: no clipping)")
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    steps: Optional[Annotated[int, Field(ge=1)]] = 1000
-    epochs: Optional[Annotated[int, Field(ge=1)]] = None
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 64
+    steps: Optional[Annotated[int, Field(ge=1, le=MAX_STEPS)]] = 1000
+    epochs: Optional[Annotated[int, Field(ge=1, le=MAX_EPOCHS)]] = None
     ema: Optional[Annotated[float, Field(ge=0, lt=1)]] = Field(
         0.999, description="EMA decay of the weights used for eval and sampling (null: off)")
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
     bf16: Literal["auto", True, False] = Field(
         "auto", description="bf16 autocast of the training forward pass: auto = on a GPU only; true = "
@@ -48,12 +54,12 @@ class TrainingConfig(BaseModel):
     def autocast_bf16(self, device_type: str) -> bool:
         """Whether the training forward pass runs under bf16 autocast on ``device_type``."""
         return self.bf16 is True or (self.bf16 == "auto" and device_type == "cuda")
-    eval_every: Annotated[int, Field(ge=1)] = 500
-    checkpoint_every: Annotated[int, Field(ge=1)] = 500
-    sample_every: Annotated[int, Field(ge=1)] = 1000
+    eval_every: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 500
+    checkpoint_every: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 500
+    sample_every: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 1000
     samples: Annotated[int, Field(ge=1, le=1024)] = 64
     temperature: Annotated[float, Field(gt=0)] = 0.7
-    eval_batches: Optional[Annotated[int, Field(ge=1)]] = Field(
+    eval_batches: Optional[Annotated[int, Field(ge=1, le=MAX_STEPS)]] = Field(
         None, description="test batches per periodic evaluation (null: the whole test split)")
     flip: bool = Field(False, description="mirror each training image left-right with probability 1/2")
     shift: Annotated[float, Field(ge=0, lt=0.5)] = Field(

@@ -152,10 +152,11 @@ def expanded_size(node: yaml.Node, limit: int) -> int:
     return size(node)
 
 
-def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
+def load_yaml(text: str, file: str = "<spec>", allow_empty: bool = False) -> tuple[object, SourceMap]:
     """Parse YAML text with the safe loader; return the data and its source map.
 
-    Any YAML syntax problem becomes a :class:`SpecError` naming the file and line.
+    Any YAML syntax problem becomes a :class:`SpecError` naming the file and line. An empty text is
+    refused, or ``None`` with ``allow_empty``.
     """
     source = SourceMap(file)
     try:
@@ -167,6 +168,8 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
                                 (), file, line, column)) from None
     try:
         node = loader.get_single_node()
+        if node is None and allow_empty:
+            return None, source
         if node is None:
             raise SpecError(Problem("the file is empty; a spec is a YAML mapping", (), file, 1, 1))
         try:
@@ -197,6 +200,22 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[object, SourceMap]:
     finally:
         loader.dispose()
     return data, source
+
+
+def load_bounded_value(text: str, source: str, path: tuple = ()) -> object:
+    """A YAML value given outside a file (``--set PATH=VALUE``), under a spec file's bounds: at most
+    :data:`MAX_SPEC_BYTES` and :data:`MAX_YAML_NODES` nodes with aliases written out; problems
+    name ``source`` and ``path``."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(Problem(f"the value is {_size(size)}; a value is at most {_size(MAX_SPEC_BYTES)}, "
+                                f"as a spec file", path, source))
+    try:
+        value, _ = load_yaml(text, source, allow_empty=True)
+    except SpecError as error:
+        raise SpecError([Problem(p.message.replace("invalid YAML:", "cannot read the value as YAML:", 1), path, source,
+                                 hint=p.hint) for p in error.problems]) from None
+    return value
 
 
 def _size(count: int) -> str:

@@ -26,9 +26,7 @@ def condition_requirements(spec) -> dict:
     condition = getattr(spec, "condition", None)
     if condition is None:
         return {}
-    if condition.kind == "class":
-        return {"classes": condition.classes}
-    return {"context_dim": condition.dim}
+    return condition.data_requirements()
 
 
 def spec_data_set(spec) -> str:
@@ -45,7 +43,8 @@ def load_spec_data(spec, kind: str, data_dir: str | Path | None, standardize: bo
     from flowspec.data import load_data
 
     options = {**condition_requirements(spec), **columns, **({"standardize": True} if standardize else {}),
-               **({"bits": spec.input.bits} if getattr(spec.input, "bits", None) else {})}  # input.bits: 8-bit data reduced
+               **({"bits": spec.input.bits} if getattr(spec.input, "bits", None) else {}),  # input.bits: 8-bit data reduced
+               **({"columns": spec.input.columns} if getattr(spec.input, "columns", None) else {})}
     return load_data(kind, data_dir, tuple(spec.input.shape), data_levels(spec), **options)
 
 
@@ -54,14 +53,14 @@ def split_conditions(spec, data) -> tuple[Tensor | None, Tensor | None]:
     condition = getattr(spec, "condition", None)
     if condition is None:
         return None, None
-    if condition.kind == "class":
+    if condition.labelled:
         parts = data.labels_train, data.labels_test
         field = "condition.classes"
     else:
         parts = data.context_train, data.context_test
         field = "condition.dim"
     if parts[0] is None or parts[1] is None:
-        what = "labels" if condition.kind == "class" else "contexts"
+        what = "labels" if condition.labelled else "contexts"
         raise DataError(f"{getattr(data, 'name', 'the data')}: has no {what}, but the spec is conditional ({field})")
     return parts
 
@@ -77,7 +76,7 @@ def default_sample_conditions(spec, n: int, test_conditions: Tensor | None = Non
     condition = getattr(spec, "condition", None)
     if condition is None:
         return None
-    if condition.kind == "class":
+    if condition.labelled:
         return torch.arange(n) % condition.classes
     if test_conditions is None or len(test_conditions) == 0:
         raise DataError(f"a context-conditional model (condition.dim: {condition.dim}) needs contexts to sample; "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_image
 
 #: anchors of a viridis-like ramp (t = 0, .25, .5, .75, 1)
 RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
@@ -49,14 +50,12 @@ def density_panels(model, bounds: tuple[float, float, float, float], size: int =
 def plot_density(model, output: str | Path, points: np.ndarray | None = None, labels: np.ndarray | None = None,
                  size: int = 160, conditions: list | None = None) -> Path:
     """Write the density panels of a 2-D model to ``output`` (PNG), with ``points`` overlaid."""
-    from PIL import Image
-
     if tuple(model.input_shape) != (2,) or not getattr(model, "continuous", False):
         raise FlowSpecError(f"plot-density draws 2-D continuous models (input: {{shape: [2], data: continuous}}); "
                             f"this one has input shape {list(model.input_shape)}")
     condition = getattr(model.spec, "condition", None)
     if conditions is None and condition is not None:
-        if condition.kind != "class":
+        if not condition.labelled:
             raise FlowSpecError(f"a context-conditional model (condition.dim: {condition.dim}) needs --context")
         conditions = list(range(condition.classes))
     if points is not None and len(points):
@@ -78,7 +77,4 @@ def plot_density(model, output: str | Path, points: np.ndarray | None = None, la
         images.append(rgb)
     gap = np.full((size, 4, 3), 255, dtype=np.uint8)
     row = np.concatenate([part for image in images for part in (image, gap)][:-1], axis=1)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(row).save(output)
-    return output
+    return save_image(row, output)

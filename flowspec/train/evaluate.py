@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_array, write_text
 from flowspec.train.images import sample_grid, save_png
 
 
@@ -40,10 +41,19 @@ def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | Non
     """Mean test bits/dim of ``model`` over ``data`` (importance-weighted with ``k`` samples when
     ``k > 1``; nats/dim for continuous data), given the ``conditions`` of the examples row by row for
     a conditional model. Deterministic in ``seed``; leaves torch's RNG as it was."""
+    values = per_example_loss(model, data, batch_size, k, max_batches, seed, device, conditions)
+    return values.sum().item() / max(len(values), 1)
+
+
+@torch.no_grad()
+def per_example_loss(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | None = None,
+                     max_batches: int | None = None, seed: int = 0, device: torch.device | None = None,
+                     conditions: Tensor | None = None) -> Tensor:
+    """:func:`evaluate`'s figure per example, float64 ``(N,)``."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    values = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for index, start in enumerate(range(0, len(data), batch_size)):
@@ -51,10 +61,9 @@ def evaluate(model: nn.Module, data: Tensor, batch_size: int = 256, k: int | Non
                 break
             x = data[start:start + batch_size].to(device)
             c = None if conditions is None else conditions[start:start + batch_size].to(device)
-            total += per_dim_loss(model, x, c, k).double().sum().item()
-            count += len(x)
+            values.append(per_dim_loss(model, x, c, k).double().cpu())
     model.train(was_training)
-    return total / max(count, 1)
+    return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,8 @@ class EvalReport:
     k: int = 1
     unit: str = "bits/dim"
     conditional: bool = False
+    #: standard error of the mean test figure over the test examples (per dim, the report's unit)
+    stderr: float = 0.0
 
     @property
     def log_likelihood(self) -> float | None:
@@ -110,9 +121,10 @@ class EvalReport:
         what = "examples" if self.unit == "nats/dim" else "images"
         lines = [f"{self.checkpoint}{step}: test {self.unit} {self.bpd:.4f} on {self.examples} {self.data} {what}{given}"]
         if self.unit == "nats/dim":
-            lines.append(f"test log-likelihood {self.log_likelihood:.4f} nats per example ({self.dims} dims)")
+            lines.append(f"test log-likelihood {self.log_likelihood:.4f} ± {self.stderr * self.dims:.4f} nats per "
+                         f"example ({self.dims} dims; ± one standard error over the test examples)")
         if self.iw_bpd is not None:
-            lines.append(f"importance-weighted (k={self.k}) test bits/dim {self.iw_bpd:.4f}")
+            lines.append(f"importance-weighted (k={self.k}) test {self.unit} {self.iw_bpd:.4f}")
         elif self.k > 1:
             lines.append(f"(continuous data is scored exactly; -k {self.k} ignored)")
         return lines
@@ -137,14 +149,15 @@ def evaluate_checkpoint(path: str | Path, data: str | None = None, data_dir: str
     path = Path(path)
     model = load_model(path)
     raw, dataset, (_, test_conditions) = checkpoint_data(path, model, data, data_dir)
-    continuous = model.unit == "nats/dim"  # exact: no importance weighting applies
-    bpd = evaluate(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
+    values = per_example_loss(model, dataset.test, batch_size=batch_size, seed=seed, conditions=test_conditions)
+    bpd = values.mean().item()
+    stderr = values.std().item() / math.sqrt(len(values)) if len(values) > 1 else 0.0
     iw = (evaluate(model, dataset.test, batch_size=batch_size, seed=seed, k=k, conditions=test_conditions)
-          if k > 1 and not continuous else None)
+          if k > 1 and getattr(model, "dequantizes", model.unit == "bits/dim") else None)
     step = raw.get("step")
     return EvalReport(path, dataset.name, len(dataset.test), bpd, int(step) if step is not None else None, iw, k,
                       unit=model.unit, conditional=test_conditions is not None,
-                      dims=int(math.prod(model.spec.input.shape)))
+                      dims=int(math.prod(model.spec.input.shape)), stderr=stderr)
 
 
 def sample_checkpoint(path: str | Path, n: int = 64, temperature: float = 0.7, output: str | Path = "samples.png",
@@ -171,11 +184,10 @@ def write_samples(model, path: str | Path, n: int = 64, temperature: float = 0.7
             values = model.to_data_space(model.sample(n, condition=c, temperature=temperature, generator=generator))
         values = _unstandardized(path, model, values.cpu())
         values = values if getattr(model, "continuous", False) else values.astype(np.int64)
-        output.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".npy":
-            np.save(output, values)
+            save_array(output, values)
             if c is not None:
-                np.save(output.with_suffix(".conditions.npy"), c.numpy())
+                save_array(output.with_suffix(".conditions.npy"), c.numpy())
             return output
         _write_csv(output, values.reshape(n, -1), None if c is None else c.numpy(), model.spec)
         return output
@@ -205,13 +217,13 @@ def _write_csv(path: Path, values: np.ndarray, conditions: np.ndarray | None, sp
     rows = values
     if conditions is not None:
         conditions = conditions.reshape(len(conditions), -1)
-        header += ["class"] if spec.condition.kind == "class" else [f"c{i}" for i in range(conditions.shape[1])]
+        header += ["class"] if spec.condition.labelled else [f"c{i}" for i in range(conditions.shape[1])]
         rows = np.concatenate([values.astype(np.float64), conditions.astype(np.float64)], axis=1)
     discrete = not getattr(spec.input, "continuous", False)
     integer = [discrete] * values.shape[1]
     if conditions is not None:
-        integer += [spec.condition.kind == "class"] * (len(header) - values.shape[1])
+        integer += [spec.condition.labelled] * (len(header) - values.shape[1])
     lines = [",".join(header)]
     for row in rows:
         lines.append(",".join(str(int(v)) if whole else repr(float(v)) for v, whole in zip(row, integer)))
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import save_image
 
 
 def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
@@ -62,9 +63,4 @@ def tile(images: np.ndarray, pad: int = 1, columns: int | None = None) -> np.nda
 
 
 def save_png(grid: np.ndarray, path: str | Path) -> Path:
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
+    return save_image(grid, path)

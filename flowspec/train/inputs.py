@@ -12,6 +12,7 @@ The command line (``flowspec encode``, ``manipulate``, ...) parses its options i
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Sequence
 
@@ -25,6 +26,8 @@ from flowspec.errors import DataError, FlowSpecError
 
 #: file suffixes read as examples (images, arrays)
 EXAMPLE_SUFFIXES = frozenset({".npy", ".npz"})
+INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+MAX_INDICES = 1 << 16  # --index and integer INPUTS: examples gathered in one batch
 #: ``progress(total, what)``: a context manager yielding ``advance(k)`` (or None) while encoding
 Progress = Callable[[int, str], ContextManager]
 
@@ -38,7 +41,7 @@ def is_index(token) -> bool:
     if isinstance(token, (int, np.integer)):
         return True
     text = str(token)
-    return text.lstrip("-").isdigit() and not Path(text).exists()
+    return INTEGER.fullmatch(text) is not None and not Path(text).exists()
 
 
 def is_latents_file(token) -> bool:
@@ -170,7 +173,7 @@ class TrainedRun:
         text = str(value)
         if text in names:
             return names.index(text)
-        if text.isdigit() and int(text) < len(names):
+        if INTEGER.fullmatch(text) and 0 <= int(text) < len(names):
             return int(text)
         shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
         raise FlowSpecError(f"{name} {text!r}: unknown class; {dataset.name} has classes {shown} "

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import make_folder, open_descriptor
 
 LOCK_NAME = ".lock"
 
@@ -31,8 +32,8 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            make_folder(self.folder)
+            descriptor = open_descriptor(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as error:
             raise FlowSpecError(f"cannot use run folder {self.folder}: {error.strerror or error}") from None
         try:

@@ -12,6 +12,8 @@ import contextlib
 import json
 from pathlib import Path
 
+from flowspec.files import make_folder, open_for_writing
+
 SMOOTHING = 0.98
 
 
@@ -21,13 +23,13 @@ class MetricsLog:
 
     def __init__(self, out: Path, enabled: bool):
         self.enabled = enabled
-        self.stream = open(out / "metrics.jsonl", "a") if enabled else None
+        self.stream = open_for_writing(out / "metrics.jsonl", "a") if enabled else None
         self.writer = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(out / "tensorboard"))
+                self.writer = SummaryWriter(str(make_folder(out / "tensorboard")))
             except ImportError:  # tensorboard not installed: JSON lines only
                 self.writer = None
 
@@ -59,5 +61,6 @@ def progress_bar(enabled: bool):
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+    return Progress(TextColumn("train", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.description}", markup=False),
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=False)

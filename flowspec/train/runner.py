@@ -44,6 +44,7 @@ from flowspec.train.ema import EMA
 from flowspec.train.evaluate import Draws, evaluate, evaluate_draws, per_dim_loss
 from flowspec.train.images import sample_grid, save_png, tile
 from flowspec.train.lock import RunLock
+from flowspec.files import make_folder, refuse_link
 from flowspec.train.metrics import MetricsLog, progress_bar, smoothed
 from flowspec.train.sampler import BlockSampler, seed_step
 from flowspec.train.signals import StopRequests, TrainingInterrupted
@@ -52,6 +53,8 @@ from flowspec.train.step import NonFiniteGradient, NonFiniteLoss, StepResult, Tr
 #: names importable from here since the runner was one module
 __all__ = ["BlockSampler", "Draws", "RunResult", "TrainingDiverged", "TrainingInterrupted", "evaluate",
            "evaluate_draws", "find_nonfinite", "pick_device", "sample_grid", "save_png", "tile", "train"]
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "samples", "tensorboard")  # what a run writes in its folder
 
 
 @dataclass
@@ -130,6 +133,8 @@ def _hold_run_folder(out: Path, env: ddp.DistEnv, device: torch.device, log: Cal
     if env.main:
         try:
             lock = RunLock(out).acquire()
+            for name in RUN_FILES:  # refused now, not at the first checkpoint after minutes of training
+                refuse_link(out / name)
             removed = remove_stale_temporaries(out)
             if removed:
                 log(f"{out}: removed {len(removed)} temporary file(s) left by a killed run "
@@ -238,7 +243,7 @@ class TrainingLoop:
             if self.ema is not None:
                 self.ema.reset()
         if self.env.main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            make_folder(self.out)
         objective = _Objective(self.model)
         if self.env.distributed:
             objective = nn.parallel.DistributedDataParallel(
@@ -391,8 +396,9 @@ class TrainingLoop:
     def _draw_samples(self, done: int) -> None:
         with self._evaluation_model() as evaluated:
             try:
-                save_png(sample_grid(evaluated, self.config.samples, self.config.temperature, seed=self.config.seed,
-                                     c=self.sample_conditions),
-                         self.out / "samples" / f"step{done:06d}.png")
+                grid = sample_grid(evaluated, self.config.samples, self.config.temperature, seed=self.config.seed,
+                                   c=self.sample_conditions)
             except FlowSpecError:
-                pass  # vector data that is not a square image: no grid
+                grid = None  # vector data that is not a square image: no grid
+        if grid is not None:
+            save_png(grid, self.out / "samples" / f"step{done:06d}.png")

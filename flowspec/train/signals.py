@@ -4,6 +4,9 @@ with the conventional ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
 
 A second signal of the same kind acts as it would without flowspec (SIGINT raises
 ``KeyboardInterrupt``, SIGTERM ends the process), for a user who will not wait for the step.
+
+A signal that the process inherited as ignored (``nohup``, ``cmd &`` in a non-interactive shell, CI
+runners) stays ignored, as Python itself leaves an inherited ``SIG_IGN`` for SIGINT alone.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ class TrainingInterrupted(FlowSpecError):
 
 class StopRequests:
     """``with StopRequests() as stop:`` records SIGINT / SIGTERM in ``stop.signum`` instead of acting
-    on them (main thread only; elsewhere signals keep their handlers and ``signum`` stays ``None``)."""
+    on them (main thread only; elsewhere signals keep their handlers and ``signum`` stays ``None``;
+    an ignored signal stays ignored)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -40,6 +44,8 @@ class StopRequests:
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue
                 self.previous[signum] = signal.signal(signum, self._handle)
         return self
 

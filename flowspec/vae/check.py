@@ -25,9 +25,13 @@ def narrow_vae_spec(spec, width: int = 8, max_latent: int = 8):
     return spec.model_copy(update={"posterior": posterior, "latent": min(spec.latent, max_latent)})
 
 
-def check_vae(spec, width: int = 8, batch: int = 2, tolerance: float = 1e-6, seed: int = 0) -> CheckResult:
+def check_vae(spec, width: int = 8, batch: int = 2, tolerance: float = 1e-6, seed: int = 0,
+              guard=None) -> CheckResult:
+    """``guard(graph, batch=, jacobian=)``, when given, sees the narrow copy's graph first."""
     torch.manual_seed(seed)
     narrow = narrow_vae_spec(spec, width)
+    if guard is not None:
+        guard(build_vae_graph(narrow), batch=batch, jacobian=narrow.latent)
     model = VAEModel(build_vae_graph(narrow)).double().eval()
     with torch.no_grad():
         for parameter in model.iaf.parameters():

@@ -20,13 +20,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, PositiveInt, PrivateAttr
+from pydantic import Field, PositiveInt, PrivateAttr, field_validator
 
 from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
 from flowspec.spec.training import TrainingConfig
+from flowspec.vae.likelihoods import Likelihood, LogisticLikelihood
 
 
-class EncoderConfig(StrictModel):
+class _Network(StrictModel):
+    """What the encoder and decoder share: ``kind`` conv (images) or mlp, by the input by default."""
+
+    def network_kind(self, shape) -> str:
+        """The kind written, or conv for an image input and mlp for a vector."""
+        return self.kind or ("conv" if len(shape) == 3 else "mlp")
+
+    def convolutional(self, shape) -> bool:
+        return self.network_kind(shape) == "conv"
+
+    def shape_problem(self, part: str, shape) -> tuple[str, str] | None:
+        """A conv network on a vector input: ``(message, hint)``."""
+        if self.convolutional(shape) and len(shape) != 3:
+            return f"a conv {part} needs an image input (C, H, W), got {tuple(shape)}", "use kind: mlp for vector data"
+        return None
+
+
+class EncoderConfig(_Network):
     """``x -> (mu(x), sigma(x), h(x))``: conv (images) or mlp; ``context`` is the size of h."""
 
     kind: Optional[Literal["conv", "mlp"]] = Field(
@@ -37,7 +55,7 @@ class EncoderConfig(StrictModel):
                                                                  "every IAF step")] = 16
 
 
-class DecoderConfig(StrictModel):
+class DecoderConfig(_Network):
     """``z -> parameters of p(x|z)``: conv (images, mirrors the encoder's resolution) or mlp."""
 
     kind: Optional[Literal["conv", "mlp"]] = Field(
@@ -66,14 +84,22 @@ class VAESpec(StrictModel):
     latent: Annotated[int, Field(ge=1, le=65536, description="size of z")]
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     decoder: DecoderConfig = Field(default_factory=DecoderConfig)
-    likelihood: Literal["bernoulli", "logistic", "categorical"] = Field(
-        "logistic", description="p(x|z) over the input's levels: bernoulli (levels 2), "
-                                "discretised logistic, or categorical")
+    likelihood: Likelihood = Field(
+        default_factory=LogisticLikelihood, description="p(x|z) over the input's levels, a likelihood kind: "
+                                                       "bernoulli (levels 2), discretised logistic, or categorical")
     posterior: PosteriorConfig = Field(default_factory=PosteriorConfig)
     prior: Literal["standard"] = Field("standard", description="p(z) = N(0, I)")
     training: Optional[TrainingConfig] = Field(None, description="how `flowspec train` trains it")
 
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("input")
+    @classmethod
+    def _discrete_input(cls, value: InputSpec) -> InputSpec:
+        if value.continuous:
+            raise ValueError("a VAE's likelihood (bernoulli, logistic, categorical) is over the input's integer "
+                             "levels; input.data: continuous needs a flow spec")
+        return value
 
     @property
     def source(self):

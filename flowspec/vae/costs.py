@@ -20,8 +20,9 @@ activation functions apart, as torch's FlopCounterMode counts convs and matmuls 
 * decoder: a linear stem to ``hidden x h x w`` then, mirroring the encoder, nearest x2
   upsampling + ``3x3`` conv per halving and a last ``3x3`` conv to ``C P`` (conv), or linears to
   ``D P`` (mlp); it runs in both passes.
-* likelihood ``log p(x|z)``: about 6 FLOPs per entry (Bernoulli), 30 (discretised logistic),
-  ``4 P`` (categorical); sampling takes the most likely level (1, 4, ``P`` per entry).
+* likelihood ``log p(x|z)``: its kind's cost rule (:mod:`flowspec.vae.likelihoods`; about 6
+  FLOPs per entry for Bernoulli, 30 for the discretised logistic, ``4 P`` for categorical);
+  sampling takes the most likely level (1, 4, ``P`` per entry).
 * prior ``log N(z_K; 0, I)`` ``4 L``; sampling draws and scales ``z``, ``2 L``.
 
 Training memory (elements a training step keeps for backward, per example): each part lists
@@ -41,19 +42,6 @@ from flowspec.core.costs import CostReport, Part, parts_report
 from flowspec.vae.graph import VAEGraph, conv_resolutions, decoder_kind, encoder_kind, likelihood_params
 
 ELU_FLOPS = 3.0  # x > 0 ? x : exp(x) - 1: a compare, an exp, a subtraction
-#: log p(x|z) per data entry: Bernoulli's BCE with logits (max, abs, exp, log1p, mul, sub);
-#: the discretised logistic's two scaled offsets, three softplus, log-CDF differences, expm1,
-#: the tail's density and the two selects; categorical: log-softmax over P (max, sub, exp, sum, log)
-LIKELIHOOD_FLOPS = {"bernoulli": lambda p: 6.0, "logistic": lambda p: 30.0, "categorical": lambda p: 4.0 * p}
-#: the most likely level per entry (sampling): a compare, round((y + 1)(n - 1)/2) and clamp, an argmax
-MODE_FLOPS = {"bernoulli": lambda p: 1.0, "logistic": lambda p: 4.0, "categorical": lambda p: float(p)}
-#: elements per data entry the likelihood keeps for backward besides P (the decoder's outputs;
-#: for categorical the log-softmax's outputs instead): Bernoulli the target x; the logistic ten
-#: float intermediates and three boolean masks (a quarter element each); categorical the int64
-#: index (2). Checked against autograd's saved tensors in tests/test_report_vae.py.
-LIKELIHOOD_SAVED = {"bernoulli": 1.0, "logistic": 10.75, "categorical": 2.0}
-
-
 def _add(a: NetCost, b: NetCost) -> NetCost:
     return NetCost(a.params + b.params, a.matmul_flops + b.matmul_flops, a.outputs + b.outputs, a.layers + b.layers)
 
@@ -75,7 +63,7 @@ def encoder_part(graph: VAEGraph) -> Part:
     spec, shape = graph.spec, graph.input_shape
     cfg, latent = spec.encoder, spec.latent
     head_out = 2 * latent + cfg.context
-    if encoder_kind(spec) == "conv":
+    if cfg.convolutional(shape):
         channels, shapes = shape[0], []
         height, width = shape[1], shape[2]
         for _, height, width in conv_resolutions(shape[1], shape[2], cfg.depth):
@@ -140,7 +128,7 @@ def decoder_part(graph: VAEGraph) -> Part:
     spec, shape = graph.spec, graph.input_shape
     cfg, latent, params_per = spec.decoder, spec.latent, likelihood_params(spec)
     out_shape = tuple(shape) + (params_per,)
-    if decoder_kind(spec) == "conv":
+    if cfg.convolutional(shape):
         resolutions = conv_resolutions(shape[1], shape[2], cfg.depth)
         _, height, width = resolutions[-1]
         stem, ops = _linears([(latent, cfg.hidden * height * width)])
@@ -169,12 +157,9 @@ def decoder_part(graph: VAEGraph) -> Part:
 def likelihood_part(graph: VAEGraph) -> Part:
     """``log p(x|z)`` summed over the entries; sampling: the most likely level per entry."""
     spec, shape = graph.spec, graph.input_shape
-    kind, p = spec.likelihood, likelihood_params(spec)
-    n = numel(shape)
-    cost = LayerCost(flops_forward=LIKELIHOOD_FLOPS[kind](p) * n + n, flops_inverse=MODE_FLOPS[kind](p) * n,
-                     activations=p * n + round(n * LIKELIHOOD_SAVED[kind]),
-                     ops={"bernoulli": 5, "logistic": 32, "categorical": 6}[kind])
-    return Part("likelihood", f"likelihood ({kind})", None, tuple(shape) + (p,), tuple(shape), cost)
+    p = likelihood_params(spec)
+    cost = spec.likelihood.cost(tuple(shape), spec.input.levels)
+    return Part("likelihood", f"likelihood ({spec.likelihood.kind})", None, tuple(shape) + (p,), tuple(shape), cost)
 
 
 def prior_part(graph: VAEGraph) -> Part:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from flowspec.files import save_program
 from flowspec.vae import likelihoods
 from flowspec.vae.model import VAEModel
 
@@ -35,7 +36,6 @@ def export_sampler(model: VAEModel, folder: str | Path, batch: int = 4, check: b
     """Write ``sample.pt2`` (:class:`DecoderSampler`) under ``folder``; with ``check``, the loaded
     program must equal the in-memory model on fresh noise. Returns ``{"sample": path}``."""
     path = Path(folder) / "sample.pt2"
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     reference = next(model.parameters())
     eps = torch.randn(batch, model.latent, dtype=reference.dtype)
@@ -44,7 +44,7 @@ def export_sampler(model: VAEModel, folder: str | Path, batch: int = 4, check: b
     with torch.no_grad():
         program = torch.export.export(DecoderSampler(model), (temperature, eps),
                                       dynamic_shapes={"temperature": None, "eps": {0: batch_dim}})
-        torch.export.save(program, path)
+        save_program(program, path)
         if check:
             exported = torch.export.load(path).module()(temperature, eps)
             eager = DecoderSampler(model)(temperature, eps)

@@ -17,11 +17,11 @@ from flowspec.vae.config import VAESpec
 
 
 def encoder_kind(spec: VAESpec) -> str:
-    return spec.encoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+    return spec.encoder.network_kind(spec.input.shape)
 
 
 def decoder_kind(spec: VAESpec) -> str:
-    return spec.decoder.kind or ("conv" if len(spec.input.shape) == 3 else "mlp")
+    return spec.decoder.network_kind(spec.input.shape)
 
 
 def conv_resolutions(height: int, width: int, depth: int) -> list[tuple[int, int, int]]:
@@ -38,7 +38,7 @@ def conv_resolutions(height: int, width: int, depth: int) -> list[tuple[int, int
 def likelihood_params(spec: VAESpec) -> int:
     """Decoder outputs per data element: 1 (Bernoulli logit), 2 (logistic mean and log-scale),
     ``levels`` (categorical logits)."""
-    return {"bernoulli": 1, "logistic": 2, "categorical": spec.input.levels}[spec.likelihood]
+    return spec.likelihood.params_per_entry(spec.input.levels)
 
 
 @dataclass
@@ -74,19 +74,12 @@ class VAEGraph:
 def _check(spec: VAESpec, vae: VAEGraph) -> list[Problem]:
     problems = []
     shape, latent = tuple(spec.input.shape), spec.latent
-    for part, kind in (("encoder", encoder_kind(spec)), ("decoder", decoder_kind(spec))):
-        if kind == "conv" and len(shape) != 3:
-            problems.append(vae.problem(
-                f"a conv {part} needs an image input (C, H, W), got {shape}", (part, "kind"),
-                "use kind: mlp for vector data"))
-    if spec.likelihood == "bernoulli" and spec.input.levels != 2:
-        problems.append(vae.problem(
-            f"bernoulli needs binarised data (input.levels: 2), got levels {spec.input.levels}",
-            ("likelihood",), "use logistic or categorical for more levels"))
-    if spec.likelihood == "categorical" and spec.input.levels > 1024:
-        problems.append(vae.problem(
-            f"categorical over {spec.input.levels} levels is too wide", ("likelihood",),
-            "use logistic"))
+    for part in ("encoder", "decoder"):
+        wrong = getattr(spec, part).shape_problem(part, shape)
+        if wrong is not None:
+            problems.append(vae.problem(wrong[0], (part, "kind"), wrong[1]))
+    for message, hint in spec.likelihood.problems(spec.input.levels):
+        problems.append(vae.problem(message, ("likelihood",), hint))
     if spec.iaf_steps and latent < 2:
         problems.append(vae.problem(
             "an IAF needs a latent of size 2 or more (with 1, MADE has nothing to condition on)",
@@ -134,6 +127,6 @@ def build_vae_graph(spec: VAESpec) -> VAEGraph:
     graph.add_edge(previous, "prior", shape=z_shape, latent=True)
     graph.add_node("decoder", kind=f"{decoder_kind(spec)} decoder", cluster="decoder", path=("decoder",))
     graph.add_edge(previous, "decoder", shape=z_shape)
-    graph.add_node("likelihood", kind=spec.likelihood, cluster="decoder", path=("likelihood",))
+    graph.add_node("likelihood", kind=spec.likelihood.kind, cluster="decoder", path=("likelihood",))
     graph.add_edge("decoder", "likelihood", shape=x_shape + (likelihood_params(spec),))
     return vae

@@ -172,33 +172,10 @@ class VAEModel(nn.Module):
         if isinstance(last, nn.Conv2d):
             x = x.transpose(0, 1).reshape(1, x.shape[1], -1).transpose(1, 2)  # (1, C, B*H*W) -> dims (1, B*H*W, C)
             x = x.reshape(-1, self.input_shape[0])
-        mean = x.mean(0)
-        if self.likelihood == "bernoulli":
-            target = torch.logit(mean.clamp(1e-3, 1 - 1e-3)).unsqueeze(-1)
-        elif self.likelihood == "logistic":
-            target = self._fit_logistic(x)
-        else:
-            counts = torch.stack([(x == level).float().mean(0) for level in range(self.levels)], -1)
-            target = torch.log(counts + 1e-3)
+        target = self.likelihood.initial_params(x, self.levels)
         last.bias.copy_(target.reshape(-1).to(last.bias))
         last.weight.mul_(0.1)  # start near the marginal; the latent's influence grows in training
         self._initialized.fill_(True)
-
-    def _fit_logistic(self, x: Tensor, steps: int = 200) -> Tensor:
-        """Maximum-likelihood discretised logistic per column of ``x`` (rows are draws): start
-        from moment matching (``var = s^2 pi^2 / 3``), then Adam on ``(mu, log s)``."""
-        scaled = x * (2.0 / (self.levels - 1)) - 1.0
-        spread = scaled.std(0) * math.sqrt(3) / math.pi + 1e-2
-        params = torch.stack([scaled.mean(0), torch.log(spread)], -1).requires_grad_(True)
-        optimizer = torch.optim.Adam([params], lr=0.05)
-        with torch.enable_grad():
-            for _ in range(steps):
-                nll = -likelihoods._log_prob_elements(
-                    "logistic", params.expand(x.shape[0], *params.shape), x, self.levels).mean()
-                optimizer.zero_grad()
-                nll.backward()
-                optimizer.step()
-        return params.detach()
 
     @property
     def initialized(self) -> bool:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from flowspec.vae.config import VAESpec
-from flowspec.vae.graph import conv_resolutions, decoder_kind, encoder_kind, likelihood_params
+from flowspec.vae.graph import conv_resolutions, likelihood_params
 
 
 def scale_data(x: Tensor, levels: int) -> Tensor:
@@ -29,7 +29,7 @@ class Encoder(nn.Module):
         cfg, shape = spec.encoder, tuple(spec.input.shape)
         self.levels, self.latent, self.context = spec.input.levels, spec.latent, cfg.context
         layers: list[nn.Module] = []
-        if encoder_kind(spec) == "conv":
+        if cfg.convolutional(shape):
             channels, (height, width) = shape[0], shape[1:]
             for stride, height, width in conv_resolutions(height, width, cfg.depth):
                 layers += [nn.Conv2d(channels, cfg.hidden, 3, stride, 1), nn.ELU()]
@@ -41,7 +41,7 @@ class Encoder(nn.Module):
                 layers += [nn.Linear(features, cfg.hidden), nn.ELU()]
                 features = cfg.hidden
         self.body = nn.Sequential(*layers)
-        self.conv = encoder_kind(spec) == "conv"
+        self.conv = cfg.convolutional(shape)
         self.head = nn.Linear(features, 2 * spec.latent + cfg.context)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -58,7 +58,7 @@ class Decoder(nn.Module):
         super().__init__()
         cfg, shape = spec.decoder, tuple(spec.input.shape)
         self.shape, self.params = shape, likelihood_params(spec)
-        self.conv = decoder_kind(spec) == "conv"
+        self.conv = cfg.convolutional(shape)
         if self.conv:
             resolutions = conv_resolutions(shape[1], shape[2], cfg.depth)
             _, height, width = resolutions[-1]

@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
+from flowspec.layers.kinds import Registry
 
-CONDITIONER_KINDS: dict[str, type["ConditionerConfig"]] = {}
+CONDITIONER_KINDS = Registry("conditioner")
 
 
 def register_conditioner(config: type["ConditionerConfig"]) -> type["ConditionerConfig"]:
     """Make a conditioner kind known to couplings, the spec language, the report and the tests."""
-    CONDITIONER_KINDS[config.model_fields["kind"].default] = config
-    return config
+    return CONDITIONER_KINDS.register(config)
 
 
 class NetCost(NamedTuple):
@@ -44,6 +44,7 @@ class NetCost(NamedTuple):
     layers: int
     elementwise: float = 0.0
     extra_ops: int = 0
+    call_outputs: int = 0  # elements backward keeps once per call, not per example (computed weights)
 
 
 def stack_cost(shapes: list[tuple[int, int, int]], spatial: int = 1) -> NetCost:
@@ -99,7 +100,7 @@ def zero_init(layer: nn.Module) -> nn.Module:
 class ConditionerConfig(BaseModel):
     """Base of every conditioner kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
     kind: str
     #: "image" (C, H, W) or "vector" (D,)
     accepts: ClassVar[str] = "image"

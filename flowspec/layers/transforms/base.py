@@ -19,13 +19,14 @@ from typing import ClassVar, NamedTuple
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-TRANSFORM_KINDS: dict[str, type["TransformConfig"]] = {}
+from flowspec.layers.kinds import Registry
+
+TRANSFORM_KINDS = Registry("transform")
 
 
 def register_transform(config: type["TransformConfig"]) -> type["TransformConfig"]:
     """Make a transform kind known to couplings, the spec language, the report and the tests."""
-    TRANSFORM_KINDS[config.model_fields["kind"].default] = config
-    return config
+    return TRANSFORM_KINDS.register(config)
 
 
 class TransformCost(NamedTuple):
@@ -44,7 +45,7 @@ class TransformCost(NamedTuple):
 class TransformConfig(BaseModel):
     """Base of every transform kind's config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # every number finite
     kind: str
     #: True when ``inverse`` is iterative rather than closed-form (the report says so)
     iterative_inverse: ClassVar[bool] = False
