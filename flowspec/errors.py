@@ -39,10 +39,14 @@ class Problem:
     hint: str | None = None
 
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, severity: str = "") -> str:
+        """``file:line:col: [severity: ]field.path: message (hint: ...)``."""
         where = self.file or "<spec>"
         if self.line is not None:
             where += f":{self.line}:{self.column or 1}"
-        text = f"{where}: {dotted(self.path)}: {self.message}"
+        text = f"{where}: {severity + ': ' if severity else ''}{dotted(self.path)}: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return one_line(text)

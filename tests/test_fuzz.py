@@ -34,7 +34,7 @@ VALID = [
     {"input": {"shape": [6]}, "prior": "standard",
      "layers": [{"repeat": 2, "layers": [
          {"kind": "coupling", "transform": "additive", "parity": 0, "conditioner": {"kind": "mlp", "hidden": [4]}},
-         {"kind": "permute", "order": "shuffle"}]}, "scaling"]},
+         {"kind": "permute", "order": "reverse"}]}, "scaling"]},
     {"input": {"shape": [2, 4, 4]}, "dequantization": {"kind": "uniform", "centred": False},
      "layers": [{"kind": "coupling", "mask": "checkerboard", "scale": "exp", "clamp": 2.0,
                  "conditioner": {"kind": "conv", "hidden": 4, "kernel": 1}},

@@ -3,7 +3,9 @@
 For each config: round trip, log-det against ``slogdet`` of the autograd Jacobian, inverse
 log-det = -forward, inferred shape = real shape, cost rule's parameter count = real one, gradients
 reach every parameter, a state dict saved with ``torch.save`` loads (``weights_only=True``) into a
-fresh module with equal outputs, and invertible backprop's gradients equal standard autograd's.
+fresh module with equal outputs, and invertible backprop's gradients equal standard autograd's;
+for every kind with buffers, the same training steps with invertible backprop on and off leave the
+same buffers and the same evaluation outputs (a recomputation pass changes no state).
 
 Couplings are enumerated from the registries: every transform kind (and each value of its options)
 x every mask x every conditioner kind, with and without a context, so a newly registered kind is
@@ -23,7 +25,7 @@ from torch.distributions import Normal
 
 import typing
 
-from flowspec.compile.invertible_backprop import invertible_run
+from flowspec.compile.invertible_backprop import invertible_run, run_layers
 from flowspec.layers import LAYER_KINDS
 from flowspec.layers.actnorm import ActNormConfig
 from flowspec.layers.batchnorm import BatchNormConfig
@@ -234,6 +236,52 @@ def test_layer_contract(config, shape, context):
         y2, l2 = fresh(x, c)
     torch.testing.assert_close(y2, y1, rtol=0, atol=0)
     torch.testing.assert_close(l2, l1, rtol=0, atol=0)
+
+
+def _with_buffers(cases) -> list:
+    """The cases whose module has state besides its parameters (running averages, masks, ...): the
+    first of each layer kind, and for couplings the first of each conditioner config (where a
+    conditioner's batch norm lives)."""
+    chosen: dict[tuple, object] = {}
+    for case in cases:
+        config, shape, context = case.values
+        conditioner = getattr(config, "conditioner", None)
+        key = (config.kind, None if conditioner is None else repr(conditioner))
+        if key not in chosen and list(config.build(shape, context).buffers()):
+            chosen[key] = case
+    return list(chosen.values())
+
+
+def _trained(config, shape, context, invertible: bool, steps: int = 4):
+    """``config``'s layer after ``steps`` SGD steps in training mode, the batch and its context."""
+    layer = _make(config, shape, seed=3, context=context).train()
+    generator = torch.Generator().manual_seed(4)
+    optimizer = torch.optim.SGD(list(layer.parameters()) or [torch.zeros(1, requires_grad=True)], lr=0.05)
+    for _ in range(steps):
+        x = torch.randn(8, *shape, dtype=torch.float64, generator=generator).requires_grad_(True)
+        c = None if context is None else torch.randn(8, *context, dtype=torch.float64, generator=generator)
+        optimizer.zero_grad()
+        y, logdet = run_layers([layer], x, invertible, c)
+        (0.5 * (y ** 2).flatten(1).sum(1) - logdet).mean().backward()
+        optimizer.step()
+    return layer.eval()
+
+
+@pytest.mark.parametrize("config, shape, context", _with_buffers(CASES))
+def test_invertible_backprop_leaves_the_same_state(config, shape, context):
+    """The same training steps with invertible backprop on and off: the same buffers (batch norm's
+    running averages are updated once per step, not again by the recomputation) and the same
+    evaluation-mode outputs, in float64."""
+    plain = _trained(config, shape, context, invertible=False)
+    recomputed = _trained(config, shape, context, invertible=True)
+    for (name, a), (_, b) in zip(plain.named_buffers(), recomputed.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10, msg=lambda m: f"buffer {name}: {m}")
+    x = torch.randn(5, *shape, dtype=torch.float64)
+    c = None if context is None else torch.randn(5, *context, dtype=torch.float64)
+    with torch.no_grad():
+        (y1, l1), (y2, l2) = plain(x, c), recomputed(x, c)
+    torch.testing.assert_close(y2, y1, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(l2, l1, rtol=1e-10, atol=1e-10)
 
 
 def test_examples_cover_every_option():

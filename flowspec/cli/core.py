@@ -5,6 +5,7 @@ that ``validate`` and ``expand`` start fast: they are meant for editors and pre-
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +25,8 @@ SpecPath = Annotated[Path, typer.Argument(help="the spec's YAML file", show_defa
 def validate(spec: SpecPath, overrides: SetOption = None) -> None:
     """Check every field, dimension and invertibility rule of SPEC; exit 2 on any problem."""
     _, graph = load_validated(spec, overrides=overrides)
+    for warning in getattr(graph, "warnings", ()):  # problems a user may mean: printed, not fatal
+        print(warning.text("warning"), file=sys.stderr)
     console.print(f"{spec}: ok ({len(graph.layers)} layers, input {graph.input_shape}, "
                   f"latents {graph.latent_shapes})", markup=False)
 

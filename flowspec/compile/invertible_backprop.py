@@ -15,6 +15,12 @@ steps K, for about one extra forward and one inverse per layer. Gradients equal 
 backprop's up to the round-off of the inversions (float32: ~1e-6 relative per layer). A context
 (the condition every layer sees) gets the sum of its gradients over the run.
 
+A recomputation pass changes no state: the forward pass ran each layer once, as standard
+backprop does, and updated its buffers then (batch norm's running averages, in a layer or inside a
+conditioner); the backward pass snapshots every buffer of a layer before its recomputation and
+restores it after the vector-Jacobian product, so the same training steps leave the same buffers
+with invertible backprop on or off, for every kind with state.
+
 Actnorm's data-dependent init mutates parameters in the forward pass; a run that still has an
 uninitialised actnorm is therefore executed with standard autograd (see :func:`run_layers`).
 """
@@ -55,6 +61,7 @@ class _InvertibleRun(torch.autograd.Function):
         if grad_logdet is None:
             grad_logdet = y.new_zeros(y.shape[0])
         for layer in reversed(layers):
+            state = _snapshot(layer)
             inputs, out, step, join = layer.recompute(y, context)
             own = [p for p in layer.parameters() if p.requires_grad]
             sources = [*inputs, *own] + ([context] if context is not None and context.requires_grad else [])
@@ -68,8 +75,22 @@ class _InvertibleRun(torch.autograd.Function):
             if len(sources) > len(inputs) + len(own) and found[-1] is not None:
                 grad_context = found[-1] if grad_context is None else grad_context + found[-1]
             y = join(*(t.detach() for t in inputs))
+            _restore(state)  # after the vjp: autograd may have saved a buffer the re-run used
         grad_params = [grads.get(id(p)) for p in params]
         return (grad_y if ctx.needs_input_grad[0] else None, grad_context, None, *grad_params)
+
+
+def _snapshot(layer: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """Every buffer of ``layer`` (its own and its submodules', e.g. a conditioner's batch norm)
+    with a copy of its value."""
+    return [(buffer, buffer.detach().clone()) for buffer in layer.buffers()]
+
+
+def _restore(state: list[tuple[Tensor, Tensor]]) -> None:
+    """Put every buffer back as :func:`_snapshot` found it (a recomputation pass leaves no trace)."""
+    with torch.no_grad():
+        for buffer, value in state:
+            buffer.copy_(value)
 
 
 def _parameters(layers) -> list[Tensor]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
 from flowspec.digraph import Digraph
 from flowspec.graph.condition import add_condition_node, context_shape, layer_context
+from flowspec.graph.mixing import mixing_problems
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.family import family_of
 from flowspec.layers.base import LayerConfig, Shape, numel
@@ -48,6 +49,8 @@ class FlowGraph:
     spec: Spec
     layers: list[LayerNode]
     graph: Digraph = field(repr=False)
+    #: problems a user may mean (located like errors); ``validate`` prints them
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def input_shape(self) -> Shape:
@@ -138,6 +141,9 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
     problems += _check_structure(flow)
     problems += _check_invertible_backprop(flow)
+    if not problems:  # the mixing check walks shapes that must all be valid
+        errors, flow.warnings = mixing_problems(flow.layers, tuple(spec.input.shape), flow.problem)
+        problems += errors
     continuous = getattr(spec.input, "continuous", False)
     if not continuous:
         problems += dequantizer_problems(spec, tuple(spec.input.shape), flow.problem)

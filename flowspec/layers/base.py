@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
@@ -110,6 +111,29 @@ class LayerConfig(BaseModel):
     def random_field(self) -> tuple | None:
         """The field that makes a training-mode forward random (dropout), or ``None``. Invertible
         backprop re-runs layers in backward, so it needs them deterministic."""
+        return None
+
+    @property
+    def prior_sees_kept(self) -> bool:
+        """For a kind that factors out a latent: whether that latent's prior is a function of the
+        entries it keeps (a conditional prior) rather than of none."""
+        return False
+
+    def entry_map(self, shape: Shape, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Where this layer moves its input's entries, as a pure rule on a boolean array ``marks``
+        of ``shape``: ``(marks of the output, marks of the latent it factors out or None)``, an
+        output entry marked when it is a function of a marked input entry through a permutation
+        or a linear mix (``invconv`` marks every channel of a pixel with a marked channel). The
+        nonlinear dependencies of :meth:`dependent_entries` are left out. Default: a layer that
+        keeps its shape keeps every entry in place (elementwise kinds, couplings); ``None`` for a
+        kind that changes its shape without saying how (the graph's mixing check then stops)."""
+        return (marks, None) if tuple(self.output_shape(shape)) == tuple(shape) else None
+
+    def dependent_entries(self, shape: Shape) -> np.ndarray | None:
+        """The entries of an input of ``shape`` that this layer transforms as a function of other
+        entries (a coupling's transformed half, an autoregressive layer's every entry but the first
+        in its order), as a boolean array; ``None`` for a layer that makes no entry depend on
+        another nonlinearly (elementwise and linear kinds)."""
         return None
 
     def copy_at(self, index: int) -> "LayerConfig":

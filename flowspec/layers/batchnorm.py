@@ -12,10 +12,12 @@ the batch and the pixels), and the running averages are updated,
 What is exact: the log-det is exactly ``log|det|`` of the map *with the statistics in use held
 fixed* (in evaluation, the whole map; in training, the map RealNVP's objective uses, the one its
 paper's log-det describes). It is not the Jacobian of the batch-coupled map through the
-statistics' own dependence on each example (an ``O(1/N)`` correction per entry). In training the
+statistics' own dependence on each example (per example, an ``O(1/N)`` correction for a batch of
+N; the batch-coupled map's own Jacobian is over all N examples at once). In training the
 inverse uses the statistics of this layer's last forward call (the running averages before any),
 so ``inverse(forward(x))`` round-trips the same batch exactly; invertible backprop re-runs the
-forward from that inversion without updating the running averages twice. Under DDP the batch
+forward from that inversion, and restores the running averages after it (as it does every buffer
+of every kind: :mod:`flowspec.compile.invertible_backprop`), so they are updated once per step. Under DDP the batch
 statistics are each rank's own (as ``torch.nn.BatchNorm2d``).
 """
 
@@ -80,7 +82,6 @@ class BatchNorm(FlowLayer):
         self.momentum, self.eps = momentum, eps
         self.spatial = numel(shape[1:])
         self._last: tuple[Tensor, Tensor] | None = None  # the statistics of the last training forward
-        self._replaying = False
 
     def _dims(self, x: Tensor) -> list[int]:
         return [0] + list(range(2, x.dim()))
@@ -90,10 +91,9 @@ class BatchNorm(FlowLayer):
             return self.running_mean, self.running_var
         mean = x.mean(dim=self._dims(x), keepdim=True)
         var = (x - mean).pow(2).mean(dim=self._dims(x), keepdim=True)
-        if not self._replaying:
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
-                self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
         self._last = (mean.detach(), var.detach())
         return mean, var
 
@@ -112,12 +112,3 @@ class BatchNorm(FlowLayer):
             mean, var = self.running_mean, self.running_var
         x = (y - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(var + self.eps) + mean
         return x, -self._logdet(var, y)
-
-    def recompute(self, y: Tensor, context: Tensor | None = None):
-        """Invert with the forward's statistics, then re-run it without a second update of the
-        running averages (the re-run's batch statistics are the forward's, up to round-off)."""
-        self._replaying = True
-        try:
-            return super().recompute(y, context)
-        finally:
-            self._replaying = False

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
@@ -113,6 +114,17 @@ class CouplingConfig(LayerConfig):
                                 field=("mask",))
         self.conditioner.check_shape(shape)
         return shape
+
+    def dependent_entries(self, shape: Shape) -> np.ndarray:
+        """The transformed half: a channel half, or every channel of the mask's free pixels."""
+        config = self.copy_at(0)
+        if config.mask in SPATIAL_MASKS:
+            free = SPATIAL_MASK_BUILDERS[config.mask](shape[1], shape[2], config.parity)[0].numpy() == 0
+            return np.broadcast_to(free, shape)
+        transformed = config._halves(shape)[0]
+        marks = np.zeros(shape, dtype=bool)
+        marks[(slice(None, transformed) if config.parity == 0 else slice(shape[0] - transformed, None))] = True
+        return marks
 
     def _net_channels(self, shape: Shape) -> tuple[int, int, int]:
         """(conditioner input, conditioner output, transformed) channels."""

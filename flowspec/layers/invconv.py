@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,6 +43,10 @@ class InvConvConfig(LayerConfig):
 
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
         return [MatmulOp(shape[0], shape[0], 1, tuple(shape[1:]))]
+
+    def entry_map(self, shape: Shape, marks: np.ndarray) -> tuple[np.ndarray, None]:
+        """``y = W x`` per pixel: every output channel of a pixel mixes all its input channels."""
+        return np.broadcast_to(marks.any(axis=0, keepdims=True), shape), None
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         """Per example: the 1x1 conv, ``2 c^2 HW``. Per call (uncached, as in training): LU builds

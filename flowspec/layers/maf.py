@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
@@ -93,6 +94,10 @@ class MAFConfig(LayerConfig):
 
     def narrow(self, width: int) -> "MAFConfig":
         return self.model_copy(update={"hidden": min(self.hidden, width)})
+
+    def dependent_entries(self, shape: Shape) -> np.ndarray:
+        """Every variable but the first in the order (its parameters see no other variable)."""
+        return self.degrees(shape[0]).numpy() > 1
 
     def build(self, shape: Shape, context: ContextShape = None) -> AutoregressiveLayer:
         made = self.conditioner().build(shape[0], self.transform.params_per_entry, context_channels(context),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -25,13 +26,17 @@ class PermuteConfig(LayerConfig):
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost(ops=3)  # gather, zero log-det, add
 
-    def build(self, shape: Shape, context: ContextShape = None) -> "Permute":
-        c = shape[0]
+    def permutation(self, channels: int) -> Tensor:
+        """``perm``: output channel ``i`` is input channel ``perm[i]``."""
         if self.order == "reverse":
-            perm = torch.arange(c - 1, -1, -1)
-        else:
-            perm = torch.randperm(c, generator=torch.Generator().manual_seed(self.seed))
-        return Permute(perm)
+            return torch.arange(channels - 1, -1, -1)
+        return torch.randperm(channels, generator=torch.Generator().manual_seed(self.seed))
+
+    def entry_map(self, shape: Shape, marks: np.ndarray) -> tuple[np.ndarray, None]:
+        return marks[self.permutation(shape[0]).numpy()], None
+
+    def build(self, shape: Shape, context: ContextShape = None) -> "Permute":
+        return Permute(self.permutation(shape[0]))
 
 
 class Permute(FlowLayer):

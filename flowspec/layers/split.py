@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -54,6 +55,16 @@ class SplitConfig(LayerConfig):
 
     def factored_shape(self, shape: Shape) -> Shape:
         return (shape[0] // 2,) + shape[1:]
+
+    @property
+    def prior_sees_kept(self) -> bool:
+        """True when the factored latent's prior is a function of the kept entries."""
+        return self.prior == "conditional"
+
+    def entry_map(self, shape: Shape, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the kept channels, the factored ones): ``z_1, z_2 = x[:c1], x[c1:]``."""
+        kept = kept_channels(shape[0])
+        return marks[:kept], marks[kept:]
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         base = self._cost(shape)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from torch import Tensor
 
 from flowspec.errors import RuleViolation
@@ -26,6 +27,11 @@ class SqueezeConfig(LayerConfig):
             raise RuleViolation(f"squeeze needs even height and width, got {h}x{w}",
                                 hint="remove a level or pad the input to an even size")
         return (4 * c, h // 2, w // 2)
+
+    def entry_map(self, shape: Shape, marks: np.ndarray) -> tuple[np.ndarray, None]:
+        """The forward's reshuffle of the entries."""
+        c, h, w = shape
+        return marks.reshape(c, h // 2, 2, w // 2, 2).transpose(0, 2, 4, 1, 3).reshape(4 * c, h // 2, w // 2), None
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost(activations=0, ops=4)  # reshape, permute, copy, zeros
