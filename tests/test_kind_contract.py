@@ -76,6 +76,8 @@ def test_prior_contract(config, context):
     slope, = torch.autograd.grad(z.sum(), eps, create_graph=True)
     normal = -0.5 * eps.squeeze(1) ** 2 - 0.5 * math.log(2 * math.pi)
     torch.testing.assert_close(module.log_prob(z, c) + slope.abs().log().squeeze(1), normal)
+    if config.kind == "mog":  # a mixture's median moves when T scales its components' spreads
+        return
     median = module.generate(torch.zeros(1, 1, dtype=torch.float64), 0.5, None if c is None else c[:1])
     torch.testing.assert_close(median, module.generate(torch.zeros(1, 1, dtype=torch.float64), 2.0,
                                                        None if c is None else c[:1]))
