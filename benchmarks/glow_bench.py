@@ -37,10 +37,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time flowspec under torch.compile (training.compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = bench(args.spec, load_spec(args.spec), batch=args.batch, repeats=args.repeats,
-                   baselines=not args.no_baselines, memory=not args.no_memory)
+                   baselines=not args.no_baselines, memory=not args.no_memory, compile=args.compile)
     for line in report.lines():
         print(line, flush=True)
     activations = report.activations

@@ -63,10 +63,12 @@ def open_for_writing(path: str | Path, mode: str = "wb", encoding: str | None = 
                      make_parent: bool = True) -> IO:
     """Open ``path`` to write (``"w"``/``"wb"``: created or truncated; ``"a"``/``"ab"``: appended),
     never through a symbolic link; its parent folder is made when missing (with ``make_parent``).
+    The parent may itself be a link (``/tmp`` is one on macOS): the folders flowspec makes inside
+    a run or build folder are checked where they are named (:func:`make_folder`, the run's files).
     Use it as ``with``."""
     path = Path(path)
     if make_parent:
-        make_folder(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
     descriptor = open_descriptor(path, flags)
     text = "b" not in mode
@@ -101,7 +103,7 @@ def replace_atomically(path: str | Path) -> Iterator[IO]:
     """A binary stream to a new temporary file beside ``path``, renamed over ``path`` once written
     and synced (a reader never sees half a file; a crash leaves the old one)."""
     path = refuse_link(path)
-    make_folder(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:

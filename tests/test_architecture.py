@@ -9,11 +9,13 @@ package, no code may test ``isinstance(..., SomethingConfig)``: callers ask the 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import networkx as nx
 
 PACKAGE = Path(__file__).resolve().parent.parent / "flowspec"
+REFERENCE = re.compile(r"flowspec(\.\w+)+:\w+")
 
 
 def _modules() -> dict[str, Path]:
@@ -32,12 +34,16 @@ def _resolve(target: str, modules: dict) -> str | None:
 
 
 def _imports(path: Path, modules: dict) -> set[str]:
+    """Every flowspec module ``path`` imports, and every ``"flowspec.module:name"`` reference it
+    holds (a family's stages, imported on first use, are dependencies all the same)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and REFERENCE.fullmatch(node.value):
+            names = [node.value.partition(":")[0]]
         else:
             continue
         found |= {m for m in (_resolve(n, modules) for n in names if n.startswith("flowspec")) if m}

@@ -1010,3 +1010,12 @@ def test_grid_outputs_name_a_format(tmp_path, model_file, latents_file, verb):
             "reconstruct": ["reconstruct", model_file, "--data", "digits", "--index", "1"]}[verb]
     line = _one_line(_run(*args, "-o", tmp_path / "grid.txt"))
     assert "grid.txt" in line and not (tmp_path / "grid.txt").exists()
+
+
+def test_a_parent_folder_the_user_names_may_be_a_link(tmp_path):
+    """Only the file itself (and the folders flowspec makes in a run or build folder) must not be
+    links: `-o /tmp/x.svg` works where /tmp is a link (macOS)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    result = _run("render", _write(tmp_path, OK), "-o", tmp_path / "linked" / "flow.dot")
+    assert result.exit_code == 0 and (tmp_path / "real" / "flow.dot").is_file()

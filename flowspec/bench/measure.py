@@ -169,9 +169,11 @@ class BenchReport:
 
 def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
           memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0,
-          overrides: list[str] | None = None) -> BenchReport:
+          overrides: list[str] | None = None, compile: bool = False) -> BenchReport:
     """Measure everything listed in the module docstring for ``spec`` (float32, CPU); ``overrides``
-    are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again)."""
+    are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again).
+    ``compile``: also time the model under :func:`~flowspec.core.speed.compile_model` (``flowspec
+    compiled``, training and sampling, alternating with the rest; compilation is not timed)."""
     if getattr(spec, "condition", None) is not None or getattr(spec.input, "continuous", False):
         what = "a condition:" if getattr(spec, "condition", None) is not None else "input.data: continuous"
         raise FlowSpecError(f"{spec_path}: bench measures unconditional flows of discrete data; this spec has "
@@ -201,6 +203,17 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     report.folding = folding_error(sampler, folded)
     samplers["flowspec"] = lambda: sampler.sample(batch)
     samplers["flowspec folded"] = lambda: folded.sample(batch)
+    if compile:
+        from flowspec.core.speed import compile_model
+
+        fast = with_steps(spec, invertible=False).train()
+        fast.load_state_dict(model.state_dict())
+        compile_model(fast)
+        contestants["flowspec compiled"] = training_step(lambda x: fast.loss_per_dim(x).mean(), fast.parameters(), data)
+        fast_sampler = with_steps(spec).eval()
+        fast_sampler.load_state_dict(model.state_dict())
+        compile_model(fast_sampler)
+        samplers["flowspec compiled"] = lambda: fast_sampler.sample(batch)
 
     if baselines:
         from flowspec.bench.baselines import BASELINES

@@ -1,13 +1,10 @@
 """The ``flowspec`` command line (typer). Commands are thin: the work lives in the library.
 
-Each group of verbs lives in its own module and registers itself on :data:`app`.
+Each group of verbs lives in its own module and registers itself on :data:`app`; the app imports
+those modules when typer first reads its commands (:class:`~flowspec.cli.app.VerbsOnDemand`), and
+:func:`main` only the one the command line names.
 """
 
 from flowspec.cli.app import app, main
-from flowspec.cli import core  # noqa: F401  (registers build, validate, expand, check, schema)
-from flowspec.cli import train  # noqa: F401  (registers train, eval, sample)
-from flowspec.cli import bench  # noqa: F401  (registers bench)
-from flowspec.cli import render_report  # noqa: F401  (registers render, report)
-from flowspec.cli import latent  # noqa: F401  (registers encode, decode, reconstruct, interpolate, manipulate)
 
 __all__ = ["app", "main"]

@@ -4,20 +4,79 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from flowspec.errors import FlowSpecError, SpecError, one_line
 
-app = typer.Typer(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
-                  add_completion=False, pretty_exceptions_enable=False)
+#: verb -> the module of flowspec.cli that registers it
+VERB_MODULES = {"validate": "core", "expand": "core", "build": "core", "check": "core", "schema": "core",
+                "train": "train", "eval": "train", "sample": "train", "plot-density": "train", "bench": "bench",
+                "render": "render_report", "report": "render_report", "encode": "latent", "decode": "latent",
+                "reconstruct": "latent", "interpolate": "latent", "manipulate": "latent"}
+
+
+class VerbsOnDemand(typer.Typer):
+    """The app. Its verbs' modules are imported when typer first reads the command list: all of
+    them, or, from :func:`main`, only the module of the verb on the command line (building every
+    verb's click command costs more than validating a spec)."""
+
+    only: str | None = None  # a VERB_MODULES value: import just that module
+    _loading = False
+
+    @property
+    def registered_commands(self) -> list:
+        if not self._loading:
+            self._loading = True
+            try:
+                for module in dict.fromkeys(VERB_MODULES.values()) if self.only is None else [self.only]:
+                    importlib.import_module(f"flowspec.cli.{module}")
+            finally:
+                self._loading = False
+        return self.__dict__["_commands"]
+
+    @registered_commands.setter
+    def registered_commands(self, commands: list) -> None:
+        self.__dict__["_commands"] = commands
+
+
+class LazyConsole:
+    """rich's ``Console``, imported on first use. A plain string printed without markup to a pipe or
+    a file (not a terminal) is written as it is, so the spec tools' one-line answers do not
+    import rich; tables, progress and anything printed to a terminal go through rich."""
+
+    def __init__(self, stderr: bool = False, **options):
+        self._stderr, self._options, self._console = stderr, options, None
+
+    def _rich(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, **self._options)
+        return self._console
+
+    def print(self, *objects, markup: bool | None = None, highlight: bool | None = None, **options) -> None:
+        stream = sys.stderr if self._stderr else sys.stdout
+        plain = ((markup if markup is not None else self._options.get("markup", True)) is False
+                 and not options and all(isinstance(o, str) for o in objects))
+        if plain and not getattr(stream, "isatty", lambda: False)():
+            stream.write(" ".join(objects) + "\n")
+            return
+        self._rich().print(*objects, markup=markup, highlight=highlight, **options)
+
+    def __getattr__(self, name: str):
+        return getattr(self._rich(), name)
+
+
+app = VerbsOnDemand(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
+                    add_completion=False, pretty_exceptions_enable=False)
 # Neither console reads markup (``[bold]``) or emoji codes (``:100:``) in what it prints: a message
 # quotes the user's files, names and values, and must show them exactly as they are.
-console = Console(soft_wrap=True, markup=False, emoji=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+console = LazyConsole(soft_wrap=True, markup=False, emoji=False)
+errors = LazyConsole(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 EXIT_SPEC = 2
 EXIT_FAILURE = 1
@@ -87,6 +146,10 @@ def reports_errors(command):
 
 
 def main() -> None:
+    """The ``flowspec`` command: imports only the module of the verb asked for (all of them for
+    ``--help``, no verb or an unknown one)."""
+    verb = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    app.only = VERB_MODULES.get(verb) if "--help" not in sys.argv[1:2] else None
     app(prog_name="flowspec")
 
 

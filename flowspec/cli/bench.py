@@ -20,6 +20,7 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="torch threads")] = 1,
           baselines: Annotated[bool, typer.Option(help="also time normflows' and FrEIA's Glow when installed")] = True,
           memory: Annotated[bool, typer.Option(help="also measure activation memory and peak RSS at K=8 and K=32")] = True,
+          compiled: Annotated[bool, typer.Option("--compile", help="also time the model under torch.compile (flowspec compiled; a flow spec)")] = False,
           overrides: SetOption = None) -> None:
     """Time a training step and sampling of SPEC's model, count its FLOPs against the machine's
     measured conv peak, measure its memory with and without invertible backprop, and compare
@@ -30,6 +31,6 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     parsed, graph = load_validated(spec, overrides=overrides)
     refuse_oversized(graph)
     report = family_of(parsed).bench(str(spec), parsed, batch=batch, repeats=repeats, baselines=baselines,
-                                     memory=memory, overrides=overrides)
+                                     memory=memory, overrides=overrides, compile=compiled)
     for line in report.lines():
         console.print(line, markup=False, highlight=False)

@@ -14,7 +14,6 @@ from flowspec.cli.bounds import (MAX_BATCH, MAX_EPOCHS, MAX_OUTPUT_EXAMPLES, MAX
                                   writable_folder)
 from flowspec.errors import FlowSpecError
 from flowspec.files import image_format
-from flowspec.train.config import TrainingConfig
 
 MAX_IMPORTANCE_SAMPLES = 4096  # `eval -k`: each sample is one more pass over the test set
 
@@ -38,6 +37,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           seed: Annotated[Optional[int], typer.Option(min=0, max=MAX_SEED, help="random seed")] = None,
           device: Annotated[Optional[str], typer.Option(help="cpu | cuda | auto")] = None,
           bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast of the training forward pass, on the CPU too (default: on a GPU only)")] = None,
+          compiled: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the loss, evaluation and sampling (training.compile)")] = None,
           eval_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between test evaluations")] = None,
           checkpoint_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between checkpoints")] = None,
           sample_every: Annotated[Optional[int], typer.Option(min=1, max=MAX_TRAINING_STEPS, help="steps between sample grids")] = None,
@@ -54,7 +54,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
     from flowspec.data import BUNDLED_KINDS
     from flowspec.train.conditions import load_spec_data
-    from flowspec.train.config import override
+    from flowspec.train.config import TrainingConfig, override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
     from flowspec.train.signals import TrainingInterrupted
@@ -65,7 +65,7 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     refuse_oversized(graph)
     config = override(parsed.training or TrainingConfig(), steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
                       optimizer=optimizer, warmup=warmup, grad_clip=grad_clip, ema=ema, seed=seed, device=device,
-                      bf16=bf16, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                      bf16=bf16, compile=compiled, eval_every=eval_every, checkpoint_every=checkpoint_every,
                       sample_every=sample_every, temperature=temperature, data=data, standardize=standardize)
     named_by = f"--data {data}" if data is not None else f"{spec}: training.data: {config.data_set}"
     data, standardize = config.data_set, config.standardize
@@ -135,7 +135,8 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the noise")] = 0,
            label: Annotated[Optional[int], typer.Option("--class", min=0, help="class-conditional model: draw every sample from this class")] = None,
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
-           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None) -> None:
+           context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
+           compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
     a conditional model's conditions are written beside vector samples."""
     from flowspec.cli.conditions import requested_conditions
@@ -144,6 +145,10 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
     finite_temperature(temperature)
     model = load_model(checkpoint)
+    if compiled:
+        from flowspec.core.speed import compile_model
+
+        compile_model(model)
     c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
     path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
                          condition=c, columns=columns)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 from pydantic import BaseModel
 
 from flowspec.compile.model import FlowModel
@@ -18,3 +21,15 @@ def compile(spec) -> FlowModel:  # noqa: A001 - the API name users call
 
 
 __all__ = ["FlowModel", "compile"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``flowspec.compile`` names both this package and the function users call, and importing a
+    submodule (``flowspec.compile.latents``) rebinds the name to the package: so the package calls
+    :func:`compile` too."""
+
+    def __call__(self, spec) -> FlowModel:
+        return compile(spec)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

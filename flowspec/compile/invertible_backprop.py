@@ -87,7 +87,7 @@ def invertible_run(layers: Sequence[nn.Module], x: Tensor, context: Tensor | Non
 
 def needs_plain_run(layers: Sequence[nn.Module]) -> bool:
     """True while a layer of the run still waits for a data-dependent init in training."""
-    return any(m.training and not bool(getattr(m, "initialized", True)) for layer in layers for m in layer.modules())
+    return any(m.training and getattr(m, "pending", False) for layer in layers for m in layer.modules())
 
 
 def run_layers(layers: Sequence[nn.Module], x: Tensor, invertible: bool,

@@ -150,7 +150,8 @@ class FlowModel(nn.Module):
         ``p(x | c)`` for a conditional model (``condition``: a label or context for all ``n``, or
         one per sample)."""
         reference = self.top_prior.mean
-        eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype).to(reference.device)
+        where = reference.device if generator is None else generator.device  # no host draw and copy on a GPU
+        eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype, device=where).to(reference.device)
                for shape in self.latent_shapes]
         return self.generate(eps, temperature, condition)
 

@@ -80,7 +80,7 @@ def legacy_positional(*names: str, keep: int = 0, renamed: dict[str, str] | None
 
         @functools.wraps(method)
         def call(self, first, *args, **kwargs):
-            if len(args) > keep or (renamed and not renamed.keys().isdisjoint(kwargs)):
+            if len(args) > keep or any(key in kwargs for key in renamed):  # (dynamo traces this)
                 args, kwargs = _translate(where, names, keep, renamed, args, kwargs)
             return method(self, first, *args, **kwargs)
 

@@ -14,12 +14,15 @@ from torch import Tensor
 def as_levels(x: Tensor, levels: int, dtype: torch.dtype) -> Tensor:
     """``x`` as a float tensor of discrete levels in ``[0, levels)``; a :class:`ValueError` naming
     the expected range otherwise. Integer, bool and float tensors of another precision (numpy's
-    float64) are cast to ``dtype``, which the levels survive exactly."""
+    float64) are cast to ``dtype``, which the levels survive exactly. Under ``torch.compile`` the
+    range is not checked (a data-dependent branch would break the graph)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a torch.Tensor of discrete data, got {type(x).__name__}")
     if x.is_complex():
         raise ValueError(f"expected real discrete data in [0, {levels}), got a {x.dtype} tensor")
     x = x.to(dtype)
+    if torch.compiler.is_compiling():  # a compiled step has no data-dependent branch: its loaders checked the data
+        return x
     inside = (x >= 0) & (x < levels)  # NaN is outside too
     if not bool(inside.all()):
         outside = x[~inside]

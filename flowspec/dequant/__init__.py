@@ -4,9 +4,18 @@ model's space (scale, or RealNVP's logit) with its log-det. See ``docs/dequantiz
 
 from flowspec.dequant.config import (ContextConfig, Dequantization, LogitPreprocess, Preprocess,
                                      UniformDequantization, VariationalDequantization)
-from flowspec.dequant.preprocess import ToModelSpace
-from flowspec.dequant.build import build_dequantizer
-from flowspec.dequant.uniform import UniformDequantizer
+
+#: the torch modules, imported on first use (the spec and graph layers need the configs only)
+_MODULES = {"ToModelSpace": "flowspec.dequant.preprocess", "build_dequantizer": "flowspec.dequant.build",
+            "UniformDequantizer": "flowspec.dequant.uniform"}
 
 __all__ = ["ContextConfig", "Dequantization", "LogitPreprocess", "Preprocess", "ToModelSpace",
            "UniformDequantization", "UniformDequantizer", "VariationalDequantization", "build_dequantizer"]
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'flowspec.dequant' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_MODULES[name]), name)

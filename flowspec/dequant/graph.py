@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import networkx as nx
 
 from flowspec.dequant.base import CLUSTER, PATH
 from flowspec.errors import Problem
+from flowspec.digraph import Digraph
 
 
 def dequantizer_problems(spec, shape: tuple[int, ...], problem: Callable[..., Problem]) -> list[Problem]:
@@ -27,7 +27,7 @@ def dequantizer_problems(spec, shape: tuple[int, ...], problem: Callable[..., Pr
     return problems
 
 
-def add_dequantizer_nodes(graph: nx.DiGraph, spec, input_node: str) -> None:
+def add_dequantizer_nodes(graph: Digraph, spec, input_node: str) -> None:
     """Add the dequantizer's nodes (``cluster="dequantizer"``) and an edge into ``input_node``."""
     config = spec.dequantization
     shape = tuple(spec.input.shape)

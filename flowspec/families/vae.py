@@ -1,24 +1,16 @@
-"""The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016)."""
+"""The ``vae`` family: a VAE whose posterior is refined by an IAF (Kingma et al. 2016).
+
+Its spec model and every stage are references, imported when first used (a spec with
+``model: vae``; :class:`~flowspec.family.Family`)."""
 
 from flowspec.family import Family, register_family
-from flowspec.vae.build import explicit_vae_spec, vae_build_rows
-from flowspec.vae.check import check_vae
-from flowspec.vae.costs import vae_cost_report
-from flowspec.vae.export import export_sampler
-from flowspec.vae.graph import build_vae_graph
-from flowspec.vae.latents import VAE_CODEC
-from flowspec.vae.measure import measure_vae
-from flowspec.vae.model import VAEModel
+from flowspec.spec.models import register_spec_model
 
+register_spec_model("vae", "flowspec.vae.config:VAESpec")
 
-def bench_vae(*args, **kwargs):
-    """:func:`flowspec.vae.bench.bench_vae`, imported on use (as the flow family's bench)."""
-    from flowspec.vae.bench import bench_vae as measure_bench
-
-    return measure_bench(*args, **kwargs)
-
-
-VAE = register_family(Family(name="vae", build_graph=build_vae_graph, compile=VAEModel, cost_report=vae_cost_report,
-                             measure=measure_vae, check=check_vae, explicit_spec=explicit_vae_spec,
-                             build_rows=vae_build_rows, export=export_sampler, bench=bench_vae,
-                             latents=VAE_CODEC))
+VAE = register_family(Family(
+    name="vae", build_graph="flowspec.vae.graph:build_vae_graph", compile="flowspec.vae.model:VAEModel",
+    cost_report="flowspec.vae.costs:vae_cost_report", measure="flowspec.vae.measure:measure_vae",
+    check="flowspec.vae.check:check_vae", explicit_spec="flowspec.vae.graph:explicit_vae_spec",
+    build_rows="flowspec.vae.build:vae_build_rows", export="flowspec.vae.export:export_sampler",
+    bench="flowspec.vae.bench:bench_vae", latents="flowspec.vae.latents:VAE_CODEC"))

@@ -1,4 +1,4 @@
-"""``build_graph``: Spec -> FlowGraph, a networkx graph with tensor shapes on its edges.
+"""``build_graph``: Spec -> FlowGraph, a directed graph with tensor shapes on its edges.
 
 The graph is pure: every shape comes from a layer kind's shape rule, and no weight is
 allocated. Validation happens here, and reports every problem at once with its YAML line.
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
+from flowspec.digraph import Digraph
 from flowspec.graph.condition import add_condition_node, context_shape, layer_context
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.family import family_of
@@ -43,12 +42,12 @@ class LayerNode:
 
 @dataclass
 class FlowGraph:
-    """The validated graph of a spec: ``layers`` in flow order and ``graph`` (networkx) whose
+    """The validated graph of a spec: ``layers`` in flow order and ``graph`` (a :class:`Digraph`; ``graph.to_networkx()`` for networkx) whose
     edges carry ``shape``; factored latents and the top latent end in prior nodes."""
 
     spec: Spec
     layers: list[LayerNode]
-    graph: nx.DiGraph = field(repr=False)
+    graph: Digraph = field(repr=False)
 
     @property
     def input_shape(self) -> Shape:
@@ -102,7 +101,7 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
     Raises :class:`ShapeError` listing every problem, each with its YAML location.
     """
     expanded = expand(spec)
-    graph = nx.DiGraph()
+    graph = Digraph()
     graph.add_node(INPUT, kind="input", shape=tuple(spec.input.shape))
     flow = FlowGraph(spec, [], graph)
     problems: list[Problem] = []
@@ -154,7 +153,7 @@ def _check_structure(flow: FlowGraph) -> list[Problem]:
     """Graph-level invertibility: acyclic, one input, each output consumed exactly once, every
     latent ends in a prior."""
     graph, problems = flow.graph, []
-    if not nx.is_directed_acyclic_graph(graph):
+    if not graph.is_acyclic():
         problems.append(flow.problem("the layers form a cycle", ()))
     for name, data in graph.nodes(data=True):
         outs = graph.out_degree(name)

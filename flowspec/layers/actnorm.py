@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, Shape, channel_view, numel, per_example, register
+from flowspec.layers.base import ContextShape, DataInitialized, FlowLayer, LayerConfig, LayerCost, Shape, channel_view, numel, per_example, register
 
 
 @register
@@ -35,13 +35,13 @@ class ActNormConfig(LayerConfig):
         return ActNorm(shape, self.data_init)
 
 
-class ActNorm(FlowLayer):
+class ActNorm(FlowLayer, DataInitialized):
     def __init__(self, shape: Shape, data_init: bool = True):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channel_view(shape)))
         self.log_scale = nn.Parameter(torch.zeros(channel_view(shape)))
         self.spatial = numel(shape[1:])
-        self.register_buffer("initialized", torch.tensor(not data_init))
+        self.register_initialized(not data_init)
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -55,13 +55,13 @@ class ActNorm(FlowLayer):
         std = (mean_sq - mean * mean).clamp_min(0).sqrt()
         self.bias.copy_(-mean)
         self.log_scale.copy_(-torch.log(std + 1e-6))
-        self.initialized.fill_(True)
+        self.mark_initialized()
 
     def logdet(self, x: Tensor) -> Tensor:
         return per_example(self.spatial * self.log_scale.sum(), x)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and self.pending:
             self.initialize(x)
         return (x + self.bias) * torch.exp(self.log_scale), self.logdet(x)
 

@@ -203,6 +203,27 @@ def _identity(x: Tensor) -> Tensor:
     return x
 
 
+class DataInitialized(nn.Module):
+    """A module that initializes itself from its first training batch (actnorm, Kingma & Dhariwal
+    2018). ``initialized`` is a buffer, saved with the weights; :attr:`pending` mirrors it in Python
+    (set here and on every ``load_state_dict``), so the check in ``forward`` reads no tensor: no
+    device sync per layer on a GPU, no graph break under ``torch.compile``."""
+
+    pending: bool = False
+
+    def register_initialized(self, initialized: bool) -> None:
+        self.register_buffer("initialized", torch.tensor(initialized))
+        self.pending = not initialized
+
+    def mark_initialized(self) -> None:
+        self.initialized.fill_(True)
+        self.pending = False
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.pending = not bool(self.initialized)
+
+
 def numel(shape: Shape) -> int:
     return math.prod(shape)
 

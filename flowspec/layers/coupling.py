@@ -135,6 +135,7 @@ class CouplingConfig(LayerConfig):
                          matmul_flops_forward=net.matmul_flops, matmul_flops_inverse=net.matmul_flops,
                          flops_logdet=entry.flops_logdet * n,
                          activations=int(n + net.outputs + entry.saved * n + joined),  # input, net outputs, transform
+                         call_activations=net.call_outputs,
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops

@@ -4,7 +4,7 @@ One node per layer (``detail="layer"``), per step or per level (collapsed), boxe
 edges labelled with tensor shapes, factored latents drawn to their prior nodes, colours by
 layer kind with a legend.
 
-Clusters are data: a node of the networkx graph goes into the cluster named by its ``cluster``
+Clusters are data: a node of the spec's graph goes into the cluster named by its ``cluster``
 attribute when it has one (the VAE graph sets ``encoder``, ``posterior``, ``decoder``, ``prior``),
 else into ``level N`` by its layer's level. Parts of a model that are not layers of the graph
 (the dequantizer) are added by *cluster providers*: functions ``(flow_graph) -> list[Part]`` registered

@@ -17,7 +17,7 @@ from typing import Callable, Literal
 import graphviz
 
 from flowspec.errors import FlowSpecError
-from flowspec.files import make_folder, write_bytes, write_text
+from flowspec.files import write_bytes, write_text
 
 Detail = Literal["auto", "paper", "layer", "step", "level"]
 DETAILS = ("auto", "paper", "layer", "step", "level")
@@ -224,7 +224,7 @@ def render(flow, path: str | Path, detail: Detail = "auto") -> Path:
     if fmt not in FORMATS:
         raise FlowSpecError(f"cannot tell the format of {path}: use a .svg, .png, .pdf or .dot file")
     source = to_dot(flow, detail)
-    make_folder(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "dot":
         write_text(path, source)
         return path

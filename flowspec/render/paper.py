@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass, field
 
 import graphviz
-import networkx as nx
 
 MAX_BLOCK = 512  # longest block looked for; a step of flow is a few layers
 
@@ -63,7 +62,7 @@ def units(graph) -> tuple[list[Unit], list[tuple]]:
                     attached_to[successor] = name
     inserted = {name: i for i, name in enumerate(graph.nodes)}
     out, signatures, index = [], [], {}
-    for name in nx.lexicographical_topological_sort(graph, key=inserted.__getitem__):
+    for name in graph.topological_order(key=inserted.__getitem__):
         data = graph.nodes[name]
         if name in attached_to:
             continue

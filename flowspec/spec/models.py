@@ -6,7 +6,9 @@ Layer rows are a discriminated union over the registered layer kinds (``kind:``)
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import MutableMapping
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator,
@@ -252,11 +254,42 @@ class Spec(StrictModel):
         return self._source
 
 
+class SpecModels(MutableMapping):
+    """Spec models by ``model:`` name. A value may be a ``"package.module:Name"`` reference, imported
+    on its first lookup, so that a family whose specs are not being read costs no import."""
+
+    def __init__(self, models: dict):
+        self._models = dict(models)
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        model = self._models[name]
+        if isinstance(model, str):
+            module, _, attribute = model.partition(":")
+            model = self._models[name] = getattr(importlib.import_module(module), attribute)
+        return model
+
+    def __setitem__(self, name: str, model) -> None:
+        self._models[name] = model
+
+    def __delitem__(self, name: str) -> None:
+        del self._models[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._models
+
+    def __iter__(self):
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
 #: spec models by ``model:`` name; other families register theirs (:func:`register_spec_model`)
-SPEC_MODELS: dict[str, type[BaseModel]] = {"flow": Spec}
+SPEC_MODELS = SpecModels({"flow": Spec})
 
 
-def register_spec_model(name: str, model: type[BaseModel]) -> type[BaseModel]:
-    """Make ``model: name`` parse into ``model`` (a family's spec, e.g. the VAE's)."""
+def register_spec_model(name: str, model) -> type[BaseModel] | str:
+    """Make ``model: name`` parse into ``model`` (a family's spec, e.g. the VAE's), a class or a
+    ``"package.module:Name"`` reference imported when a spec first names it."""
     SPEC_MODELS[name] = model
     return model

@@ -51,6 +51,10 @@ class TrainingConfig(BaseModel):
         "auto", description="bf16 autocast of the training forward pass: auto = on a GPU only; true = "
                             "on the CPU too (pays where it has native bf16: AVX512-BF16, AMX); false = off")
 
+    compile: bool = Field(
+        False, description="torch.compile the loss (forward and backward), evaluation and sampling, each one "
+                           "graph (fullgraph=True); compiling takes seconds to minutes, so it pays on long runs")
+
     def autocast_bf16(self, device_type: str) -> bool:
         """Whether the training forward pass runs under bf16 autocast on ``device_type``."""
         return self.bf16 is True or (self.bf16 == "auto" and device_type == "cuda")

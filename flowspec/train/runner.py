@@ -244,6 +244,10 @@ class TrainingLoop:
                 self.ema.reset()
         if self.env.main:
             make_folder(self.out)
+        if self.config.compile:  # after the data-dependent init, which runs eagerly
+            from flowspec.core.speed import compile_model
+
+            compile_model(self.model)
         objective = _Objective(self.model)
         if self.env.distributed:
             objective = nn.parallel.DistributedDataParallel(

@@ -33,7 +33,8 @@ def _loss(model: VAEModel) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def bench_vae(spec_path: str, spec: VAESpec, batch: int = 16, repeats: int = 5, baselines: bool = True,
-              memory: bool = True, seed: int = 0, overrides: list[str] | None = None) -> BenchReport:
+              memory: bool = True, seed: int = 0, overrides: list[str] | None = None,
+              compile: bool = False) -> BenchReport:
     """Measure what the module docstring lists for ``spec``. ``overrides`` (``--set``) are already
     applied to ``spec``; unlike a flow's bench, no subprocess has to load the spec again."""
     torch.manual_seed(seed)
@@ -50,6 +51,17 @@ def bench_vae(spec_path: str, spec: VAESpec, batch: int = 16, repeats: int = 5, 
     sampler = VAEModel(graph).eval()
     sampler.load_state_dict(model.state_dict())
     samplers = {"flowspec": lambda: sampler.sample(batch)}
+    if compile:  # the same model under torch.compile (training.compile), alternating with the rest
+        from flowspec.core.speed import compile_model
+
+        fast = VAEModel(graph).train()
+        fast.load_state_dict(model.state_dict())
+        compile_model(fast)
+        contestants["flowspec compiled"] = training_step(lambda x: fast.loss_per_dim(x).mean(), fast.parameters(), data)
+        fast_sampler = VAEModel(graph).eval()
+        fast_sampler.load_state_dict(model.state_dict())
+        compile_model(fast_sampler)
+        samplers["flowspec compiled"] = lambda: fast_sampler.sample(batch)
 
     seconds = alternate(contestants, repeats)
     report.train = {name: batch / s for name, s in seconds.items()}

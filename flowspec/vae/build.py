@@ -18,17 +18,8 @@ from torch import nn
 from flowspec.core.build import BuildRow
 from flowspec.vae.config import VAESpec
 from flowspec.vae.costs import vae_parts
-from flowspec.vae.graph import VAEGraph, decoder_kind, encoder_kind
+from flowspec.vae.graph import VAEGraph, explicit_vae_spec  # noqa: F401  (explicit_vae_spec: its old home)
 from flowspec.vae.model import VAEModel
-
-
-def explicit_vae_spec(spec: VAESpec) -> dict:
-    """The spec with every field written out, the networks' kinds resolved (what ``flowspec
-    expand`` prints). Loading it back gives the same model."""
-    data = spec.model_dump(mode="json")
-    data["encoder"]["kind"] = encoder_kind(spec)
-    data["decoder"]["kind"] = decoder_kind(spec)
-    return data
 
 
 def part_modules(model: VAEModel) -> dict[str, nn.Module]:

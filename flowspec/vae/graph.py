@@ -1,4 +1,4 @@
-"""``build_vae_graph``: VAESpec -> VAEGraph, the encoder / posterior / decoder as networkx nodes.
+"""``build_vae_graph``: VAESpec -> VAEGraph, the encoder / posterior / decoder as graph nodes.
 
 Pure: shapes come from the rules below, no weight is allocated. Nodes carry ``cluster=``
 (``encoder``, ``posterior``, ``decoder``, ``prior``) so a renderer can box them; edges carry
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 
 from flowspec.errors import Problem, ShapeError
+from flowspec.digraph import Digraph
 from flowspec.layers.base import Shape, numel
 from flowspec.vae.config import VAESpec
 
@@ -46,7 +46,7 @@ class VAEGraph:
     """The validated graph of a VAE spec; ``graph`` edges carry ``shape``."""
 
     spec: VAESpec
-    graph: nx.DiGraph = field(repr=False)
+    graph: Digraph = field(repr=False)
 
     @property
     def input_shape(self) -> Shape:
@@ -64,7 +64,7 @@ class VAEGraph:
     @property
     def layers(self) -> list[str]:
         """The nodes from the input to the likelihood, in order (encoder, z0, iaf.k, decoder, ...)."""
-        return [n for n in nx.topological_sort(self.graph) if n not in ("input", "prior")]
+        return [n for n in self.graph.topological_order() if n not in ("input", "prior")]
 
     def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
         source = self.spec.source
@@ -101,7 +101,7 @@ def build_vae_graph(spec: VAESpec) -> VAEGraph:
 
     Raises :class:`ShapeError` listing every problem with its YAML location.
     """
-    graph = nx.DiGraph()
+    graph = Digraph()
     vae = VAEGraph(spec, graph)
     problems = _check(spec, vae)
     if problems:
@@ -130,3 +130,12 @@ def build_vae_graph(spec: VAESpec) -> VAEGraph:
     graph.add_node("likelihood", kind=spec.likelihood.kind, cluster="decoder", path=("likelihood",))
     graph.add_edge("decoder", "likelihood", shape=x_shape + (likelihood_params(spec),))
     return vae
+
+
+def explicit_vae_spec(spec: VAESpec) -> dict:
+    """The spec with every field written out, the networks' kinds resolved (what ``flowspec
+    expand`` prints). Loading it back gives the same model."""
+    data = spec.model_dump(mode="json")
+    data["encoder"]["kind"] = encoder_kind(spec)
+    data["decoder"]["kind"] = decoder_kind(spec)
+    return data

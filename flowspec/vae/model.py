@@ -140,11 +140,17 @@ class VAEModel(nn.Module):
         most likely level of ``p(x|z)`` (``mean=True``, clean pictures) or a draw from it."""
         refuse_condition(condition)
         reference = next(self.parameters())
-        z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype).to(reference.device)
-        params = self.decoder(temperature * z)
+        where = reference.device if generator is None else generator.device  # no host draw and copy on a GPU
+        z = torch.randn((n, self.latent), generator=generator, dtype=reference.dtype, device=where).to(reference.device)
+        params = self.generate(z, temperature)
         if mean:
             return likelihoods.mode(self.likelihood, params, self.levels)
         return likelihoods.sample(self.likelihood, params, self.levels, generator)
+
+    def generate(self, z: Tensor, temperature: float = 1.0) -> Tensor:
+        """Sampling's deterministic part: the likelihood's parameters ``decoder(T z)`` of standard
+        normal draws ``z`` (what ``training.compile`` compiles)."""
+        return self.decoder(temperature * z)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

@@ -44,6 +44,7 @@ class NetCost(NamedTuple):
     layers: int
     elementwise: float = 0.0
     extra_ops: int = 0
+    call_outputs: int = 0  # elements backward keeps once per call, not per example (computed weights)
 
 
 def stack_cost(shapes: list[tuple[int, int, int]], spatial: int = 1) -> NetCost:

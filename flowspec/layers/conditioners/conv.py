@@ -18,7 +18,7 @@ import torch.distributed as dist
 from pydantic import Field, PositiveInt, field_validator
 from torch import nn
 
-from flowspec.layers.base import MatmulOp
+from flowspec.layers.base import DataInitialized, MatmulOp
 from flowspec.layers.conditioners.base import (ChannelsLastNet, ConditionerConfig, NetCost, register_conditioner,
                                                stack_cost, zero_init)
 
@@ -92,7 +92,7 @@ class ConvConditioner(ConditionerConfig):
         return self.model_copy(update={"hidden": min(self.hidden, width)})
 
 
-class HiddenActNorm(nn.Module):
+class HiddenActNorm(DataInitialized):
     """Glow's actnorm on a hidden layer: ``(h + b) * exp(log s)`` per channel; the first training
     call sets ``b = -mean``, ``exp(log s) = 1 / std`` from its batch (averaged over ranks)."""
 
@@ -100,10 +100,10 @@ class HiddenActNorm(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.register_buffer("initialized", torch.tensor(False))
+        self.register_initialized(False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.initialized):
+        if self.training and self.pending:
             self._initialize(h)
         return (h + self.bias) * torch.exp(self.log_scale)
 
@@ -117,7 +117,7 @@ class HiddenActNorm(nn.Module):
         std = (mean_sq - mean * mean).clamp_min(0).sqrt()
         self.bias.copy_(-mean.view_as(self.bias))
         self.log_scale.copy_(-torch.log(std + 1e-6).view_as(self.log_scale))
-        self.initialized.fill_(True)
+        self.mark_initialized()
 
 
 class LearnedScale(nn.Module):

@@ -52,15 +52,24 @@ class RealNVPConditioner(ConditionerConfig):
     def cost(self, in_channels: int, out_channels: int, spatial: int, context: int = 0) -> NetCost:
         """Per example: the convs' ``i o k^2`` weights, their biases and their ``g`` (``o`` each);
         ``2B + 2`` batch norms (``2`` params per channel, counted as 4 FLOPs per element); the
-        input's negation and doubling, the residual and skip sums (1 FLOP per element each)."""
+        input's negation and doubling, the residual and skip sums (1 FLOP per element each); the
+        elements backward keeps per example and, for the computed weights, per call (measured
+        against the saved tensors)."""
         layers = self.convs(in_channels, out_channels, context)
         h, cin, b = self.hidden, in_channels + context, self.blocks
         params = sum(i * o * k * k + o * (2 if bias else 1) for i, o, k, bias in layers)
         params += 2 * cin + 2 * h * (2 * b + 1)
         norm_elements = (cin + h * (2 * b + 1)) * spatial
         elementwise = 4.0 * norm_elements + 3.0 * cin * spatial + 2.0 * b * h * spatial
+        # kept for backward, per pixel: the input (batch norm) and [x, -x] after the ReLU (3 cin);
+        # the first conv's output (H); per block its ReLU outputs, the inner conv's output and the
+        # block's output (4 H); the skip sum and its ReLU (2 H); the output (out)
+        kept = (3 * cin + (4 * b + 3) * h + out_channels) * spatial
+        # once per call: each weight-normed conv's computed weight g v / ||v|| and its norms, each batch
+        # norm's mean and inverse std
+        per_call = sum(i * o * k * k + 2 * o for i, o, k, _ in layers) + 2 * (cin + h * (2 * b + 1))
         return NetCost(params=params, matmul_flops=sum(2.0 * i * o * k * k * spatial for i, o, k, _ in layers),
-                       outputs=sum(o * spatial for _, o, _, _ in layers) + norm_elements + 2 * cin * spatial,
+                       outputs=kept, call_outputs=per_call,
                        layers=len(layers), elementwise=elementwise, extra_ops=4 * len(layers) + 2 * b + 4)
 
     def matmul_ops(self, in_channels: int, out_channels: int, spatial: tuple, context: int = 0) -> list[MatmulOp]:
