@@ -39,8 +39,8 @@ def _defaults(registry, examples=None):
 
 
 def test_every_registry_is_contract_tested():
-    covered = {"transform", "conditioner", "prior", "condition", "dequantization", "likelihood",
-               "column"}  # column kinds: their contract is tests/test_columns.py (every kind, float64)
+    # column: tests/test_columns.py's contract enumerates COLUMN_KINDS (and checks it covers every kind)
+    covered = {"transform", "conditioner", "prior", "condition", "dequantization", "likelihood", "column"}
     assert set(UNIONS) <= covered, f"add a contract for {sorted(set(UNIONS) - covered)}"
 
 
@@ -78,6 +78,8 @@ def test_prior_contract(config, context):
         return
     normal = -0.5 * eps.squeeze(1) ** 2 - 0.5 * math.log(2 * math.pi)
     torch.testing.assert_close(module.log_prob(z, c) + slope.abs().log().squeeze(1), normal)
+    if config.kind == "mog":  # a mixture's median moves when T scales its components' spreads
+        return
     median = module.generate(torch.zeros(1, 1, dtype=torch.float64), 0.5, None if c is None else c[:1])
     torch.testing.assert_close(median, module.generate(torch.zeros(1, 1, dtype=torch.float64), 2.0,
                                                        None if c is None else c[:1]))

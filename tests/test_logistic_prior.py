@@ -183,7 +183,7 @@ def test_cost_row_has_no_parameters_and_counts_the_softplus_work():
 def test_unknown_prior_is_a_located_spec_error(bad):
     text = NICE_LOGISTIC.replace("prior: logistic", f"prior: {bad}")
     with pytest.raises(SpecError, match=rf"^nice\.yaml:2:\d+: prior: unknown kind '{bad}' .*known: learned, "
-                                        r"learned_channel, logistic, standard") as error:
+                                        r"learned_channel, logistic, mog, standard") as error:
         flowspec.loads_spec(text, "nice.yaml")
     assert len(error.value.problems) == 1
 

@@ -123,6 +123,12 @@ class MixturePrior(nn.Module):
                 cdf = (weights * 0.5 * torch.special.erfc(-(middle[:, None] - mean) / (std * math.sqrt(2)))).sum(1)
                 below = cdf < u[:, i]
                 low, high = torch.where(below, middle, low), torch.where(below, high, middle)
+            # one Newton step from the bisection's root, which carries the gradient of the implicit
+            # function z_i(u, theta): dz/du = 1 / pdf (the step itself is ~0 at the root)
+            root = ((low + high) / 2).detach()
+            scaled = (root[:, None] - mean) / std
+            cdf = (weights * 0.5 * torch.special.erfc(-scaled / math.sqrt(2))).sum(1)
+            pdf = (weights * torch.exp(-0.5 * scaled ** 2) / (std * math.sqrt(2 * math.pi))).sum(1)
             z = z.clone()
-            z[:, i] = (low + high) / 2
+            z[:, i] = root - (cdf - u[:, i]) / pdf.clamp_min(torch.finfo(pdf.dtype).tiny)
         return z.view(-1, *self.shape)
