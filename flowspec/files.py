@@ -157,3 +157,16 @@ def save_program(program, path: str | Path) -> Path:
     with open_for_writing(path) as stream:
         torch.export.save(program, stream)
     return Path(path)
+
+
+def save_onnx(program, path: str | Path) -> Path:
+    """``ONNXProgram.save`` to ``path``, never through a symbolic link: the exporter writes into a
+    private temporary folder, and each file it made (the model, and external weights for a large
+    one) is renamed into place beside ``path`` by :func:`replace_atomically`."""
+    path = refuse_link(path)
+    with tempfile.TemporaryDirectory() as private:
+        program.save(str(Path(private) / path.name))
+        for made in sorted(Path(private).iterdir()):
+            with replace_atomically(path.parent / made.name) as stream:
+                stream.write(made.read_bytes())
+    return path

@@ -627,6 +627,9 @@ LINK_CASES = [
     ("plot", "training.png", ["plot", "{run}", "-o", "{out}/training.png"]),
     ("export", "model.safetensors", ["export", "{model}", "--format", "safetensors", "-o", "{out}/model.safetensors"]),
     ("export", "pt2", ["export", "{model}", "--format", "pt2", "-o", "{out}/pt2"]),
+    ("export", "onnx/density.onnx", ["export", "{model}", "--format", "onnx", "-o", "{out}/onnx"]),
+    ("export", "onnx/sample.onnx", ["export", "{model}", "--format", "onnx", "-o", "{out}/onnx"]),
+    ("export", "onnx", ["export", "{model}", "--format", "onnx", "-o", "{out}/onnx"]),
 ]
 #: verbs that write nothing (they print)
 PRINTING_VERBS = {"validate", "expand", "check", "eval", "bench", "report", "pretrained"}

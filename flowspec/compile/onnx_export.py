@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from flowspec.errors import FlowSpecError
+from flowspec.files import make_folder, refuse_link, save_onnx
 
 ONNX_HINT = "pip install 'flowspec[onnx]'"
 OPSET = 18
@@ -68,8 +69,7 @@ def export_onnx(model, folder: str | Path, batch: int = 4, check: bool = True, t
     if getattr(model.spec, "model", "flow") != "flow":
         raise FlowSpecError("ONNX export covers flow models (a VAE has no exact density); export its weights "
                             "with --format safetensors")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     model = model.eval()
     folded = fold_for_inference(model)
     dtype = next(model.parameters()).dtype
@@ -104,11 +104,13 @@ def export_onnx(model, folder: str | Path, batch: int = 4, check: bool = True, t
         sampler_shapes = {"temperature": None, "eps": tuple({0: dim} for _ in eps)}
         density_names, sampler_names = ["x"], ["temperature", *eps_names]
     paths = {"density": folder / "density.onnx", "sample": folder / "sample.onnx"}
+    for path in paths.values():  # before the minutes of exporting, not after
+        refuse_link(path)
     with torch.no_grad():
         for what, module, args, shapes, names, outputs in (
                 ("density", density, density_args, density_shapes, density_names, [*latent_names, "logdet", "log_prob"]),
                 ("sample", sampler, sampler_args, sampler_shapes, sampler_names, ["x"])):
-            _export_one(what, module, args, shapes, names, outputs).save(str(paths[what]))
+            save_onnx(_export_one(what, module, args, shapes, names, outputs), paths[what])
     result = OnnxExport(paths)
     if check:
         _check(result, model, inputs(batch + 3, 1), conditional, tolerance)
