@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-README_SPEC = ROOT / "specs" / "glow-digits-spline.yaml"  # what the README's first command trains
+README_SPEC = ROOT / "specs" / "flowpp-digits.yaml"  # what the README's first command trains
 AFFINE_GLOW = ROOT / "specs" / "glow-digits.yaml"
 
 
