@@ -16,11 +16,12 @@ A column kind is a pydantic config with ``kind: Literal[...]`` registered with
 
 from __future__ import annotations
 
+import math
 import re
-from typing import ClassVar, Union
+from typing import Annotated, ClassVar, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from flowspec.layers.base import LayerCost
@@ -28,6 +29,17 @@ from flowspec.layers.kinds import Registry
 
 COLUMN_KINDS = Registry("column")
 RANGE_PATTERN = r"^\d+(-\d+)?$"
+
+
+def _ordered_interval(bounds: list[float]) -> list[float]:
+    lo, hi = bounds
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise ValueError(f"bounds must be finite with lo < hi, got [{lo}, {hi}]")
+    return bounds
+
+
+#: ``[lo, hi]`` with finite ends and ``lo < hi`` (a bounded column's range, a circular one's turn)
+Interval = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_ordered_interval)]
 
 
 def register_column(config: type["ColumnConfig"]) -> type["ColumnConfig"]:

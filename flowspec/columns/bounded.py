@@ -12,14 +12,14 @@ image: the loaders refuse it (widen the bounds a little if the data reach them).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor
 
 from flowspec.columns._logit import logit_of_unit, sigmoid_of_real
-from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
+from flowspec.columns.base import ColumnConfig, ColumnTransform, Interval, register_column
 
 
 @register_column
@@ -28,15 +28,7 @@ class BoundedColumn(ColumnConfig):
     # shift, scale, clamp, log, log1p, subtract, two softplus (3 each), add; inverse: sigmoid (4),
     # two softplus, scale and shift
     flops = (12.0, 12.0)
-    bounds: Annotated[list[float], Field(min_length=2, max_length=2)] = Field(description="[lo, hi]: values lie strictly between them")
-
-    @field_validator("bounds")
-    @classmethod
-    def _ordered(cls, bounds):
-        lo, hi = bounds
-        if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-            raise ValueError(f"bounds must be finite with lo < hi, got [{lo}, {hi}]")
-        return bounds
+    bounds: Interval = Field(description="[lo, hi]: values lie strictly between them")
 
     def valid(self, values: np.ndarray) -> np.ndarray:
         lo, hi = self.bounds

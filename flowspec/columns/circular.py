@@ -27,11 +27,11 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from flowspec.columns._logit import logit_of_unit, sigmoid_of_real
-from flowspec.columns.base import ColumnConfig, ColumnTransform, register_column
+from flowspec.columns.base import ColumnConfig, ColumnTransform, Interval, register_column
 from flowspec.layers.base import LayerCost
 from flowspec.layers.transforms.spline import RationalQuadraticSpline, SplineTransform
 
@@ -39,17 +39,9 @@ from flowspec.layers.transforms.spline import RationalQuadraticSpline, SplineTra
 @register_column
 class CircularColumn(ColumnConfig):
     kind: Literal["circular"] = "circular"
-    bounds: Annotated[list[float], Field(min_length=2, max_length=2)] = Field([-math.pi, math.pi], description="[lo, hi]: one turn of the circle "
+    bounds: Interval = Field([-math.pi, math.pi], description="[lo, hi]: one turn of the circle "
                                                                           "(default [-pi, pi]; [0, 360] for degrees)")
     bins: Annotated[int, Field(ge=2, le=64)] = Field(8, description="K, the spline's bins")
-
-    @field_validator("bounds")
-    @classmethod
-    def _ordered(cls, bounds):
-        lo, hi = bounds
-        if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-            raise ValueError(f"bounds must be finite with lo < hi, got [{lo}, {hi}]")
-        return bounds
 
     def valid(self, values: np.ndarray) -> np.ndarray:
         lo, hi = self.bounds
