@@ -86,6 +86,23 @@ def count_flops(fn: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
+def add_compiled(contestants: dict, samplers: dict, build: Callable[[bool], torch.nn.Module], state: dict,
+                 x: torch.Tensor, batch: int) -> None:
+    """The model under ``torch.compile`` (``training.compile``) as one more training contestant and
+    one more sampler, both named ``flowspec compiled``: ``build(training)`` makes a fresh model for
+    training or sampling, which gets ``state`` before it is compiled."""
+    from flowspec.core.speed import compile_model
+
+    fast = build(True)
+    fast.load_state_dict(state)
+    compile_model(fast)
+    contestants["flowspec compiled"] = training_step(lambda v: fast.loss_per_dim(v).mean(), fast.parameters(), x)
+    fast_sampler = build(False)
+    fast_sampler.load_state_dict(state)
+    compile_model(fast_sampler)
+    samplers["flowspec compiled"] = lambda: fast_sampler.sample(batch)
+
+
 def training_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters, x: torch.Tensor) -> Callable[[], None]:
     optimizer = torch.optim.Adam(list(parameters), lr=1e-5)
 
@@ -204,16 +221,10 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     samplers["flowspec"] = lambda: sampler.sample(batch)
     samplers["flowspec folded"] = lambda: folded.sample(batch)
     if compile:
-        from flowspec.core.speed import compile_model
+        def fresh(training: bool) -> FlowModel:
+            return with_steps(spec, invertible=False).train() if training else with_steps(spec).eval()
 
-        fast = with_steps(spec, invertible=False).train()
-        fast.load_state_dict(model.state_dict())
-        compile_model(fast)
-        contestants["flowspec compiled"] = training_step(lambda x: fast.loss_per_dim(x).mean(), fast.parameters(), data)
-        fast_sampler = with_steps(spec).eval()
-        fast_sampler.load_state_dict(model.state_dict())
-        compile_model(fast_sampler)
-        samplers["flowspec compiled"] = lambda: fast_sampler.sample(batch)
+        add_compiled(contestants, samplers, fresh, model.state_dict(), data, batch)
 
     if baselines:
         from flowspec.bench.baselines import BASELINES

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from flowspec.bench.ceiling import conv_floor, record_convs
-from flowspec.bench.measure import (BenchReport, alternate, bf16_autocast, conv_peak_flops, count_flops,
+from flowspec.bench.measure import (BenchReport, add_compiled, alternate, bf16_autocast, conv_peak_flops, count_flops,
                                     training_step)
 from flowspec.bench.memory import saved_activation_bytes
 from flowspec.vae.config import VAESpec
@@ -52,16 +52,8 @@ def bench_vae(spec_path: str, spec: VAESpec, batch: int = 16, repeats: int = 5, 
     sampler.load_state_dict(model.state_dict())
     samplers = {"flowspec": lambda: sampler.sample(batch)}
     if compile:  # the same model under torch.compile (training.compile), alternating with the rest
-        from flowspec.core.speed import compile_model
-
-        fast = VAEModel(graph).train()
-        fast.load_state_dict(model.state_dict())
-        compile_model(fast)
-        contestants["flowspec compiled"] = training_step(lambda x: fast.loss_per_dim(x).mean(), fast.parameters(), data)
-        fast_sampler = VAEModel(graph).eval()
-        fast_sampler.load_state_dict(model.state_dict())
-        compile_model(fast_sampler)
-        samplers["flowspec compiled"] = lambda: fast_sampler.sample(batch)
+        add_compiled(contestants, samplers, lambda training: VAEModel(graph).train(training), model.state_dict(),
+                     data, batch)
 
     seconds = alternate(contestants, repeats)
     report.train = {name: batch / s for name, s in seconds.items()}
