@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import flowspec
+from flowspec.bench.memory import saved_activation_bytes
 from flowspec.dequant import ToModelSpace, VariationalDequantization, build_dequantizer
 from flowspec.errors import SpecError
 
@@ -333,22 +334,9 @@ def test_random_dequantization_sections_give_spec_errors_or_working_models(shape
     assert bpd.shape == (3,) and bool(torch.isfinite(bpd).all())
 
 
-def _saved_elements(module, x) -> int:
-    """Float32 elements of the distinct non-parameter tensors autograd saves in ``module(x)``."""
-    parameters = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    parameters |= {b.untyped_storage().data_ptr() for b in module.buffers()}
-    storages: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        v, log_q = module(x)
-    del v, log_q
-    return sum(storages.values()) / 4
+def _saved_elements(module, x) -> float:
+    """Float32 elements of the distinct non-parameter tensors autograd saves in a training ``module(x)``."""
+    return saved_activation_bytes(module, x, loss=module) / 4
 
 
 @pytest.mark.parametrize("shape, config", [

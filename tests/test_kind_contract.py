@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from flowspec.bench.memory import saved_activation_bytes
 from flowspec.conditions import CONDITION_KINDS
 from flowspec.dequant.base import DEQUANTIZER_KINDS
 from flowspec.errors import Problem
@@ -107,19 +108,8 @@ def test_condition_contract(config):
 
 # -- dequantizers ------------------------------------------------------------------------------
 def _saved_elements(module, x) -> float:
-    parameters = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    parameters |= {b.untyped_storage().data_ptr() for b in module.buffers()}
-    storages: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        module(x)
-    return sum(storages.values()) / 4
+    """Float32 elements of the distinct non-parameter tensors autograd saves in a training ``module(x)``."""
+    return saved_activation_bytes(module, x, loss=module) / 4
 
 
 @pytest.mark.parametrize("config", _defaults(DEQUANTIZER_KINDS))
