@@ -154,6 +154,33 @@ def test_gated_data_init_sets_the_output_scale():
     assert all(bool(m.initialized) for m in net.modules() if hasattr(m, "initialized"))
 
 
+def test_gated_data_init_compiles_as_one_graph_and_its_flag_follows_the_weights():
+    """The data-init check reads a Python mirror of the ``initialized`` buffer: a trained-mode call
+    traces as one graph (no data-dependent guard on the buffer), and loading weights sets the
+    mirror from the buffer (pending before init, done after, both ways)."""
+    from torch._dynamo.utils import counters
+
+    conditioner = GatedConditioner(hidden=8, blocks=1, heads=2, data_init=True, zero_init=False, init_scale=0.1)
+    net = conditioner.build_at(3, 6, (4, 4))
+    fresh = conditioner.build_at(3, 6, (4, 4))
+    x = torch.randn(16, 3, 4, 4)
+    net.train()
+    with torch.no_grad():
+        net(x)  # the data-dependent init, eagerly
+    convs = [m for m in fresh.modules() if type(m).__name__ == "DataInitConv2d"]
+    assert all(m.pending for m in convs)
+    fresh.load_state_dict(net.state_dict())
+    assert not any(m.pending for m in convs)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(net, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), net(x))
+    assert int(counters["stats"]["unique_graphs"]) == 1 and not counters["graph_break"]
+    torch._dynamo.reset()
+    fresh.load_state_dict(conditioner.build_at(3, 6, (4, 4)).state_dict())
+    assert all(m.pending for m in convs)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"init_scale": 0.1}, "add data_init: true"),
     ({"init_scale": 0.1, "data_init": True}, "set zero_init: false"),

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import Tensor, nn
 
-from flowspec.layers.base import MatmulOp
+from flowspec.layers.base import DataInitialized, MatmulOp
 from flowspec.layers.conditioners.base import (ConditionerConfig, NetCost, register_conditioner, stack_cost,
                                                with_context, zero_init)
 
@@ -160,20 +160,22 @@ class ChannelLayerNorm(nn.Module):
         return (h - mean) * torch.rsqrt(var + 1e-5) * self.gain + self.bias
 
 
-class DataInitConv2d(nn.Conv2d):
+class DataInitConv2d(nn.Conv2d, DataInitialized):
     """A conv whose first training call rescales its weights and sets its bias from the batch
     (Flow++'s ``conv2d``, after Salimans & Kingma 2016, arXiv:1602.07868): with ``y = W * x`` and
     per output channel mean ``m`` and variance ``v``, ``W <- W s`` and ``b <- -m s``,
     ``s = init_scale / sqrt(v + 1e-8)``; statistics averaged over ranks under DDP. Until then (and
-    in evaluation before any training call) it is the plain conv."""
+    in evaluation before any training call) it is the plain conv. Whether it is pending is read
+    from a Python mirror of its ``initialized`` buffer (:class:`DataInitialized`), so the check reads
+    no tensor: no graph break or data-dependent guard under ``torch.compile``."""
 
     def __init__(self, cin: int, cout: int, kernel: int, init_scale: float = 1.0):
         super().__init__(cin, cout, kernel, padding=kernel // 2)
         self.init_scale = init_scale
-        self.register_buffer("initialized", torch.tensor(False))
+        self.register_initialized(False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and not bool(self.initialized):
+        if self.training and self.pending:
             self._initialize(F.conv2d(x.detach(), self.weight.detach(), padding=self.padding))
         return super().forward(x)
 
@@ -187,7 +189,7 @@ class DataInitConv2d(nn.Conv2d):
         scale = self.init_scale * torch.rsqrt((mean_sq - mean * mean).clamp_min(0) + 1e-8)
         self.weight.mul_(scale.view(-1, 1, 1, 1))
         self.bias.copy_(-mean * scale)
-        self.initialized.fill_(True)
+        self.mark_initialized()
 
 
 class GatedBlock(nn.Module):
@@ -241,7 +243,7 @@ class GatedAttentionNet(nn.Module):
             self.last = DataInitConv2d(hidden, cout, 3, init_scale)
             if zero:  # starts at zero and stays out of the data-dependent init
                 zero_init(self.last)
-                self.last.initialized.fill_(True)
+                self.last.mark_initialized()
         else:
             self.last = nn.Conv2d(hidden, cout, 3, padding=1)
             if zero:
