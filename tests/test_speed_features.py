@@ -264,6 +264,7 @@ def test_bench_cli_prints_measured_figures_and_rejects_bad_specs(tmp_path):
     assert "train step  flowspec " in result.output and "images/s" in result.output
     assert "folded" in result.output and "of the measured conv peak" in result.output
     assert "ceiling     flowspec" in result.output
+    assert "target      training: flowspec" in result.output and "of flowspec's conv ceiling (target 85%" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(MULTISCALE.replace("LU", "true") + "memory: {invertible_backprop: 3}\n")
     result = CliRunner().invoke(app, ["bench", str(bad)])
@@ -302,6 +303,19 @@ def test_ceiling_records_every_conv_the_step_runs():
     twice = record_convs(lambda: (net(x).sum() + net(x).sum()).backward())
     assert all(twice[call] == 2 * n for call, n in calls.items())
     assert 0 < conv_floor(calls, repeats=1) < float("inf")
+
+
+def test_conv_replay_runs_exactly_the_recorded_convolutions():
+    """The ceiling's replay (timed beside the workload) makes the same convolution calls, as often."""
+    from flowspec.bench.ceiling import conv_replay, record_convs
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(3, 2, 5, 5)
+    step = lambda: (net(x).sum() + net(x).sum()).backward()  # noqa: E731
+    calls = record_convs(step)
+    replay = conv_replay(calls, repeats=1)
+    assert record_convs(replay) == calls
+    assert conv_replay(record_convs(lambda: net[1](x))) is None  # no convolutions: no ceiling
 
 
 def test_bench_on_a_vector_spec_skips_the_conv_ceiling(tmp_path):

@@ -45,6 +45,8 @@ def twins(name: str, batch: int = 4):
     shape = (batch, *eager.input_shape)
     x = (torch.randn(shape) if getattr(spec.input, "continuous", False)
          else torch.randint(0, spec.input.levels, shape).float())
+    if getattr(eager, "columns", None) is not None:  # typed columns: values in each column's domain
+        x = eager.to_data_space(x)
     condition = getattr(spec, "condition", None)
     c = None if condition is None else (torch.arange(batch) % condition.classes if condition.kind == "class"
                                         else torch.randn(batch, condition.dim))

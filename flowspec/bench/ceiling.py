@@ -55,7 +55,7 @@ def record_convs(fn: Callable[[], object]) -> Counter[ConvCall]:
     return recorder.calls
 
 
-def _replay(call: ConvCall, channels_last: bool, repeats: int) -> float:
+def _inputs(call: ConvCall, channels_last: bool) -> tuple:
     func, described = call
     layout = torch.channels_last if channels_last else torch.contiguous_format
     args = []
@@ -65,6 +65,11 @@ def _replay(call: ConvCall, channels_last: bool, repeats: int) -> float:
             args.append(tensor.contiguous(memory_format=layout) if tensor.dim() == 4 else tensor)
         else:
             args.append(list(arg) if isinstance(arg, tuple) else arg)
+    return func, args
+
+
+def _replay(call: ConvCall, channels_last: bool, repeats: int) -> float:
+    func, args = _inputs(call, channels_last)
     with torch.no_grad():
         return best_time(lambda: func(*args), repeats)
 
@@ -73,3 +78,24 @@ def conv_floor(calls: Counter[ConvCall], repeats: int = 5) -> float:
     """Seconds the recorded convolutions take, each alone in its faster layout (NCHW or NHWC)."""
     return sum(count * min(_replay(call, False, repeats), _replay(call, True, repeats))
                for call, count in calls.items())
+
+
+def conv_replay(calls: Counter[ConvCall], repeats: int = 3) -> Callable[[], None] | None:
+    """A callable that runs the recorded convolutions, each as often as it was recorded and in its
+    faster layout (chosen here by timing both), on tensors made once; None if there are none.
+    Timed in the same rounds as the workload it came from, ``batch`` over its median time is the
+    conv ceiling under the same machine load as the workload's own figure."""
+    plan = []
+    for call, count in calls.items():
+        channels_last = _replay(call, True, repeats) < _replay(call, False, repeats)
+        plan.append((*_inputs(call, channels_last), count))
+    if not plan:
+        return None
+
+    def run() -> None:
+        with torch.no_grad():
+            for func, args, count in plan:
+                for _ in range(count):
+                    func(*args)
+
+    return run

@@ -47,11 +47,13 @@ class TypedColumns(nn.Module):
             if entry.discrete:
                 discrete[list(entry.columns)] = True
         self.register_buffer("discrete", discrete, persistent=False)
+        #: some column is discrete (fixed by the spec; a Python bool, so no tensor is read per call)
+        self.any_discrete = bool(discrete.any())
 
     @property
     def dequantizes(self) -> bool:
         """Some column is discrete: the likelihood is a bound, and tightens with importance weighting."""
-        return bool(self.discrete.any())
+        return self.any_discrete
 
     def _indices(self) -> list[Tensor]:
         return [getattr(self, f"index_{i}") for i in range(len(self.maps))]
