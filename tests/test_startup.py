@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: subpackages and packages a spec tool must not import
 HEAVY = ("flowspec.compile", "flowspec.report", "flowspec.data", "flowspec.train", "flowspec.bench",
          "flowspec.render", "flowspec.vae.model", "flowspec.dequant.build", "networkx", "graphviz")
+#: the packages a spec tool may import beyond ``import torch`` (and the standard library): flowspec,
+#: its spec models (pydantic), YAML and the command line (typer without rich)
+SPEC_TOOL_PACKAGES = {"flowspec", "pydantic", "pydantic_core", "typing_inspection", "annotated_types", "yaml",
+                      "typer", "shellingham", "annotated_doc"}
 
 PROBE = """
 import json, sys
@@ -30,14 +34,21 @@ try:
     main()
 except SystemExit as exit:
     code = exit.code
-print(json.dumps({{"code": code, "modules": sorted(sys.modules)}}))
+import gc
+print(json.dumps({{"code": code, "modules": sorted(sys.modules), "frozen": gc.get_freeze_count()}}))
 """
 
 
-def imported_by(*argv: str) -> tuple[int, list[str]]:
+def run_cli(*argv: str) -> dict:
+    """``flowspec ARGV`` in a fresh interpreter: its exit code, ``sys.modules`` after it, and how many
+    objects it moved out of the collector's generations (``gc.freeze``)."""
     done = subprocess.run([sys.executable, "-c", PROBE.format(argv=list(argv))], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def imported_by(*argv: str) -> tuple[int, list[str]]:
+    result = run_cli(*argv)
     return result["code"], result["modules"]
 
 
@@ -49,6 +60,34 @@ def test_spec_tools_import_no_compiler_report_data_trainer_or_networkx(argv):
     heavy = [m for m in modules if m.startswith(HEAVY)]
     assert not heavy, f"flowspec {' '.join(argv)} imported {heavy}"
     assert "flowspec.graph.build" in modules and "flowspec.spec.loader" in modules  # it did validate
+
+
+@pytest.mark.parametrize("argv", [("validate", "specs/glow.yaml"),
+                                  ("render", "specs/glow.yaml", "--detail", "paper")],
+                         ids=["validate", "render-paper"])
+def test_spec_tools_import_nothing_beyond_torch_but_the_spec_packages(argv, tmp_path):
+    """The import set of a spec tool, against a bare ``import torch``: no further torch module (no
+    dynamo, inductor, ...) and, outside the standard library, only :data:`SPEC_TOOL_PACKAGES` (and
+    graphviz for render)."""
+    done = subprocess.run([sys.executable, "-c", "import json, sys, torch; print(json.dumps(sorted(sys.modules)))"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    baseline = set(json.loads(done.stdout))
+    result = run_cli(*argv, *(["-o", str(tmp_path / "graph.dot")] if argv[0] == "render" else []))
+    assert result["code"] in (None, 0)
+    added = set(result["modules"]) - baseline
+    assert not [m for m in added if m.split(".")[0] == "torch"]
+    packages = {m.split(".")[0] for m in added} - set(sys.stdlib_module_names)
+    drawing = {"graphviz"} if argv[0] == "render" else set()  # render writes through the graphviz package
+    assert {p for p in packages if not p.startswith("_") and p != "cython_runtime"} <= SPEC_TOOL_PACKAGES | drawing
+
+
+def test_the_command_freezes_what_startup_imported():
+    """torch's, pydantic's and the kinds' objects are frozen before the verb runs, so no later full
+    collection (nor the one at interpreter exit) walks them; a library import freezes nothing."""
+    assert run_cli("validate", "specs/glow.yaml")["frozen"] > 50_000
+    done = subprocess.run([sys.executable, "-c", "import gc, flowspec.spec.loader; print(gc.get_freeze_count())"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.strip() == "0"
 
 
 def test_the_api_names_still_resolve():
