@@ -179,9 +179,10 @@ def reports_errors(command):
 def main() -> None:
     """The ``flowspec`` command: imports only the module of the verb asked for (all of them for
     ``--help``, no verb or an unknown one)."""
-    # What is imported by now (torch, pydantic, every kind's config: some 185,000 objects the collector tracks) lives
-    # until the process ends; frozen, it is left out of every later full collection and out of the
-    # one at interpreter exit, which walked all of it (most of a spec tool's time beyond torch's import)
+    # What is imported by now (torch, pydantic, every kind's config: some 185,000 objects the
+    # collector tracks) lives until the process ends; frozen, it is left out of every later full
+    # collection and out of the one at interpreter exit, which walked all of it (most of a spec
+    # tool's time beyond torch's import)
     gc.freeze()
     verb = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     app.only = VERB_MODULES.get(verb) if "--help" not in sys.argv[1:2] else None
