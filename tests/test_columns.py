@@ -307,3 +307,27 @@ def test_flowspec_check_passes_with_every_column_type():
     assert {c.kind for c in spec.input.columns} == set(COLUMN_KINDS)
     result = check_spec(spec)
     assert result.ok, result
+
+
+def test_typed_columns_trace_as_one_graph():
+    """Dequantizing and mapping a mixed table reads no tensor in Python (whether a column is discrete
+    is fixed at build): the whole map traces as one graph under ``torch.compile(fullgraph=True)``."""
+    from torch._dynamo.utils import counters
+
+    columns = TypedColumns([IntegerColumn(at=0), BoundedColumn(at=1, bounds=[0.0, 2.0]), RealColumn(at=2)], 3)
+    assert columns.dequantizes
+    x = torch.tensor([[3.0, 0.5, -1.0], [0.0, 1.5, 2.0]])
+
+    def mapped(values):
+        return columns(columns.dequantize(values))
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    y, logdet = torch.compile(mapped, backend="aot_eager", fullgraph=True)(x)
+    torch.manual_seed(0)
+    reference = mapped(x)
+    torch.testing.assert_close(y, reference[0])
+    torch.testing.assert_close(logdet, reference[1])
+    assert int(counters["stats"]["unique_graphs"]) == 1 and not counters["graph_break"]
+    torch._dynamo.reset()
