@@ -180,8 +180,9 @@ class BenchReport:
         return out
 
     def _ceiling_target_lines(self) -> list[str]:
-        """The best flowspec variant's share of flowspec's conv ceiling against :data:`CEILING_TARGETS`,
-        and its ratio to each baseline against :data:`BASELINE_TARGET`."""
+        """The share of flowspec's conv ceiling that the default model (eager) and the fastest
+        float32 flowspec variant reach, against :data:`CEILING_TARGETS`, and their ratios to each
+        baseline, against :data:`BASELINE_TARGET`."""
         if "flowspec" not in self.train_ceiling:
             return []
         baselines = [name for name in self.train if name in self.baseline_params]
@@ -191,13 +192,14 @@ class BenchReport:
             ours = {name: rate for name, rate in rates.items()
                     if name.startswith("flowspec") and name not in SLOWER_OR_NOT_FLOAT32}
             best = max(ours, key=ours.__getitem__)
-            share, target = ours[best] / ceiling, CEILING_TARGETS[what]
-            against = ", ".join(f"{ours[best] / rates[name]:.2f}x {name}" for name in baselines)
-            beats = all(ours[best] >= BASELINE_TARGET * rates[name] for name in baselines)
-            lines.append(f"target      {what}: {best} at {share:.0%} of flowspec's conv ceiling (target {target:.0%}: "
-                         f"{'met' if share >= target else 'missed'})" + (
-                             f"; {against} (target {BASELINE_TARGET:g}x each: {'met' if beats else 'missed'})"
-                             if baselines else ""))
+            for variant in dict.fromkeys(("flowspec", best)):  # the default (eager), and the fastest variant
+                share, target = ours[variant] / ceiling, CEILING_TARGETS[what]
+                against = ", ".join(f"{ours[variant] / rates[name]:.2f}x {name}" for name in baselines)
+                beats = all(ours[variant] >= BASELINE_TARGET * rates[name] for name in baselines)
+                lines.append(f"target      {what}: {variant} at {share:.0%} of flowspec's conv ceiling (target "
+                             f"{target:.0%}: {'met' if share >= target else 'missed'})" + (
+                                 f"; {against} (target {BASELINE_TARGET:g}x each: {'met' if beats else 'missed'})"
+                                 if baselines else ""))
         return lines
 
     def _target_lines(self) -> list[str]:
