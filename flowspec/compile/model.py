@@ -31,7 +31,7 @@ from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
-from flowspec.layers.base import numel
+from flowspec.core.costs import numel
 
 
 def _plus(total: Tensor | None, term: Tensor) -> Tensor:

@@ -14,7 +14,8 @@ from flowspec.graph.condition import add_condition_node, context_shape, layer_co
 from flowspec.graph.mixing import mixing_problems
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.family import family_of
-from flowspec.layers.base import LayerConfig, Shape, numel
+from flowspec.core.costs import Shape, numel
+from flowspec.layers.base import LayerConfig
 from flowspec.spec.expand import ExpandedLayer, expand
 from flowspec.spec.models import Spec
 

@@ -13,7 +13,7 @@ from flowspec.core.costs import (BACKWARD_FACTOR, BYTES, LOGDET_DOMINATES, OPTIM
                                  CostReport, LayerRow, Part, parts_report)
 from flowspec.graph.build import FlowGraph
 from flowspec.graph.condition import top_prior_context
-from flowspec.layers.base import LayerCost, numel
+from flowspec.core.costs import LayerCost, numel
 from flowspec.report.devices import Device
 from flowspec.report.rates import matmul_ops
 

@@ -36,7 +36,7 @@ conv at its output resolution) so that ``--device cpu`` times them at their own 
 
 from __future__ import annotations
 
-from flowspec.layers.base import LayerCost, MatmulOp, numel
+from flowspec.core.costs import LayerCost, MatmulOp, numel
 from flowspec.layers.conditioners import NetCost, stack_cost
 from flowspec.core.costs import CostReport, Part, parts_report
 from flowspec.vae.graph import VAEGraph, conv_resolutions, decoder_kind, encoder_kind, likelihood_params

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from flowspec.errors import Problem, ShapeError
 from flowspec.digraph import Digraph
-from flowspec.layers.base import Shape, numel
+from flowspec.core.costs import Shape, numel
 from flowspec.vae.config import VAESpec
 
 
