@@ -97,3 +97,22 @@ def test_check_narrows_each_layer_node():
     assert [n.name for n in narrow.layers] == [n.name for n in graph.layers]
     assert [n.kind for n in narrow.layers] == [n.kind for n in graph.layers]
     assert sum(n.cost.params for n in narrow.layers) < sum(n.cost.params for n in graph.layers)
+
+
+def test_a_vae_is_its_graph_nodes_too():
+    """The VAE's parts are nodes stated once: the report's rows, the drawn nodes and the model's
+    IAF steps come from them, and their costs count the model's parameters."""
+    from flowspec.vae.costs import vae_parts
+
+    graph = _graph("vae-iaf-digits")
+    names = [node.name for node in graph.nodes]
+    assert names[:2] == ["encoder", "z0"] and names[-3:] == ["decoder", "likelihood", "prior"]
+    assert [part.name for part in vae_parts(graph)] == names
+    assert [part.kind for part in vae_parts(graph)] == [node.kind for node in graph.nodes]
+    assert all(graph.graph.nodes[node.name]["part"] is node for node in graph.nodes)
+    model = flowspec.compile(graph.spec)
+    assert len(model.iaf) == len(graph.iaf_steps) == graph.spec.iaf_steps > 1
+    assert [node.reverse for node in graph.iaf_steps] == [k % 2 == 1 for k in range(graph.spec.iaf_steps)]
+    assert sum(part.cost.params for part in vae_parts(graph)) == _params(model)
+    assert [part.sampling for part in vae_parts(graph)] == [node.role not in ("encoder", "posterior", "iaf")
+                                                            for node in graph.nodes]
