@@ -33,7 +33,7 @@ def top_prior_context(spec) -> int:
     return condition.features if condition is not None and condition.prior == "conditional" else 0
 
 
-def reads_condition(config, in_shape, context) -> bool:
+def reads_condition(config, context) -> bool:
     """True when the layer is given a context and its kind declares that it reads one
     (``reads_context``)."""
     return context is not None and config.reads_context
@@ -49,7 +49,7 @@ def add_condition_node(flow, top_prior: str) -> None:
     graph, shape = flow.graph, node.out_shape
     graph.add_node(node.name, kind="condition", detail=node.detail, shape=shape, path=node.path, part=node)
     for layer in flow.layers:
-        if reads_condition(layer.config, layer.in_shape, layer.context):
+        if reads_condition(layer.config, layer.context):
             graph.add_edge(node.name, layer.name, shape=shape, context=True)
     if flow.top_prior.context is not None:
         graph.add_edge(node.name, top_prior, shape=shape, context=True)
