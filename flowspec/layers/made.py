@@ -9,6 +9,11 @@ between hidden layers ``u' <- u`` iff ``d(u') >= d(u)``, and an output ``i <- u`
 ``d out / d z`` is strictly triangular in the order. The context ``h`` enters the first hidden
 layer and the output layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every
 output, the first variable's included, depends on it.
+
+Initialisation: a masked unit reads only the ``n_u`` inputs its mask keeps, so its weights are drawn
+as ``nn.Linear``'s default over that fan-in, ``U(-1/sqrt(n_u), 1/sqrt(n_u))``, not over all inputs:
+otherwise a unit of low degree starts with a pre-activation ``sqrt(n_u / n)`` times smaller, where
+ELU is all but linear, and the MADE starts close to a linear map.
 """
 
 from __future__ import annotations
@@ -25,11 +30,16 @@ from flowspec.layers.base import LayerCost, MatmulOp
 
 
 class MaskedLinear(nn.Linear):
-    """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape."""
+    """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape; row ``u`` of ``W`` starts
+    ``U(-1/sqrt(n_u), 1/sqrt(n_u))`` with ``n_u`` the inputs the mask keeps (``nn.Linear``'s default
+    over the kept fan-in)."""
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        with torch.no_grad():  # nn.Linear drew U(-1/sqrt(in), 1/sqrt(in)): rescale to the kept fan-in
+            kept = self.mask.sum(1, keepdim=True).clamp_min(1.0)
+            self.weight.mul_(torch.sqrt(in_features / kept))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
