@@ -45,6 +45,12 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+#: hidden activations of a MADE and their cost per element (FLOPs): ELU (the default; Clevert et al.
+#: 2016), ReLU (nflows' and zuko's default), GELU, tanh
+ACTIVATIONS = {"elu": (F.elu, 4.0), "relu": (F.relu, 1.0), "gelu": (F.gelu, 8.0), "tanh": (torch.tanh, 4.0)}
+Activation = Literal["elu", "relu", "gelu", "tanh"]
+
+
 def natural_order(features: int, reverse: bool = False) -> Tensor:
     """Degrees ``d(j)`` (1-based ranks) of the natural order ``0, 1, ..`` or of its reverse."""
     degrees = torch.arange(1, features + 1)
@@ -62,12 +68,14 @@ class MADE(nn.Module):
         context: size of h (0: none).
         degrees: ranks ``1..D`` of the variables in the order (default: natural order).
         outputs: heads per variable (IAF uses 2: m and s).
+        activation: the hidden layers' nonlinearity, a key of :data:`ACTIVATIONS`.
     """
 
     def __init__(self, features: int, hidden: int, depth: int = 1, context: int = 0,
-                 degrees: Tensor | None = None, outputs: int = 2):
+                 degrees: Tensor | None = None, outputs: int = 2, activation: str = "elu"):
         super().__init__()
         self.features, self.outputs = features, outputs
+        self.activation = ACTIVATIONS[activation][0]
         degrees = natural_order(features) if degrees is None else torch.as_tensor(degrees)
         if sorted(degrees.tolist()) != list(range(1, features + 1)):
             raise ValueError(f"degrees must be a permutation of 1..{features}, got {degrees.tolist()}")
@@ -90,9 +98,9 @@ class MADE(nn.Module):
         a = self.hidden_layers[0](z)
         if self.context is not None and h is not None:
             a = a + self.context(h)
-        a = F.elu(a)
+        a = self.activation(a)
         for layer in self.hidden_layers[1:]:
-            a = F.elu(layer(a))
+            a = self.activation(layer(a))
         out = self.out(a)
         if self.context_out is not None and h is not None:
             out = out + self.context_out(h)
@@ -102,11 +110,13 @@ class MADE(nn.Module):
 @register_ar_conditioner
 class MaskedConditioner(ARConditionerConfig):
     """The ``masked`` autoregressive conditioner: a :class:`MADE` of ``depth`` hidden layers of
-    ``hidden`` units (ELU), the context entering the first hidden layer and the outputs."""
+    ``hidden`` units (``activation``, ELU by default), the context entering the first hidden layer and
+    the outputs."""
 
     kind: Literal["masked"] = "masked"
     hidden: PositiveInt = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 2
+    activation: Activation = "elu"
 
     def linears(self, features: int, outputs: int, context: int) -> list[tuple[int, int, bool]]:
         """``(in, out, bias)`` of the MADE's linears: hidden layers, output, context ones."""
@@ -117,13 +127,14 @@ class MaskedConditioner(ARConditionerConfig):
         return layers
 
     def cost(self, features: int, outputs: int, context: int) -> LayerCost:
-        """One pass: dense matmuls ``2 i o`` each and ``4 H`` per ELU layer; the masked weights
-        ``W * M`` are built (and kept for backward) once per call, ``i o`` each."""
+        """One pass: dense matmuls ``2 i o`` each and ``a H`` per hidden layer (``a`` the activation's
+        FLOPs per element: 4 for ELU); the masked weights ``W * M`` are built (and kept for backward)
+        once per call, ``i o`` each."""
         linears = self.linears(features, outputs, context)
         matmul = sum(2.0 * i * o for i, o, _ in linears)
         masked = sum(i * o for i, o, _ in linears[: self.depth + 1])
         return LayerCost(params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
-                         flops_forward=matmul + 4.0 * self.hidden * self.depth, matmul_flops_forward=matmul,
+                         flops_forward=matmul + ACTIVATIONS[self.activation][1] * self.hidden * self.depth, matmul_flops_forward=matmul,
                          activations=features + self.hidden * self.depth * 2, call_activations=masked,
                          call_flops_forward=float(masked), ops=4 * self.depth + (3 if context else 0))
 
@@ -131,4 +142,5 @@ class MaskedConditioner(ARConditionerConfig):
         return [MatmulOp(i, o, 1, ()) for i, o, _ in self.linears(features, outputs, context)]
 
     def build(self, features: int, outputs: int, context: int, degrees: Tensor) -> MADE:
-        return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs)
+        return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs,
+                    activation=self.activation)
