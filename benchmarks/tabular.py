@@ -17,9 +17,9 @@ MADE has two hidden layers of ``--hidden`` units, orders reversed between layers
   --bound``, 5 by default, zuko's default): flowspec's ``maf`` with ``transform: spline``, nflows'
   ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform`` (linear tails at B), zuko's ``flows.NSF``
   (a ``flows.MAF`` of ``MonotonicRQSTransform(bound=B)``, as ``flows.NSF`` builds it, so B can be set).
-Each library keeps its own parametrisation of the transform and its MADE's activation (flowspec ELU,
-nflows and zuko ReLU). Every run: Adam at ``--lr``, ``--steps`` steps at batch ``--batch`` from a seeded
-shuffle, one thread; the test figure of the last step's model. Seeds run in turn, and within a seed
+Each library keeps its own parametrisation of the transform, its MADE's initialisation and activation
+(flowspec ELU, ``--activation`` to change it; nflows and zuko ReLU). Every run: Adam at ``--lr``,
+``--steps`` steps at batch ``--batch`` from a seeded shuffle, one thread; the test figure of the last step's model. Seeds run in turn, and within a seed
 the contestants alternate, so the shared CPU's load falls on each alike.
 
 Printed per table and family: test nats/dim (mean over ``--seeds`` seeds +- its standard error) and the
@@ -103,12 +103,13 @@ def load_table(name: str) -> np.ndarray:
 
 # -- contestants -----------------------------------------------------------------------------------
 
-def flowspec_flow(features: int, layers: int, hidden: int, spline: bool, bound: float):
+def flowspec_flow(features: int, layers: int, hidden: int, spline: bool, bound: float, activation: str = "elu"):
     import flowspec
 
-    transform = f", transform: {{kind: spline, bins: 8, bound: {bound}}}" if spline else ""
+    options = f", transform: {{kind: spline, bins: 8, bound: {bound}}}" if spline else ""
+    options += f", activation: {activation}" if activation != "elu" else ""
     rows = "\n".join(f"  - {{kind: maf, hidden: {hidden}, depth: 2, order: {'natural' if i % 2 == 0 else 'reversed'}"
-                     f"{transform}}}" for i in range(layers))
+                     f"{options}}}" for i in range(layers))
     model = flowspec.compile(flowspec.loads_spec(
         f"input: {{shape: [{features}], data: continuous}}\nprior: standard\nlayers:\n{rows}\n"))
     return model, lambda x: -model.log_prob(x)
@@ -162,7 +163,8 @@ LIBRARIES = {"flowspec": flowspec_flow, "nflows": nflows_flow, "zuko": zuko_flow
 def run(build, train: torch.Tensor, test: torch.Tensor, args, seed: int, spline: bool) -> tuple[float, float]:
     """(test nats/dim, seconds per training step)."""
     torch.manual_seed(seed)
-    model, nll = build(train.shape[1], args.layers, args.hidden, spline, args.bound)
+    options = {"activation": args.activation} if build is flowspec_flow else {}
+    model, nll = build(train.shape[1], args.layers, args.hidden, spline, args.bound, **options)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)
     epochs = args.steps * args.batch // len(train) + 2
@@ -198,10 +200,12 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--bound", type=float, default=5.0, help="NSF: the spline's interval [-B, B] in every library")
+    parser.add_argument("--activation", choices=("elu", "relu", "gelu", "tanh"), default="elu",
+                        help="flowspec's MADE activation (its default: elu); the peers keep their ReLU")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, "
+    print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, flowspec activation {args.activation}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, "
           f"{args.seeds} seeds, {args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
     verdicts = []
     for table in args.tables:
