@@ -19,8 +19,9 @@ MADE has two hidden layers of ``--hidden`` units, orders reversed between layers
   (a ``flows.MAF`` of ``MonotonicRQSTransform(bound=B)``, as ``flows.NSF`` builds it, so B can be set).
 Each library keeps its own parametrisation of the transform, its MADE's initialisation and activation
 (flowspec ELU, ``--activation`` to change it; nflows and zuko ReLU). Every run: Adam at ``--lr``,
-``--steps`` steps at batch ``--batch`` from a seeded shuffle, one thread; the test figure of the last step's model. Seeds run in turn, and within a seed
-the contestants alternate, so the shared CPU's load falls on each alike.
+``--steps`` steps at batch ``--batch`` from a seeded shuffle, one thread; the test figure of the last
+step's model. Seeds run in turn, and within a seed the contestants alternate, so the shared CPU's
+load falls on each alike.
 
 Printed per table and family: test nats/dim (mean over ``--seeds`` seeds +- its standard error) and the
 mean training-step time; then the issue's targets: flowspec as good as the better peer (difference
@@ -150,7 +151,8 @@ def nflows_flow(features: int, layers: int, hidden: int, spline: bool, bound: fl
             parts.append(ReversePermutation(features))
         if spline:
             parts.append(MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                features, hidden, num_bins=8, tails="linear", tail_bound=bound, num_blocks=1, use_residual_blocks=False))
+                features, hidden, num_bins=8, tails="linear", tail_bound=bound, num_blocks=1,
+                use_residual_blocks=False))
         else:
             parts.append(MaskedAffineAutoregressiveTransform(features, hidden, num_blocks=1, use_residual_blocks=False))
     flow = Flow(CompositeTransform(parts), StandardNormal([features]))
@@ -205,8 +207,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, flowspec activation {args.activation}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, "
-          f"{args.seeds} seeds, {args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
+    print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, flowspec activation "
+          f"{args.activation}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, {args.seeds} seeds, "
+          f"{args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
     verdicts = []
     for table in args.tables:
         train, test = _split(load_table(table))

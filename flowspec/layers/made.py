@@ -133,8 +133,9 @@ class MaskedConditioner(ARConditionerConfig):
         linears = self.linears(features, outputs, context)
         matmul = sum(2.0 * i * o for i, o, _ in linears)
         masked = sum(i * o for i, o, _ in linears[: self.depth + 1])
+        activation = ACTIVATIONS[self.activation][1] * self.hidden * self.depth
         return LayerCost(params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
-                         flops_forward=matmul + ACTIVATIONS[self.activation][1] * self.hidden * self.depth, matmul_flops_forward=matmul,
+                         flops_forward=matmul + activation, matmul_flops_forward=matmul,
                          activations=features + self.hidden * self.depth * 2, call_activations=masked,
                          call_flops_forward=float(masked), ops=4 * self.depth + (3 if context else 0))
 
