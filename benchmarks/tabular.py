@@ -18,7 +18,8 @@ MADE has two hidden layers of ``--hidden`` units, orders reversed between layers
   ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform`` (linear tails at B), zuko's ``flows.NSF``
   (a ``flows.MAF`` of ``MonotonicRQSTransform(bound=B)``, as ``flows.NSF`` builds it, so B can be set).
 Each library keeps its own parametrisation of the transform, its MADE's initialisation and activation
-(flowspec ELU, ``--activation`` to change it; nflows and zuko ReLU). Every run: Adam at ``--lr``,
+(flowspec ELU and each unit's kept fan-in, ``--activation`` and ``--init`` to change them; nflows and
+zuko ReLU and all inputs' fan-in). Every run: Adam at ``--lr``,
 ``--steps`` steps at batch ``--batch`` from a seeded shuffle, one thread; the test figure of the last
 step's model. Seeds run in turn, and within a seed the contestants alternate, so the shared CPU's
 load falls on each alike.
@@ -104,11 +105,13 @@ def load_table(name: str) -> np.ndarray:
 
 # -- contestants -----------------------------------------------------------------------------------
 
-def flowspec_flow(features: int, layers: int, hidden: int, spline: bool, bound: float, activation: str = "elu"):
+def flowspec_flow(features: int, layers: int, hidden: int, spline: bool, bound: float, activation: str = "elu",
+                  init: str = "masked"):
     import flowspec
 
     options = f", transform: {{kind: spline, bins: 8, bound: {bound}}}" if spline else ""
     options += f", activation: {activation}" if activation != "elu" else ""
+    options += f", init: {init}" if init != "masked" else ""
     rows = "\n".join(f"  - {{kind: maf, hidden: {hidden}, depth: 2, order: {'natural' if i % 2 == 0 else 'reversed'}"
                      f"{options}}}" for i in range(layers))
     model = flowspec.compile(flowspec.loads_spec(
@@ -165,7 +168,7 @@ LIBRARIES = {"flowspec": flowspec_flow, "nflows": nflows_flow, "zuko": zuko_flow
 def run(build, train: torch.Tensor, test: torch.Tensor, args, seed: int, spline: bool) -> tuple[float, float]:
     """(test nats/dim, seconds per training step)."""
     torch.manual_seed(seed)
-    options = {"activation": args.activation} if build is flowspec_flow else {}
+    options = {"activation": args.activation, "init": args.init} if build is flowspec_flow else {}
     model, nll = build(train.shape[1], args.layers, args.hidden, spline, args.bound, **options)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)
@@ -204,11 +207,13 @@ def main() -> int:
     parser.add_argument("--bound", type=float, default=5.0, help="NSF: the spline's interval [-B, B] in every library")
     parser.add_argument("--activation", choices=("elu", "relu", "gelu", "tanh"), default="elu",
                         help="flowspec's MADE activation (its default: elu); the peers keep their ReLU")
+    parser.add_argument("--init", choices=("masked", "dense"), default="masked",
+                        help="flowspec's MADE initialisation (its default: masked, over each unit's kept fan-in)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, flowspec activation "
-          f"{args.activation}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, {args.seeds} seeds, "
+          f"{args.activation} and init {args.init}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, {args.seeds} seeds, "
           f"{args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
     verdicts = []
     for table in args.tables:

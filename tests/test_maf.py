@@ -85,6 +85,8 @@ def test_masked_units_start_at_the_default_init_over_the_inputs_their_mask_keeps
     single = first.mask.sum(1) == 1
     assert single.sum() == 100
     assert (first.weight * first.mask)[single].abs().amax() > 0.9
+    dense = MAFConfig(hidden=400, depth=2, init="dense").build((5,)).made.hidden_layers[0]
+    assert dense.weight.abs().amax() <= 1 / 5 ** 0.5  # nn.Linear's default over all 5 inputs
 
 
 def test_the_activation_enters_the_cost_report():
@@ -127,6 +129,7 @@ def test_maf_in_a_spec_is_exact_end_to_end():
     ("{kind: maf, seed: -1}", "layers[0].seed: Input should be greater than or equal to 0"),
     ("{kind: maf, transform: wavy}", "layers[0].transform: unknown kind 'wavy'"),
     ("{kind: maf, activation: swish}", "layers[0].activation: Input should be 'elu', 'relu', 'gelu' or 'tanh'"),
+    ("{kind: maf, init: zeros}", "layers[0].init: Input should be 'masked' or 'dense'"),
 ])
 def test_bad_maf_fields_are_refused_with_their_line(row, message):
     with pytest.raises(SpecError) as error:

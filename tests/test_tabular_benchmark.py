@@ -43,6 +43,8 @@ def test_every_nsf_is_the_identity_beyond_the_benchmarks_bound(name):
     assert not torch.isclose(y[2, 0], x[2, 0])
 
 
-def test_flowspecs_activation_reaches_its_made():
-    model, _ = tabular.flowspec_flow(4, 2, 8, False, 5.0, "relu")
+def test_flowspecs_activation_and_init_reach_its_made():
+    torch.manual_seed(0)
+    model, _ = tabular.flowspec_flow(4, 2, 8, False, 5.0, "relu", "dense")
     assert all(layer.conditioner.activation is torch.nn.functional.relu for layer in model.layers)
+    assert all(layer.conditioner.hidden_layers[0].weight.abs().amax() <= 0.5 for layer in model.layers)

@@ -32,14 +32,15 @@ from flowspec.layers.base import LayerCost, MatmulOp
 class MaskedLinear(nn.Linear):
     """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape; row ``u`` of ``W`` starts
     ``U(-1/sqrt(n_u), 1/sqrt(n_u))`` with ``n_u`` the inputs the mask keeps (``nn.Linear``'s default
-    over the kept fan-in)."""
+    over the kept fan-in); ``init: dense`` keeps ``U(-1/sqrt(in), 1/sqrt(in))`` over all inputs."""
 
-    def __init__(self, in_features: int, out_features: int, mask: Tensor):
+    def __init__(self, in_features: int, out_features: int, mask: Tensor, init: str = "masked"):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
-        with torch.no_grad():  # nn.Linear drew U(-1/sqrt(in), 1/sqrt(in)): rescale to the kept fan-in
-            kept = self.mask.sum(1, keepdim=True).clamp_min(1.0)
-            self.weight.mul_(torch.sqrt(in_features / kept))
+        if init == "masked":
+            with torch.no_grad():  # nn.Linear drew U(-1/sqrt(in), 1/sqrt(in)): rescale to the kept fan-in
+                kept = self.mask.sum(1, keepdim=True).clamp_min(1.0)
+                self.weight.mul_(torch.sqrt(in_features / kept))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
@@ -49,6 +50,8 @@ class MaskedLinear(nn.Linear):
 #: 2016), ReLU (nflows' and zuko's default), GELU, tanh
 ACTIVATIONS = {"elu": (F.elu, 4.0), "relu": (F.relu, 1.0), "gelu": (F.gelu, 8.0), "tanh": (torch.tanh, 4.0)}
 Activation = Literal["elu", "relu", "gelu", "tanh"]
+#: masked weights start over the fan-in their mask keeps (``masked``) or over all inputs (``dense``)
+MaskedInit = Literal["masked", "dense"]
 
 
 def natural_order(features: int, reverse: bool = False) -> Tensor:
@@ -69,10 +72,11 @@ class MADE(nn.Module):
         degrees: ranks ``1..D`` of the variables in the order (default: natural order).
         outputs: heads per variable (IAF uses 2: m and s).
         activation: the hidden layers' nonlinearity, a key of :data:`ACTIVATIONS`.
+        init: ``masked`` (each unit's weights over its kept fan-in) or ``dense`` (over all inputs).
     """
 
     def __init__(self, features: int, hidden: int, depth: int = 1, context: int = 0,
-                 degrees: Tensor | None = None, outputs: int = 2, activation: str = "elu"):
+                 degrees: Tensor | None = None, outputs: int = 2, activation: str = "elu", init: str = "masked"):
         super().__init__()
         self.features, self.outputs = features, outputs
         self.activation = ACTIVATIONS[activation][0]
@@ -84,7 +88,7 @@ class MADE(nn.Module):
         layers, previous = [], degrees
         for index in range(depth):
             mask = hidden_degrees[:, None] >= previous[None, :]
-            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask))
+            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask, init))
             previous = hidden_degrees
         self.hidden_layers = nn.ModuleList(layers)
         self.context = nn.Linear(context, hidden) if context else None
@@ -92,7 +96,7 @@ class MADE(nn.Module):
         # directly, so every output depends on the context
         self.context_out = nn.Linear(context, outputs * features, bias=False) if context else None
         out_mask = (degrees[:, None] > hidden_degrees[None, :]).repeat(outputs, 1)
-        self.out = MaskedLinear(hidden, outputs * features, out_mask)
+        self.out = MaskedLinear(hidden, outputs * features, out_mask, init)
 
     def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
         a = self.hidden_layers[0](z)
@@ -117,6 +121,7 @@ class MaskedConditioner(ARConditionerConfig):
     hidden: PositiveInt = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 2
     activation: Activation = "elu"
+    init: MaskedInit = "masked"
 
     def linears(self, features: int, outputs: int, context: int) -> list[tuple[int, int, bool]]:
         """``(in, out, bias)`` of the MADE's linears: hidden layers, output, context ones."""
@@ -144,4 +149,4 @@ class MaskedConditioner(ARConditionerConfig):
 
     def build(self, features: int, outputs: int, context: int, degrees: Tensor) -> MADE:
         return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs,
-                    activation=self.activation)
+                    activation=self.activation, init=self.init)
