@@ -73,15 +73,16 @@ class ViTConditioner(ConditionerConfig):
         """Per example over ``T = spatial`` tokens: the linears' ``sum(i o + o)`` params and
         ``sum(2 i o T)`` FLOPs; the position embedding (``w T``) and ``2 N + 1`` layer norms
         (``2 w`` each) as params; attention's ``4 T^2 w`` FLOPs per layer. Kept for backward per
-        layer: the ``heads T^2`` attention weights (softmax output and its input: 2x) and ~``9 w T
-        + 2 mlp T`` of token maps (norms, q k v, attention output, MLP hidden before and after
-        GELU); the elementwise rest (norms, GELU, softmax, residuals) ~``(12 w + 8 mlp) T +
+        layer: the ``heads T^2`` attention weights (the softmax's output) and ``8 w T + 2 mlp T``
+        of token maps (the two norms' inputs and outputs, q k v, the attention output, the MLP
+        hidden before and after GELU); then the final norm's input and output and the ``out T``
+        parameters. The elementwise rest (norms, GELU, softmax, residuals) ~``(12 w + 8 mlp) T +
         5 heads T^2`` FLOPs per layer."""
         w, t, m, n = self.width, spatial, self.mlp_width, self.depth
         linears = self.linears(in_channels, out_channels, context)
         params = sum(i * o + o for i, o in linears) + w * t + 2 * w * (2 * n + 1)
         matmul = sum(2.0 * i * o * t for i, o in linears) + 4.0 * t * t * w * n
-        outputs = (w + out_channels) * t + n * (2 * self.heads * t * t + 9 * w * t + 2 * m * t) + w * t
+        outputs = (2 * w + out_channels) * t + n * (self.heads * t * t + 8 * w * t + 2 * m * t)
         return NetCost(params=params, matmul_flops=matmul, outputs=outputs, layers=len(linears),
                        elementwise=n * ((12.0 * w + 8.0 * m) * t + 5.0 * self.heads * t * t) + 6.0 * w * t,
                        extra_ops=18 * n + 6)
