@@ -96,3 +96,29 @@ def test_sigmoid2_scale_is_the_identity_at_zero():
     x = torch.randn(3, 4, 2, 2)
     y, logdet = layer(x)
     assert torch.equal(y, x) and torch.equal(logdet, torch.zeros(3))
+
+
+def test_heads_not_dividing_the_width_is_one_located_line():
+    from flowspec import SpecError, loads_spec
+
+    text = """
+input: {shape: [1, 8, 8], levels: 17}
+layers:
+  - squeeze
+  - kind: coupling
+    mask: shuffled
+    conditioner: {kind: vit, width: 64, heads: 5}
+"""
+    with pytest.raises(SpecError) as error:
+        loads_spec(text)
+    assert len(error.value.problems) == 1
+    assert str(error.value).startswith("<spec>:7:5: layers[1].conditioner: ")
+    assert "heads (5) must divide width (64)" in str(error.value)
+
+
+def test_jet_digits_copies_draw_their_own_permutations():
+    from flowspec import build_graph, load_spec
+
+    graph = build_graph(load_spec("specs/jet-digits.yaml"))
+    seeds = [node.config.seed for node in graph.layers if getattr(node.config, "mask", None) == "shuffled"]
+    assert seeds == [0, 1, 2, 12, 13, 14]

@@ -52,6 +52,7 @@ CHANNEL_MASKS = ("channel", "shuffled")
 @register
 class CouplingConfig(LayerConfig):
     reads_context = True  # its conditioner appends the condition's features to its input
+    per_copy_fields = ("seed",)  # a shuffled mask's copies each draw their own permutation
 
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
