@@ -121,4 +121,4 @@ def test_jet_digits_copies_draw_their_own_permutations():
 
     graph = build_graph(load_spec("specs/jet-digits.yaml"))
     seeds = [node.config.seed for node in graph.layers if getattr(node.config, "mask", None) == "shuffled"]
-    assert seeds == [0, 1, 2, 12, 13, 14]
+    assert seeds == [0, 1, 2, 10, 11, 12, 20, 21, 22]
