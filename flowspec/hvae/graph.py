@@ -90,7 +90,7 @@ def _check(spec: HVAESpec, hvae: HVAEGraph) -> list[Problem]:
     if spec.scale == "shared" and not spec.likelihood.shareable_log_scale:
         problems.append(hvae.problem(
             f"scale: shared is the discretised logistic's one learned log-scale; {spec.likelihood.kind} has none",
-            ("scale",), "scale: per_entry"))
+            ("scale",) if "scale" in spec.model_fields_set else ("likelihood",), "scale: per_entry"))
     if spec.iaf and spec.iaf_hidden < spec.latent:
         problems.append(hvae.problem(
             f"IAF hidden channels {spec.iaf_hidden} are fewer than latent {spec.latent}: some latent channels "

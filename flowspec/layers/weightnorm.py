@@ -5,7 +5,9 @@ arXiv:1602.07868), as the IAF-VAE's code uses them everywhere (Kingma et al. 201
 fixed 0/1 mask ``M`` (autoregressive convolutions). Data-dependent init: on the first batch seen
 while :func:`data_init` is active, with ``t = conv(x; (M v)/||M v||)`` (``g = 1``, no bias),
 ``g = s / std(t)`` and ``b = -mean(t) s / std(t)`` per output channel, so the output starts with
-mean 0 and standard deviation ``s`` (``init_scale``) on that batch.
+mean 0 and standard deviation ``s`` (``init_scale``) on that batch; a channel whose ``t`` is
+constant on the batch (std under 1e-3: the top-down pass's first conv reads the learned top,
+which starts at 0) gets ``g = s`` instead of a gain that would blow its gradients up.
 
 This is a building block, not a kind: :mod:`flowspec.layers.masked_conv` and the hierarchical
 VAE's networks use it.
@@ -61,7 +63,8 @@ class DataInitConv2d(nn.Module):
             with torch.no_grad():
                 t = self._conv(x, direction, None)
                 mean, std = t.mean((0, 2, 3)), t.std((0, 2, 3), unbiased=False)
-                scale = self.init_scale / (std + 1e-8)
+                # a channel the batch leaves constant (the learned top starts at 0) keeps g = s
+                scale = self.init_scale / torch.where(std > 1e-3, std, torch.ones_like(std))
                 self.g.copy_(scale)
                 self.bias.copy_(-mean * scale)
             self.pending_init = False
