@@ -294,6 +294,8 @@ def test_every_verb_on_a_trained_tiny_model(tiny_spec_file, tmp_path):
     for args in (["sample", str(run), "-n", "4", "-o", str(tmp_path / "s.png")],
                  ["encode", str(run), "0", "1", "2", "-o", str(tmp_path / "z.npz")],
                  ["decode", str(run), str(tmp_path / "z.npz"), "-o", str(tmp_path / "r.png")],
+                 ["interpolate", str(run), "0", "1", "--steps", "3", "-o", str(tmp_path / "i.png")],
+                 ["manipulate", str(run), "0", "--toward", "3", "--away", "8", "-o", str(tmp_path / "m.png")],
                  ["export", str(run), "-f", "pt2", "-o", str(tmp_path / "pt2")],
                  ["export", str(run), "-f", "safetensors", "-o", str(tmp_path / "m.safetensors")]):
         result = CliRunner().invoke(app, args)
