@@ -135,6 +135,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
            compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False,
+           denoise: Annotated[bool, typer.Option("--denoise", help="a flow trained with training.noise: pass each sample through the one-step score denoiser x + sigma^2 grad log p(x)")] = False,
            title: TitleOption = None,
            labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
@@ -146,6 +147,9 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
     finite_temperature(temperature)
     model = load_model(checkpoint)
+    if denoise and not getattr(model, "noise", 0):
+        raise FlowSpecError(f"--denoise: {checkpoint}'s spec has no training.noise (the denoiser needs the noise "
+                            f"level sigma the model was trained at)")
     if compiled:
         from flowspec.core.speed import compile_model
 
@@ -156,10 +160,11 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
         from flowspec.plot.grids import sample_figure
 
         figure = sample_figure(model, n=n, temperature=temperature, seed=seed, condition=c, columns=columns,
-                               title=title, labels=labels)
+                               title=title, labels=labels, denoise=denoise)
         path = save_figure(figure, output)
     else:
         path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             condition=c, columns=columns)
+                             condition=c, columns=columns, denoise=denoise)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
-    console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
+    denoised = f", denoised at sigma {model.noise:g}" if denoise else ""
+    console.print(f"wrote {count} (temperature {temperature:g}{denoised}) to {path}", markup=False)
