@@ -15,8 +15,9 @@ is the same layer run in the sampling direction, :attr:`AutoregressiveLayer.inv`
 ``torch.distributions.Transform.inv``): sampling an IAF is one pass, evaluating its density ``D``.
 A coupling is the two-pass case: a conditioner that gives one half every degree below the other's.
 
-The conditioner slot is a registry (:data:`AR_CONDITIONER_KINDS`): ``masked`` (MADE) now; a
-causal transformer over the variables (TarFlow) fits the same slot.
+The conditioner slot is a registry (:data:`AR_CONDITIONER_KINDS`): ``masked`` (MADE) and
+``causal_transformer`` (TarFlow, :mod:`flowspec.layers.causal_transformer`), whose variables may be
+the tokens of a sequence ``(N, D)``: token ``i``'s ``D`` entries share its degree.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class AutoregressiveLayer(FlowLayer):
 
     @staticmethod
     def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:
-        return like.new_zeros(like.shape[0]) if logdet is None else logdet.sum(1)
+        return like.new_zeros(like.shape[0]) if logdet is None else logdet.flatten(1).sum(1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y, logdet = self.transform(x, self.conditioner(x, context))
@@ -87,7 +88,8 @@ class AutoregressiveLayer(FlowLayer):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``D`` conditioner passes: pass ``k`` fixes the variable of rank ``k``; the last pass's
         parameters are final for every variable."""
-        degrees = self.conditioner.degrees
+        degrees = self.conditioner.degrees  # of the variables, or of the tokens of a sequence (N, D)
+        degrees = degrees.view(*degrees.shape, *(1,) * (y.dim() - 2))
         x = torch.zeros_like(y)
         logdet = None
         for rank in range(1, y.shape[1] + 1):

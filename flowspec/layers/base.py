@@ -8,7 +8,8 @@ A layer kind is a pydantic model with ``kind: Literal["name"]`` registered with
 * ``cost(shape)`` -- parameters, FLOPs of forward / inverse / log-det and stored activations;
 
 and ``build(shape, context)`` returns its :class:`FlowLayer` module. Shapes exclude the batch
-dimension; ``context`` is the shape of the condition every layer may see (``(E,)`` for a vector
+dimension (an image ``(C, H, W)``, a vector ``(D,)`` or a token sequence ``(N, D)``: ``N`` tokens
+of ``D`` channels); ``context`` is the shape of the condition every layer may see (``(E,)`` for a vector
 broadcast over pixels, ``(E, H, W)`` for a feature map), or ``None``.
 
 Kinds are discovered: every module of this package (and of ``transforms/`` and ``conditioners/``)
@@ -82,7 +83,8 @@ class LayerConfig(BaseModel):
 
     #: True for layers that factor out part of their input to a prior (``split``).
     factors_out: ClassVar[bool] = False
-    #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,) or "any".
+    #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,), "sequence" (N tokens, D
+    #: channels each: what ``patchify`` makes of an image) or "any".
     accepts: ClassVar[str] = "any"
     #: The factor this kind divides an image's height and width by (squeeze: 2).
     spatial_factor: ClassVar[int] = 1
@@ -99,6 +101,9 @@ class LayerConfig(BaseModel):
             raise RuleViolation(f"{self.kind} needs an image input (C, H, W), got {shape}")
         if self.accepts == "vector" and len(shape) != 1:
             raise RuleViolation(f"{self.kind} needs a vector input (D,), got {shape}")
+        if self.accepts == "sequence" and len(shape) != 2:
+            raise RuleViolation(f"{self.kind} needs a token sequence (N, D), got {shape}",
+                                hint="patchify an image first (- {kind: patchify, patch: p})")
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost()
@@ -209,6 +214,13 @@ class FlowLayer(nn.Module):
         """Sampling direction: like :meth:`decode`, drawing a factored latent from its prior with
         standard normal noise ``eps`` at ``temperature``."""
         return self.inverse(y, context)[0]
+
+    def generate_guided(self, y: Tensor, eps: Tensor | None, temperature: float, context: Tensor | None,
+                        null_context: Tensor, weight: float) -> Tensor:
+        """:meth:`generate` with classifier-free guidance of weight ``w``: a node whose conditioner
+        mixes ``theta_c + w (theta_c - theta_0)`` from the condition's features ``context`` and the null
+        condition's ``null_context`` overrides this (``tarflow``); every other node sees the condition."""
+        return self.generate(y, eps, temperature, context)
 
     def recompute(self, y: Tensor, context: Tensor | None = None):
         """Invertible backprop's step: recompute the input from the output ``y`` and re-run the
