@@ -113,6 +113,11 @@ class LayerConfig(BaseModel):
         these shapes); none for elementwise kinds."""
         return []
 
+    def report_notes(self, shape: Shape, context: ContextShape = None) -> list[str]:
+        """Lines ``flowspec report`` adds under its table for this layer (a transformer's attention
+        FLOPs, KV-cache bytes and decoding costs); none by default."""
+        return []
+
     def random_field(self) -> tuple | None:
         """The field that makes a training-mode forward random (dropout), or ``None``. Invertible
         backprop re-runs layers in backward, so it needs them deterministic."""

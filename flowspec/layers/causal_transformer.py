@@ -49,6 +49,7 @@ class KVCache:
         self.keys = [like.new_zeros(shape) for _ in range(layers)]
         self.values = [like.new_zeros(shape) for _ in range(layers)]
         self.length = 0
+        self.context: Tensor | None = None  # the context's projection W h, computed at the first step
 
     @property
     def bytes(self) -> int:
@@ -135,10 +136,14 @@ class CausalTransformer(nn.Module):
     def _tokens(self, x: Tensor) -> Tensor:
         return x.unsqueeze(-1) if x.dim() == 2 else x
 
-    def _embed(self, tokens: Tensor, ranks: slice, h: Tensor | None) -> Tensor:
+    def _embed(self, tokens: Tensor, ranks: slice, h: Tensor | None, cache: KVCache | None = None) -> Tensor:
         a = self.embed(tokens) + self.position[self.order[ranks]]
         if self.context is not None and h is not None:
-            a = a + self.context(h)[:, None]
+            if cache is None:
+                return a + self.context(h)[:, None]
+            if cache.context is None:
+                cache.context = self.context(h)[:, None]
+            a = a + cache.context
         return a
 
     def _params(self, out: Tensor, vector: bool) -> Tensor:
@@ -167,7 +172,7 @@ class CausalTransformer(nn.Module):
         each reading the cache and the new tokens up to itself, and extends the cache."""
         vector = x_ranked.dim() == 2
         start, t = cache.length, x_ranked.shape[1]
-        a = self._embed(self._tokens(x_ranked), slice(start, start + t), h)
+        a = self._embed(self._tokens(x_ranked), slice(start, start + t), h, cache)
         for index, block in enumerate(self.blocks):
             a = block.step(a, cache, index)
         cache.length += t
@@ -205,6 +210,14 @@ class CausalTransformerConditioner(ARConditionerConfig):
         """``QK^T`` and ``AV`` of every layer, per example: ``2 N^2 C`` each (the full square, as
         the causal kernel is timed and counted)."""
         return self.layers * 2 * (2.0 * tokens * tokens * self.width)
+
+    def cached_matmul_flops(self, tokens: int, channels: int, outputs: int, context: int) -> float:
+        """Matmul FLOPs of a KV-cached decode of ``N`` tokens, per example: the ``N - 1`` tokens
+        whose outputs a later token needs go through every linear once, the context's projection
+        runs once, and the token of rank ``t`` attends to ``t`` cached keys (``4 t C`` per layer)."""
+        per_token = sum(2.0 * i * o for i, o, rows in self.linears(tokens, channels, outputs, 0))
+        attention = self.layers * 2.0 * self.width * tokens * (tokens - 1)
+        return (tokens - 1) * per_token + attention + (2.0 * context * self.width if context else 0.0)
 
     def kv_cache_elements(self, tokens: int) -> int:
         """Keys and values of every layer for ``N`` tokens: ``2 L N C`` per example."""

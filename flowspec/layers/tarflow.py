@@ -109,15 +109,19 @@ class TarFlowConfig(LayerConfig):
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         """Forward: one transformer pass and the transform on ``N D`` entries. Inverse (the
-        ``sampling`` decoder): ``cached`` about one pass (each token's own linears, attention over
-        the cache), ``recompute`` ``N`` passes, ``jacobi`` its iteration cap's passes."""
+        ``sampling`` decoder): ``cached`` about one pass (the ``N - 1`` tokens a later one reads
+        through each linear, attention over the cache: the causal half of the square), ``recompute``
+        ``N`` passes, ``jacobi`` its iteration cap's passes (an upper bound: it stops when converged)."""
         n, d = self.tokens(shape)
         p = self.transform.params_per_entry
         net = self.conditioner().cost_tokens(n, d, p, context_channels(context))
         entry = self.transform.cost()
         passes = self.inverse_passes(n)
         inverse_matmul = net.matmul_flops_forward * passes
-        inverse = net.flops_forward * passes + entry.flops_inverse * n * d * (1 if self.sampling == "cached" else passes)
+        inverse = (net.flops_forward + entry.flops_inverse * n * d) * passes
+        if self.sampling == "cached":
+            inverse_matmul = self.conditioner().cached_matmul_flops(n, d, p, context_channels(context))
+            inverse = inverse_matmul + (net.flops_forward - net.matmul_flops_forward) + entry.flops_inverse * n * d
         return LayerCost(params=net.params + entry.params,
                          flops_forward=net.flops_forward + entry.flops_forward * n * d,
                          flops_inverse=inverse, matmul_flops_forward=net.matmul_flops_forward,
