@@ -257,3 +257,23 @@ def test_help_lists_core_commands():
     assert result.exit_code == 0
     for command in ("build", "validate", "expand", "check", "schema"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("arguments, named", [
+    (["train"], "Missing argument 'spec'"),
+    (["validate", "specs/glow.yaml", "--bogus"], "No such option: --bogus"),
+    (["nosuchverb"], "No such command 'nosuchverb'"),
+    (["interpolate", "m.pt", "1", "2", "--steps", "1000000000"], "'--steps'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(arguments, named):
+    """The installed command (not typer's test runner) says a usage error in one line naming the
+    verb and the argument, with no framed box and no traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "flowspec", *arguments], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and lines[0].startswith("flowspec"), done.stderr
+    assert "--help" in lines[0] and "Traceback" not in done.stderr and done.stdout == ""

@@ -9,6 +9,8 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from flowspec.errors import FlowSpecError, SpecError, one_line
 
@@ -72,8 +74,31 @@ class LazyConsole:
         return getattr(self._rich(), name)
 
 
+class OneLineUsageErrors(TyperGroup):
+    """The command group. A usage error (a missing argument, an unknown option or verb, a value out
+    of its range) is one line on stderr naming the command and what is wrong, exit 2: not typer's
+    framed box of several lines."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except TyperException as error:  # the base of typer's (click's) usage and parameter errors
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else prog_name or "flowspec"
+            hint = f" (see '{command} --help')" if context is not None else ""
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
+            errors.print(f"{command}: {one_line(message)}{hint}", markup=False)
+            sys.exit(getattr(error, "exit_code", EXIT_SPEC))
+        except (typer.Abort, KeyboardInterrupt):
+            errors.print("interrupted", markup=False)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = VerbsOnDemand(help="flowspec: YAML specs -> validated, exact normalizing flows in PyTorch.",
-                    add_completion=False, pretty_exceptions_enable=False)
+                    add_completion=False, pretty_exceptions_enable=False, cls=OneLineUsageErrors)
 # Neither console reads markup (``[bold]``) or emoji codes (``:100:``) in what it prints: a message
 # quotes the user's files, names and values, and must show them exactly as they are.
 console = LazyConsole(soft_wrap=True, markup=False, emoji=False)
