@@ -239,3 +239,17 @@ layers:
             assert result.output.strip().splitlines() == [
                 "error: guidance 1.5: condition.drop is 0: guidance needs a model trained with label dropout to a "
                 "null class (condition: {kind: class, drop: 0.1, ...})"]
+
+
+def test_check_measures_each_autoregressive_layers_triangle(monkeypatch):
+    from flowspec.compile.check import check_spec
+
+    spec = flowspec.loads_spec(SPEC.replace("CONDITION", ""), "tiny.yaml")
+    result = check_spec(spec)
+    assert result.ok and result.triangular_error == 0.0
+    # a kind claiming the other order's triangle is caught: its real Jacobian has entries outside it
+    claimed = TarFlowConfig.jacobian_pattern
+    monkeypatch.setattr(TarFlowConfig, "jacobian_pattern", lambda self, shape: claimed(
+        self.model_copy(update={"order": "reversed" if self.order == "natural" else "natural"}), shape))
+    broken = check_spec(spec)
+    assert broken.triangular_error > 1e-3 and not broken.ok

@@ -146,6 +146,12 @@ class LayerConfig(BaseModel):
         another nonlinearly (elementwise and linear kinds)."""
         return None
 
+    def jacobian_pattern(self, shape: Shape) -> np.ndarray | None:
+        """For an autoregressive kind: the ``(numel, numel)`` boolean pattern its Jacobian
+        ``dy/dx`` may be nonzero on (output entry by input entry, flattened): the order's triangle and
+        the diagonal. ``flowspec check`` measures the largest entry outside it. None: no claim."""
+        return None
+
     def copy_at(self, index: int) -> "LayerConfig":
         """The config of the ``index``-th copy (0, 1, ...) of this row, in the order the spec's
         repeat blocks and compact-form steps expand it; a kind with a field that alternates

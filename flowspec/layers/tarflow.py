@@ -167,6 +167,12 @@ class TarFlowConfig(LayerConfig):
         first = self.degrees(n).numpy() > 1
         return first if len(shape) == 1 else np.repeat(first[:, None], shape[1], axis=1)
 
+    def jacobian_pattern(self, shape: Shape) -> np.ndarray:
+        """Entry ``(i, d)`` reads entry ``(j, e)`` only for tokens before it in the order, or itself."""
+        n, d = self.tokens(shape)
+        degrees = np.repeat(self.degrees(n).numpy(), d)
+        return (degrees[None, :] < degrees[:, None]) | np.eye(n * d, dtype=bool)
+
     def build(self, shape: Shape, context: ContextShape = None) -> "TarFlowLayer":
         transformer = self.conditioner().build(self.tokens(shape), self.transform.params_per_entry,
                                                context_channels(context), self.degrees(self.tokens(shape)[0]))
