@@ -8,7 +8,7 @@ added to every token), ``L`` pre-norm layers
 
     ``a <- a + Attn(LN(a))`` (causal: rank ``k`` attends to ranks ``<= k``),  ``a <- a + MLP(LN(a))``
 
-and a zero-initialised output ``o_k = O a^L_k``, the parameters of the token of rank ``k`` are
+and an output layer ``o_k = O a^L_k``, the parameters of the token of rank ``k`` are
 ``theta_{pi(k)} = o_{k-1}`` (shift by one; ``theta_{pi(1)} = 0``): they read the tokens of ranks
 ``< k`` only, so the layer's Jacobian is block-triangular in the order.
 
@@ -129,9 +129,7 @@ class CausalTransformer(nn.Module):
             self.register_buffer("position", sinusoidal_positions(tokens, width))
         self.context = nn.Linear(context, width, bias=False) if context else None
         self.blocks = nn.ModuleList(AttentionBlock(width, heads, expansion) for _ in range(layers))
-        self.out = nn.Linear(width, outputs * channels)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = nn.Linear(width, outputs * channels)  # the layer zeroes it (a fresh block: the identity)
 
     def _tokens(self, x: Tensor) -> Tensor:
         return x.unsqueeze(-1) if x.dim() == 2 else x
@@ -183,8 +181,8 @@ class CausalTransformer(nn.Module):
 class CausalTransformerConditioner(ARConditionerConfig):
     """``causal_transformer``: ``layers`` pre-norm blocks of causal self-attention (``heads`` heads)
     and an MLP (``expansion`` x ``width``) over the tokens in the order, a linear token embedding,
-    a ``learned`` or ``sinusoidal`` position embedding, the context added to every token, a
-    zero-initialised output shifted by one token."""
+    a ``learned`` or ``sinusoidal`` position embedding, the context added to every token, an
+    output shifted by one token (the tarflow layer starts it at zero)."""
 
     kind: Literal["causal_transformer"] = "causal_transformer"
     width: PositiveInt = Field(64, description="the transformer's width C (token embedding size)")

@@ -38,7 +38,7 @@ from typing import Annotated, ClassVar, Literal, Optional
 import numpy as np
 import torch
 from pydantic import Field, PositiveInt
-from torch import Tensor
+from torch import Tensor, nn
 
 from flowspec.errors import RuleViolation
 from flowspec.layers.autoregressive import AutoregressiveLayer
@@ -176,6 +176,8 @@ class TarFlowConfig(LayerConfig):
     def build(self, shape: Shape, context: ContextShape = None) -> "TarFlowLayer":
         transformer = self.conditioner().build(self.tokens(shape), self.transform.params_per_entry,
                                                context_channels(context), self.degrees(self.tokens(shape)[0]))
+        nn.init.zeros_(transformer.out.weight)  # zero parameters: the transform's identity (TarFlow's proj_out)
+        nn.init.zeros_(transformer.out.bias)
         return TarFlowLayer(transformer, self.transform.build(), self.sampling, self.tolerance, self.iterations,
                             self.block)
 
