@@ -152,6 +152,9 @@ def _cases(split: bool) -> list:
         if kind not in EXAMPLES:
             config = config_type()
             accepts = config.accepts
+            if accepts == "sequence":
+                examples.append((config, SEQUENCE, None))
+                continue
             examples += [(config, shape, None) for shape in (IMAGE, VECTOR)
                          if accepts == "any" or (accepts == "image") == (len(shape) == 3)]
     return [pytest.param(config, shape, context, id=_id(config, shape, context))
