@@ -102,5 +102,5 @@ def test_conditional_bases_depend_on_the_condition_and_the_report_counts_them(pr
     h0 = model.features(torch.zeros(4, dtype=torch.long), 4, z)
     h1 = model.features(torch.ones(4, dtype=torch.long), 4, z)
     assert not torch.allclose(model.top_prior.log_prob(z, h0), model.top_prior.log_prob(z, h1))
-    samples = model.sample(5, c=1)
+    samples = model.sample(5, condition=1)
     assert samples.shape == (5, 3) and torch.isfinite(samples).all()

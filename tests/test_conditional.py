@@ -84,8 +84,8 @@ def test_conditional_image_model_round_trip_for_vector_contexts():
         back, inverse_logdet = model.inverse(zs, context.double())
         torch.testing.assert_close(back, x, atol=1e-9, rtol=0)
         torch.testing.assert_close(inverse_logdet, -logdet, atol=1e-9, rtol=0)
-    a = model.log_prob(x, torch.zeros(2, 2, dtype=torch.float64))
-    b = model.log_prob(x, torch.ones(2, 2, dtype=torch.float64))
+    a = model.log_prob(x, condition=torch.zeros(2, 2, dtype=torch.float64))
+    b = model.log_prob(x, condition=torch.ones(2, 2, dtype=torch.float64))
     assert not torch.allclose(a, b)
 
 
@@ -131,7 +131,7 @@ def test_model_log_prob_of_a_class_is_the_sum_of_its_parts():
     h = model.features(c, 4, x)
     expected = model.layers[2].log_prob(*model.layers[2].split(model.layers[1](model.layers[0](x)[0], h)[0]), h)
     expected = expected + model.top_prior.log_prob(zs[-1], h) + logdet
-    torch.testing.assert_close(model.log_prob(x, c), expected)
+    torch.testing.assert_close(model.log_prob(x, condition=c), expected)
 
 
 @pytest.mark.parametrize("label", [0, 2])
@@ -139,7 +139,7 @@ def test_a_sample_for_class_k_is_generated_through_condition_k(label):
     model = perturbed(VECTOR_SPEC)
     seen = []
     model.condition.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
-    samples = model.sample(6, temperature=0.8, generator=torch.Generator().manual_seed(0), c=label)
+    samples = model.sample(6, temperature=0.8, generator=torch.Generator().manual_seed(0), condition=label)
     assert len(seen) == 1 and seen[0].tolist() == [label] * 6
     # the same noise through generate with condition k gives the same samples; another class does not
     generator = torch.Generator().manual_seed(0)
@@ -153,19 +153,19 @@ def test_bits_per_dim_takes_the_condition_on_discrete_data():
     model = compile(loads_spec(IMAGE_SPEC))
     x = torch.randint(0, 17, (3, 1, 4, 4)).float()
     c = torch.randn(3, 2)
-    model.initialize(x, c)
-    assert model.bits_per_dim(x, c).shape == (3,)
-    assert model.bits_per_dim(x, c, k=4).shape == (3,)
-    assert model.sample(2, c=torch.randn(2)).shape == (2, 1, 4, 4)
+    model.initialize(x, condition=c)
+    assert model.bits_per_dim(x, condition=c).shape == (3,)
+    assert model.bits_per_dim(x, condition=c, k=4).shape == (3,)
+    assert model.sample(2, condition=torch.randn(2)).shape == (2, 1, 4, 4)
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda m, x: m.log_prob(x), "this model is conditional .*classes: 3.*pass labels"),
-    (lambda m, x: m.log_prob(x, torch.tensor([0, 1, 3])), "label 3 is outside 0..2"),
-    (lambda m, x: m.log_prob(x, torch.tensor([0, -1, 1])), "label -1 is outside 0..2"),
-    (lambda m, x: m.log_prob(x, torch.tensor([0.0, 1.0, 1.0])), "class labels must be integers"),
-    (lambda m, x: m.log_prob(x, torch.tensor([[0], [1], [1]])), r"shape \(batch,\)"),
-    (lambda m, x: m.log_prob(x, torch.tensor([0, 1])), "2 conditions for a batch of 3"),
+    (lambda m, x: m.log_prob(x, condition=torch.tensor([0, 1, 3])), "label 3 is outside 0..2"),
+    (lambda m, x: m.log_prob(x, condition=torch.tensor([0, -1, 1])), "label -1 is outside 0..2"),
+    (lambda m, x: m.log_prob(x, condition=torch.tensor([0.0, 1.0, 1.0])), "class labels must be integers"),
+    (lambda m, x: m.log_prob(x, condition=torch.tensor([[0], [1], [1]])), r"shape \(batch,\)"),
+    (lambda m, x: m.log_prob(x, condition=torch.tensor([0, 1])), "2 conditions for a batch of 3"),
     (lambda m, x: m.sample(2), "this model is conditional"),
 ])
 def test_a_malformed_class_condition_is_one_clear_error(call, message):
@@ -178,12 +178,12 @@ def test_a_malformed_context_and_an_unexpected_condition_are_clear_errors():
     model = compile(loads_spec(IMAGE_SPEC))
     x = torch.randn(2, 1, 4, 4)
     with pytest.raises(ConditionError, match=r"contexts must have shape \(batch, 2\), got \(2, 3\)"):
-        model.log_prob(x, torch.randn(2, 3))
+        model.log_prob(x, condition=torch.randn(2, 3))
     with pytest.raises(ConditionError, match="NaN or inf"):
-        model.log_prob(x, torch.tensor([[0.0, float("nan")], [0.0, 0.0]]))
+        model.log_prob(x, condition=torch.tensor([[0.0, float("nan")], [0.0, 0.0]]))
     plain = compile(loads_spec(IMAGE_SPEC.replace("condition: {kind: vector, dim: 2, hidden: [6]}\n", "")))
     with pytest.raises(ConditionError, match="unconditional"):
-        plain.log_prob(x, torch.randn(2, 2))
+        plain.log_prob(x, condition=torch.randn(2, 2))
     assert issubclass(ConditionError, ValueError)
 
 
@@ -289,7 +289,7 @@ def test_invertible_backprop_gradients_equal_standard_on_a_conditional_model():
     model = compile(spec).double()
     x = torch.randint(0, 17, (6, 1, 8, 8)).double()
     c = torch.arange(6)
-    model.initialize(x, c)
+    model.initialize(x, condition=c)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
@@ -298,7 +298,7 @@ def test_invertible_backprop_gradients_equal_standard_on_a_conditional_model():
         model.invertible_backprop = invertible
         model.zero_grad()
         torch.manual_seed(1)
-        model.bits_per_dim(x, c).sum().backward()
+        model.bits_per_dim(x, condition=c).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert grads[0]["condition.net.weight"].abs().sum() > 0
     for name in grads[0]:
@@ -322,7 +322,7 @@ def test_exported_programs_take_the_condition(tmp_path):
     density = torch.export.load(paths["density"]).module()
     sampler = torch.export.load(paths["sample"]).module()
     x, c = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
-    torch.testing.assert_close(density(x, c)[-1], model.log_prob(x, c), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(density(x, c)[-1], model.log_prob(x, condition=c), atol=1e-5, rtol=1e-5)
     eps = [torch.randn(5, *shape) for shape in model.latent_shapes]
     temperature = torch.tensor(0.5)
     torch.testing.assert_close(sampler(temperature, c, *eps), model.generate(eps, 0.5, c), atol=1e-5, rtol=1e-5)

@@ -101,7 +101,8 @@ def test_an_unconditional_family_refuses_a_condition_in_one_line(model):
             call()
 
 
-def test_the_old_positional_flow_forms_warn_and_give_the_same_numbers():
+def test_the_old_positional_forms_warn_and_give_the_same_numbers():
+    """The one test of the deprecated call forms (every other test calls the keyword forms)."""
     model = model_of(CONDITIONAL_FLOW)
     x, c = data(model, 4), torch.tensor([0, 1, 2, 0])
     new = same_seed(lambda: model.bits_per_dim(x, condition=c, k=3))
@@ -119,9 +120,7 @@ def test_the_old_positional_flow_forms_warn_and_give_the_same_numbers():
     with pytest.deprecated_call(match="iw_bits_per_dim: positional condition"):
         old = same_seed(lambda: model.iw_bits_per_dim(x, 2, c))
     assert torch.equal(old, same_seed(lambda: model.iw_bits_per_dim(x, 2, condition=c)))
-
-
-def test_the_old_positional_vae_forms_warn_and_give_the_same_numbers():
+    # a VAE's old forms: bits_per_dim(x, k), sample(n, temperature, generator)
     model = model_of(VAE)
     x = data(model, 4)
     with pytest.deprecated_call(match=r"VAEModel.bits_per_dim: positional k is deprecated; pass k="):

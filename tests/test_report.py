@@ -49,14 +49,14 @@ def test_matmul_flops_agree_with_flop_counter(path):
         x = torch.randint(0, levels, (batch, *graph.input_shape)).float()
         first = torch.randint(0, levels, (4, *graph.input_shape)).float()
     c = random_condition(condition, batch)
-    model.initialize(first, random_condition(condition, 4))
+    model.initialize(first, condition=random_condition(condition, 4))
     model.train()  # no cached W / W^-1: every call pays its per-call work, as the rules count it
     report = cost_report(graph, FAKE, batch)
     predicted_fwd = sum(r.matmul_flops_forward for r in report.rows)
     predicted_inv = sum(r.matmul_flops_inverse for r in report.rows)
     eps = [torch.randn(batch, *s) for s in graph.latent_shapes]
     with torch.no_grad():
-        counted_fwd = _counted(lambda: model.elbo(x, c))  # dequantizer + condition + flow + priors
+        counted_fwd = _counted(lambda: model.elbo(x, condition=c))  # dequantizer + condition + flow + priors
         counted_inv = _counted(lambda: model.generate(eps, 1.0, c))
     assert counted_fwd > 0 and counted_inv > 0
     assert predicted_fwd == pytest.approx(counted_fwd, rel=0.01)
@@ -232,8 +232,8 @@ def test_training_activations_match_the_saved_tensors(path):
     else:
         x = torch.randint(0, graph.spec.input.levels, (batch, *graph.input_shape)).float()
         y = x / graph.spec.input.levels - 0.5
-    model.initialize(x, c)
-    exact = saved_activation_bytes(model, y, lambda v: -model.log_prob(v, c).mean())  # what backward keeps
+    model.initialize(x, condition=c)
+    exact = saved_activation_bytes(model, y, lambda v: -model.log_prob(v, condition=c).mean())  # what backward keeps
     report = cost_report(graph, FAKE, batch)
     estimate = sum(r.train_bytes for r in report.rows if r.name != "dequantizer")
     assert estimate == pytest.approx(exact, rel=0.10)

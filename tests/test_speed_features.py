@@ -61,7 +61,7 @@ def test_folded_model_equals_unfolded(lu):
         assert all(relative(a, b) < 1e-5 for a, b in zip(zs, zs_f))
         assert relative(logdet, logdet_f) < 1e-5
         g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-        assert relative(model.sample(5, 0.8, g1), folded.sample(5, 0.8, g2)) < 1e-5
+        assert relative(model.sample(5, temperature=0.8, generator=g1), folded.sample(5, temperature=0.8, generator=g2)) < 1e-5
     errors = folding_error(model, folded)
     assert errors["samples"] < 1e-5 and errors["log_prob"] < 1e-5
 

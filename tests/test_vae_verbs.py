@@ -133,7 +133,7 @@ def test_exported_sampling_program_equals_eager_sampling_on_fixed_noise(tmp_path
     paths = export_sampler(model, tmp_path, batch=3)
     program = torch.export.load(paths["sample"]).module()
     for n, temperature in ((7, 0.7), (1, 1.0)):  # other batch sizes than the export's
-        eager = model.sample(n, temperature, generator=torch.Generator().manual_seed(n))
+        eager = model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(n))
         eps = torch.randn((n, model.latent), generator=torch.Generator().manual_seed(n))
         exported = program(torch.tensor(temperature), eps)
         assert exported.shape == (n, 6)

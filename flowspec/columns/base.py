@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from flowspec.layers.base import LayerCost
+from flowspec.core.costs import LayerCost
 from flowspec.layers.kinds import Registry
 
 COLUMN_KINDS = Registry("column")

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from flowspec.columns._logit import logit_of_unit, sigmoid_of_real
 from flowspec.columns.base import ColumnConfig, ColumnTransform, Interval, register_column
-from flowspec.layers.base import LayerCost
+from flowspec.core.costs import LayerCost
 from flowspec.layers.transforms.spline import RationalQuadraticSpline, SplineTransform
 
 

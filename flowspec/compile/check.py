@@ -19,18 +19,18 @@ import torch
 from flowspec.core.check import CheckResult
 from flowspec.errors import ShapeError
 from flowspec.graph.build import build_graph
-from flowspec.spec.expand import expand
 from flowspec.spec.models import Spec
 
 
 def narrow_spec(spec: Spec, width: int = 8) -> Spec:
-    """Same layers, conditioner widths at most ``width``, the smallest image the layers accept."""
-    layers = [layer.config.narrow(width).model_copy(update={"name": layer.name})
-              for layer in expand(spec)]
+    """Same layers, conditioner widths at most ``width``, the smallest image the layers accept: a
+    pass over the graph's layer nodes, each narrowed by its kind (``config.narrow``)."""
+    nodes = build_graph(spec).layers
+    layers = [node.config.narrow(width).model_copy(update={"name": node.name}) for node in nodes]
     shape = list(spec.input.shape)
     candidates = [shape]
     if len(shape) == 3:
-        base = math.prod(layer.spatial_factor for layer in layers)
+        base = math.prod(node.config.spatial_factor for node in nodes)
         candidates = [[shape[0], h, h] for h in (base, 2 * base, 4 * base)
                       if h <= max(shape[1], shape[2])] + [shape]
     for candidate in candidates:

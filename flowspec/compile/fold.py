@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from flowspec.compile.model import FlowModel
+from flowspec.graph.nodes import invertible_runs
 from flowspec.layers.actnorm import ActNorm
 from flowspec.layers.base import FlowLayer, per_example
 from flowspec.layers.invconv import InvConv
@@ -78,6 +79,7 @@ def fold_for_inference(model: FlowModel) -> FlowModel:
             index += 1
     folded.layers = torch.nn.ModuleList(layers)
     folded.names = names
+    folded.runs = invertible_runs([layer.factors_out for layer in layers])
     return folded.eval()
 
 

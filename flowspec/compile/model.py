@@ -23,20 +23,22 @@ import math
 import torch
 from torch import Tensor, nn
 
-from flowspec.columns import TypedColumns
 from flowspec.compile.condition import check_condition
 from flowspec.compile.invertible_backprop import run_layers
 from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
+from flowspec.dequant import ToModelSpace
 from flowspec.errors import ConditionError
-from flowspec.dequant import ToModelSpace, build_dequantizer
 from flowspec.graph.build import FlowGraph
-from flowspec.graph.condition import top_prior_context
-from flowspec.layers.base import numel
+from flowspec.core.costs import numel
 
 
 def _plus(total: Tensor | None, term: Tensor) -> Tensor:
     return term if total is None else total + term
+
+
+def _built(node) -> nn.Module | None:
+    return None if node is None else node.build()
 
 
 class FlowModel(nn.Module):
@@ -46,23 +48,22 @@ class FlowModel(nn.Module):
         self.spec = spec
         self.names = [node.name for node in flow_graph.layers]
         self.condition_config = getattr(spec, "condition", None)
+        # every module is its graph node's build() (modules made in the order they always were, so
+        # a seed gives the same initial weights)
         #: c -> h, the features every layer sees (None for an unconditional spec)
-        self.condition = self.condition_config.build() if self.condition_config is not None else None
-        self.layers = nn.ModuleList(node.config.build(node.in_shape, flow_graph.context_of(node))
-                                    for node in flow_graph.layers)
+        self.condition = _built(flow_graph.condition)
+        self.layers = nn.ModuleList(node.build() for node in flow_graph.layers)
         self.latent_shapes = flow_graph.latent_shapes
         self.input_shape = flow_graph.input_shape
-        self.top_prior = spec.prior.build(tuple(flow_graph.output_shape), top_prior_context(spec))
+        self.top_prior = flow_graph.top_prior.build()
         self.continuous = bool(getattr(spec.input, "continuous", False))
-        columns = getattr(spec.input, "columns", None)
         #: a table's typed columns: x -> v (discrete ones dequantized) -> y on the real line, or None
-        self.columns = TypedColumns(columns, self.input_shape[0]) if columns else None
+        self.columns = _built(flow_graph.columns)
         #: what :meth:`loss_per_dim` measures
         self.unit = "nats/dim" if self.continuous else "bits/dim"
         self.levels = spec.input.levels
         self.centred = getattr(spec.dequantization, "centred", True)
-        self.dequantizer = None if self.continuous else build_dequantizer(spec.dequantization, self.input_shape,
-                                                                          self.levels)
+        self.dequantizer = _built(flow_graph.dequantizer)
         preprocess = getattr(spec, "preprocess", None)
         #: v = x + u -> model space (scale, or RealNVP's logit), with its log-det
         self.model_space = ToModelSpace(self.levels, self.centred,
@@ -70,6 +71,8 @@ class FlowModel(nn.Module):
         memory = getattr(spec, "memory", None)
         #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
         self.invertible_backprop = bool(memory and memory.invertible_backprop)
+        #: ``(start, stop, factors_out)``: the graph's runs of layers between factoring nodes
+        self.runs = flow_graph.invertible_runs
 
     # -- the condition -----------------------------------------------------------------------
     def features(self, c, batch: int | None, like: Tensor) -> Tensor | None:
@@ -85,31 +88,31 @@ class FlowModel(nn.Module):
     # -- the flow: layers are graph nodes (encode / decode / generate); a node may factor out a latent
     def _encode(self, x: Tensor, context=None) -> tuple[list[Tensor], Tensor, Tensor]:
         """``(zs, logdet, log p(zs))``; with ``invertible_backprop`` each run of layers between
-        factoring nodes recomputes its activations by inversion in backward."""
+        factoring nodes (the graph's :attr:`~flowspec.graph.build.FlowGraph.invertible_runs`)
+        recomputes its activations by inversion in backward."""
         context = self.features(context, x.shape[0], x)
         zs: list[Tensor] = []
         logdet = log_pz = None  # sums started by their first term (no zeros and adds to dispatch)
-        run: list[nn.Module] = []
         invertible = self.invertible_backprop and torch.is_grad_enabled()
-        for layer in self.layers:
-            if invertible and not layer.factors_out:
-                run.append(layer)
+        for step in (self._runs() if invertible else self.layers):
+            if isinstance(step, list):  # a run of layers, recomputed by inversion in backward
+                x, run_logdet = run_layers(step, x, invertible=True, context=context)
+                logdet = _plus(logdet, run_logdet)
                 continue
-            if run:
-                x, run_logdet = run_layers(run, x, invertible=True, context=context)
-                logdet, run = _plus(logdet, run_logdet), []
-            x, step_logdet, factored = layer.encode(x, context)
+            x, step_logdet, factored = step.encode(x, context)
             logdet = _plus(logdet, step_logdet)
             if factored is not None:
                 zs.append(factored.latent)
                 log_pz = _plus(log_pz, factored.log_prob)
-        if run:
-            x, run_logdet = run_layers(run, x, invertible=True, context=context)
-            logdet = _plus(logdet, run_logdet)
         zs.append(x)
         if logdet is None:
             logdet = x.new_zeros(x.shape[0])
         return zs, logdet, _plus(log_pz, self.top_prior.log_prob(x, context))
+
+    def _runs(self) -> list:
+        """The layers grouped by :attr:`runs`: a list of modules per run, a factoring layer alone."""
+        layers = list(self.layers)
+        return [layers[start] if factors else layers[start:stop] for start, stop, factors in self.runs]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[list[Tensor], Tensor]:
         """``x -> (zs, logdet)``: latents (factored ones in order, top last) and ``log|det dz/dx|``."""

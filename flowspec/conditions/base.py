@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from flowspec.errors import ConditionError
-from flowspec.layers.base import LayerCost, MatmulOp, Shape
+from flowspec.core.costs import LayerCost, MatmulOp, Shape
 from flowspec.layers.kinds import Registry
 
 CONDITION_KINDS = Registry("condition")

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from flowspec.conditions.base import ConditionConfig, ConditionEmbedding, register_condition
 from flowspec.errors import ConditionError
-from flowspec.layers.base import LayerCost, Shape
+from flowspec.core.costs import LayerCost, Shape
 
 
 @register_condition

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from flowspec.conditions.base import ConditionConfig, ConditionEmbedding, register_condition
 from flowspec.errors import ConditionError
-from flowspec.layers.base import LayerCost, MatmulOp, Shape
+from flowspec.core.costs import LayerCost, MatmulOp, Shape
 
 
 @register_condition

@@ -4,7 +4,7 @@ A report is built from :class:`Part` rows: a flow's dequantizer, layers and top 
 (:func:`flowspec.report.costs.flow_parts`), or a VAE's encoder, posterior sample, IAF steps, decoder, likelihood and
 prior (:func:`flowspec.vae.costs.vae_parts`); :func:`parts_report` turns them into figures.
 
-For a batch of ``N`` and each layer's :class:`~flowspec.layers.base.LayerCost` ``c``:
+For a batch of ``N`` and each layer's :class:`LayerCost` ``c``:
 
 * FLOPs of a pass = ``N * c.flops_* + c.call_flops_*`` (per-example work plus per-call work such
   as building ``W`` of an LU invconv); the log-det term is counted apart:
@@ -33,14 +33,87 @@ Roofline model: Williams, Waterman & Patterson, "Roofline", CACM 2009.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple, Protocol
 
-from flowspec.layers.base import LayerCost, MatmulOp, numel
+
+Shape = tuple[int, ...]
+
+
+def numel(shape: Shape) -> int:
+    """Elements of one example of ``shape`` (the batch excluded)."""
+    return math.prod(shape)
+
+
+class DeviceProfile(Protocol):
+    """What :func:`parts_report` reads of a device (:class:`flowspec.report.devices.Device`
+    implements it): its peak FLOP/s per dtype, bandwidth (bytes/s), memory (bytes), per-op
+    latencies (s) and, on a measured device, the rates at a layer's own conv / linear shapes."""
+
+    name: str
+    bandwidth: float
+    memory: float
+    latency: float
+    shape_rates: object | None
+
+    @property
+    def latency_backward(self) -> float: ...
+
+    def peak(self, dtype: str) -> float: ...
+
 
 BYTES = 4  # float32
 OPTIMIZER_COPIES = 4  # weights, gradients, Adam's two moments
 BACKWARD_FACTOR = 2.0  # a conv's backward computes input and weight gradients: 2 x its forward FLOPs
 LOGDET_DOMINATES = 0.5  # flag a layer whose log-det term is more than this share of its forward
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one layer at one input shape, per example (multiply by the batch size).
+
+    ``flops_*`` count multiply-adds as 2 FLOPs. ``matmul_flops_*`` is the conv/matmul part that
+    torch's FlopCounterMode sees; ``flops_logdet`` is the log-det term alone (e.g. ``slogdet``'s
+    O(c^3), once per call, not per example -- see ``logdet_per_call``).
+    """
+
+    params: int = 0
+    flops_forward: float = 0.0
+    flops_inverse: float = 0.0
+    matmul_flops_forward: float = 0.0
+    matmul_flops_inverse: float = 0.0
+    flops_logdet: float = 0.0
+    logdet_per_call: bool = False
+    activations: int = 0  # elements kept for the backward pass of a training step
+    #: FLOPs paid once per call whatever the batch (building ``W`` or ``W^{-1}`` from parameters)
+    call_flops_forward: float = 0.0
+    call_flops_inverse: float = 0.0
+    call_matmul_flops_forward: float = 0.0  # the part of call_flops_* that is a matmul
+    call_matmul_flops_inverse: float = 0.0
+    #: tensor operations one forward call dispatches (in eager PyTorch each costs a fixed latency,
+    #: which dominates small layers; the report's roofline adds ``ops * latency``)
+    ops: int = 0
+    #: elements a training step keeps once per call whatever the batch (masked weights ``W * M``)
+    call_activations: int = 0
+    #: what the report suggests when the log-det term dominates this layer's FLOPs
+    logdet_hint: str = ""
+
+
+class MatmulOp(NamedTuple):
+    """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
+    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features; a conv with
+    ``channels_last`` is timed in that layout, as the conv conditioners run it."""
+
+    cin: int
+    cout: int
+    kernel: int
+    spatial: tuple
+    channels_last: bool = False
+
+    def flops(self) -> float:
+        """Per example: 2 FLOPs per multiply-add."""
+        return 2.0 * self.cin * self.cout * self.kernel ** 2 * max(1, math.prod(self.spatial))
 
 
 @dataclass(frozen=True)
@@ -132,7 +205,7 @@ def _at_batch(cost: LayerCost, batch: int) -> tuple[float, float, float, float, 
             batch * cost.matmul_flops_inverse + cost.call_matmul_flops_inverse)
 
 
-def parts_report(spec_name: str, parts: list[Part], device: Device, batch: int = 64, dtype: str = "float32",
+def parts_report(spec_name: str, parts: list[Part], device: DeviceProfile, batch: int = 64, dtype: str = "float32",
                  latents: int = 0, invertible: bool = False) -> CostReport:
     """Figures of ``parts`` at ``batch`` on ``device`` (the module docstring's rules); ``latents``
     is the number of latent entries a sampling pass draws per example, ``invertible`` that training

@@ -18,7 +18,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from flowspec.layers.base import LayerCost, Shape
+from flowspec.core.costs import LayerCost, Shape
 from flowspec.layers.kinds import Registry
 
 CLUSTER = "dequantizer"

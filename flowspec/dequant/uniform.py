@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.dequant.base import CLUSTER, PATH, DequantizerConfig, register_dequantizer
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 
 
 def in_bin(x: Tensor, u: Tensor) -> Tensor:

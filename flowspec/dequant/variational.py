@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from flowspec.dequant.base import CLUSTER, PATH, DequantizerConfig, register_dequantizer
 from flowspec.dequant.uniform import in_bin
 from flowspec.layers.actnorm import ActNormConfig
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 from flowspec.layers.conditioners import ChannelsLastNet, Conditioner, ConvConditioner, MLPConditioner, stack_cost
 from flowspec.layers.coupling import CouplingConfig
 from flowspec.layers.invconv import InvConvConfig

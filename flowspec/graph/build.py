@@ -7,14 +7,17 @@ allocated. Validation happens here, and reports every problem at once with its Y
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from flowspec.dequant.graph import add_dequantizer_nodes, dequantizer_problems
 from flowspec.digraph import Digraph
-from flowspec.graph.condition import add_condition_node, context_shape, layer_context
+from flowspec.graph.condition import add_condition_node, context_shape, layer_context, top_prior_context
 from flowspec.graph.mixing import mixing_problems
+from flowspec.graph.nodes import ColumnsNode, ConditionNode, DequantizerNode, LatentNode, PriorNode, invertible_runs
 from flowspec.errors import Problem, RuleViolation, ShapeError
 from flowspec.family import family_of
-from flowspec.layers.base import LayerConfig, Shape, numel
+from flowspec.core.costs import LayerCost, MatmulOp, Shape, numel
+from flowspec.layers.base import LayerConfig
 from flowspec.spec.expand import ExpandedLayer, expand
 from flowspec.spec.models import Spec
 
@@ -35,10 +38,27 @@ class LayerNode:
     factored_shape: Shape | None = None  # the latent a split factors out
     level: int | None = None
     step: int | None = None
+    #: the shape of its context edge (the condition's features), None when it is built without one
+    context: Shape | None = None
+    sampling = True  # a sampling pass runs it (inverted)
 
     @property
     def kind(self) -> str:
         return self.config.kind
+
+    @cached_property
+    def cost(self) -> LayerCost:
+        """Its kind's cost rule at its input shape and context."""
+        return self.config.cost(self.in_shape, self.context)
+
+    @cached_property
+    def matmuls(self) -> tuple[MatmulOp, ...]:
+        """The conv / linear ops one forward call runs per example, as its kind declares them."""
+        return tuple(self.config.matmul_ops(tuple(self.in_shape), self.context))
+
+    def build(self):
+        """Its kind's module at its input shape and context."""
+        return self.config.build(self.in_shape, self.context)
 
 
 @dataclass
@@ -51,6 +71,26 @@ class FlowGraph:
     graph: Digraph = field(repr=False)
     #: problems a user may mean (located like errors); ``validate`` prints them
     warnings: list[Problem] = field(default_factory=list)
+    #: the nodes around the layers, stated once (None where the spec has none)
+    dequantizer: DequantizerNode | None = None
+    columns: ColumnsNode | None = None
+    condition: ConditionNode | None = None
+    top_prior: PriorNode | None = None
+    #: the latents the layers factor out, in flow order
+    latents: list[LatentNode] = field(default_factory=list)
+
+    @property
+    def nodes(self) -> list:
+        """Every node that is built and costed, in the report's order: the dequantizer, the typed
+        columns, the condition's embedding, the layers, the top prior."""
+        around = [self.dequantizer, self.columns, self.condition]
+        return [n for n in around if n is not None] + list(self.layers) + [self.top_prior]
+
+    @property
+    def invertible_runs(self) -> list[tuple[int, int, bool]]:
+        """``(start, stop, factors_out)``: runs of layers between factoring ones (invertible
+        backprop recomputes each run by inversion), and each factoring layer alone."""
+        return invertible_runs([node.config.factors_out for node in self.layers])
 
     @property
     def input_shape(self) -> Shape:
@@ -59,8 +99,7 @@ class FlowGraph:
     @property
     def latent_shapes(self) -> list[Shape]:
         """Shapes of the latents in the order ``FlowModel.forward`` returns them (top last)."""
-        shapes = [node.factored_shape for node in self.layers if node.factored_shape is not None]
-        return shapes + [self.output_shape]
+        return [latent.shape for latent in self.latents] + [self.output_shape]
 
     @property
     def output_shape(self) -> Shape:
@@ -72,8 +111,8 @@ class FlowGraph:
         return context_shape(self.spec)
 
     def context_of(self, node: "LayerNode") -> Shape | None:
-        """The context shape ``node`` is built and costed with."""
-        return layer_context(self.spec, node.config)
+        """The context shape ``node`` is built and costed with (its :attr:`LayerNode.context`)."""
+        return node.context
 
     def problem(self, message: str, path: tuple, hint: str | None = None) -> Problem:
         source = self.spec.source
@@ -128,17 +167,20 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
                 layer.path + violation.field, _hint_levels(spec, layer, shape, violation)))
             out_shape, factored = shape, None  # carry on to find the other problems
         node = LayerNode(index, layer.name, config, layer.path, shape, out_shape, factored,
-                         layer.level, layer.step)
+                         layer.level, layer.step, layer_context(spec, config))
         flow.layers.append(node)
         graph.add_node(layer.name, kind=config.kind, node=node)
         graph.add_edge(previous, layer.name, shape=shape)
         if factored is not None:
-            prior = f"{layer.name}.prior"
-            graph.add_node(prior, kind="prior", prior=config.prior)
-            graph.add_edge(layer.name, prior, shape=factored, latent=True)
+            latent = LatentNode(f"{layer.name}.prior", layer.name, factored, config.prior)
+            flow.latents.append(latent)
+            graph.add_node(latent.name, kind="prior", prior=latent.prior, latent_node=latent)
+            graph.add_edge(layer.name, latent.name, shape=factored, latent=True)
         previous, shape = layer.name, out_shape
-    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior.kind)
+    flow.top_prior = PriorNode(spec.prior, shape, top_prior_context(spec))
+    graph.add_node(TOP_PRIOR, kind="prior", prior=spec.prior.kind, part=flow.top_prior)
     graph.add_edge(previous, TOP_PRIOR, shape=shape, latent=True)
+    _add_side_nodes(flow)
     problems += _check_structure(flow)
     problems += _check_invertible_backprop(flow)
     if not problems:  # the mixing check walks shapes that must all be valid
@@ -153,6 +195,21 @@ def build_flow_graph(spec: Spec) -> FlowGraph:
         add_dequantizer_nodes(graph, spec, INPUT)  # cluster="dequantizer", after the flow's own checks
     add_condition_node(flow, TOP_PRIOR)  # after the structure checks: its edges are side inputs
     return flow
+
+
+def _add_side_nodes(flow: FlowGraph) -> None:
+    """The dequantizer (discrete data), the typed columns (a table's ``input.columns``) and the
+    condition's embedding (``condition:``) as nodes of ``flow``."""
+    spec = flow.spec
+    shape = tuple(spec.input.shape)
+    if not getattr(spec.input, "continuous", False):
+        flow.dequantizer = DequantizerNode(spec.dequantization, shape, spec.input.levels)
+    columns = getattr(spec.input, "columns", None)
+    if columns:
+        flow.columns = ColumnsNode(tuple(columns), shape)
+    condition = getattr(spec, "condition", None)
+    if condition is not None:
+        flow.condition = ConditionNode(condition)
 
 
 def _check_structure(flow: FlowGraph) -> list[Problem]:

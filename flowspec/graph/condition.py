@@ -33,24 +33,23 @@ def top_prior_context(spec) -> int:
     return condition.features if condition is not None and condition.prior == "conditional" else 0
 
 
-def reads_condition(config, in_shape, context) -> bool:
+def reads_condition(config, context) -> bool:
     """True when the layer is given a context and its kind declares that it reads one
     (``reads_context``)."""
     return context is not None and config.reads_context
 
 
 def add_condition_node(flow, top_prior: str) -> None:
-    """Add the ``condition`` node and its edges (``context=True``, ``shape=(E,)``) to ``flow.graph``."""
-    spec = flow.spec
-    shape = context_shape(spec)
-    if shape is None:
+    """Add the ``condition`` node and its edges (``context=True``, ``shape=(E,)``) to ``flow.graph``:
+    one to every layer node built with a context whose kind reads it, one to the top prior when it
+    is shifted by the features."""
+    node = flow.condition
+    if node is None:
         return
-    graph = flow.graph
-    condition = spec.condition
-    graph.add_node(CONDITION, kind="condition", detail=condition.detail(), shape=shape, path=("condition",))
-    for node in flow.layers:
-        context = layer_context(spec, node.config)
-        if reads_condition(node.config, node.in_shape, context):
-            graph.add_edge(CONDITION, node.name, shape=shape, context=True)
-    if top_prior_context(spec):
-        graph.add_edge(CONDITION, top_prior, shape=shape, context=True)
+    graph, shape = flow.graph, node.out_shape
+    graph.add_node(node.name, kind="condition", detail=node.detail, shape=shape, path=node.path, part=node)
+    for layer in flow.layers:
+        if reads_condition(layer.config, layer.context):
+            graph.add_edge(node.name, layer.name, shape=shape, context=True)
+    if flow.top_prior.context is not None:
+        graph.add_edge(node.name, top_prior, shape=shape, context=True)

@@ -18,8 +18,6 @@ is imported by the package, so a new kind is one new file.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -27,10 +25,11 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+# family-neutral (every family's cost rules use them); importable from here for the kinds
+from flowspec.core.costs import LayerCost, MatmulOp, Shape, numel  # noqa: F401
 from flowspec.errors import RuleViolation
 from flowspec.layers.kinds import Registry
 
-Shape = tuple[int, ...]
 ContextShape = tuple[int, ...] | None
 
 LAYER_KINDS = Registry("layer")
@@ -40,37 +39,6 @@ def register(config: type["LayerConfig"]) -> type["LayerConfig"]:
     """Make a layer kind known to the spec language, the graph, the report and the tests (at any
     time: specs loaded afterwards accept it)."""
     return LAYER_KINDS.register(config)
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """Cost of one layer at one input shape, per example (multiply by the batch size).
-
-    ``flops_*`` count multiply-adds as 2 FLOPs. ``matmul_flops_*`` is the conv/matmul part that
-    torch's FlopCounterMode sees; ``flops_logdet`` is the log-det term alone (e.g. ``slogdet``'s
-    O(c^3), once per call, not per example -- see ``logdet_per_call``).
-    """
-
-    params: int = 0
-    flops_forward: float = 0.0
-    flops_inverse: float = 0.0
-    matmul_flops_forward: float = 0.0
-    matmul_flops_inverse: float = 0.0
-    flops_logdet: float = 0.0
-    logdet_per_call: bool = False
-    activations: int = 0  # elements kept for the backward pass of a training step
-    #: FLOPs paid once per call whatever the batch (building ``W`` or ``W^{-1}`` from parameters)
-    call_flops_forward: float = 0.0
-    call_flops_inverse: float = 0.0
-    call_matmul_flops_forward: float = 0.0  # the part of call_flops_* that is a matmul
-    call_matmul_flops_inverse: float = 0.0
-    #: tensor operations one forward call dispatches (in eager PyTorch each costs a fixed latency,
-    #: which dominates small layers; the report's roofline adds ``ops * latency``)
-    ops: int = 0
-    #: elements a training step keeps once per call whatever the batch (masked weights ``W * M``)
-    call_activations: int = 0
-    #: what the report suggests when the log-det term dominates this layer's FLOPs
-    logdet_hint: str = ""
 
 
 class LayerConfig(BaseModel):
@@ -166,22 +134,6 @@ class LayerConfig(BaseModel):
         raise NotImplementedError
 
 
-class MatmulOp(NamedTuple):
-    """A conv (``spatial = (H, W)``, ``kernel`` k, padding ``k // 2``) or a linear
-    (``spatial = ()``, ``kernel`` 1) from ``cin`` to ``cout`` channels / features; a conv with
-    ``channels_last`` is timed in that layout, as the conv conditioners run it."""
-
-    cin: int
-    cout: int
-    kernel: int
-    spatial: tuple
-    channels_last: bool = False
-
-    def flops(self) -> float:
-        """Per example: 2 FLOPs per multiply-add."""
-        return 2.0 * self.cin * self.cout * self.kernel ** 2 * max(1, math.prod(self.spatial))
-
-
 class Factored(NamedTuple):
     """A latent a node factors out, with its log-density under the node's prior."""
 
@@ -270,9 +222,6 @@ class DataInitialized(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.pending = not bool(self.initialized)
 
-
-def numel(shape: Shape) -> int:
-    return math.prod(shape)
 
 
 def channel_view(shape: Shape) -> Shape:

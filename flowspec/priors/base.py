@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from flowspec.layers.base import LayerCost, MatmulOp, Shape, numel
+from flowspec.core.costs import LayerCost, MatmulOp, Shape, numel
 from flowspec.layers.kinds import BareKind, Registry
 from flowspec.layers.split import HALF_LOG_TWO_PI, gaussian_log_prob
 

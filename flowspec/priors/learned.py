@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 from flowspec.priors.base import GaussianPrior, PriorConfig, gaussian_cost, register_prior
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flowspec.layers.base import LayerCost, Shape, channel_view
+from flowspec.core.costs import LayerCost, Shape
+from flowspec.layers.base import channel_view
 from flowspec.priors.base import GaussianPrior, PriorConfig, gaussian_cost, register_prior
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 from flowspec.priors.base import PriorConfig, register_prior
 
 

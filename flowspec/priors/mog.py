@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from flowspec.layers.base import LayerCost, MatmulOp, Shape, numel
+from flowspec.core.costs import LayerCost, MatmulOp, Shape, numel
 from flowspec.layers.made import MADE
 from flowspec.priors.base import PriorConfig, register_prior
 

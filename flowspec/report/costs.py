@@ -1,7 +1,7 @@
 """The cost report of a flow spec, from its graph alone (no weights are allocated).
 
-:func:`flow_parts` turns a flow's graph into :class:`~flowspec.core.costs.Part` rows (its
-dequantizer, layers and top prior); :func:`~flowspec.core.costs.parts_report`, shared with every
+:func:`flow_parts` turns a flow's graph into :class:`~flowspec.core.costs.Part` rows, one per node
+(:attr:`~flowspec.graph.build.FlowGraph.nodes`: each node carries its kind's cost rule at its shapes); :func:`~flowspec.core.costs.parts_report`, shared with every
 family, turns them into figures (the rules are in :mod:`flowspec.core.costs`). :func:`grouped`
 sums rows per step or level; the ``fmt_*`` helpers print figures.
 """
@@ -12,57 +12,25 @@ from __future__ import annotations
 from flowspec.core.costs import (BACKWARD_FACTOR, BYTES, LOGDET_DOMINATES, OPTIMIZER_COPIES,  # noqa: F401
                                  CostReport, LayerRow, Part, parts_report)
 from flowspec.graph.build import FlowGraph
-from flowspec.graph.condition import top_prior_context
-from flowspec.layers.base import LayerCost, numel
+from flowspec.core.costs import LayerCost, numel
 from flowspec.report.devices import Device
-from flowspec.report.rates import matmul_ops
 
-DEQUANTIZER = "dequantizer"  # its row's name; it runs in training steps only, not when sampling
+DEQUANTIZER = "dequantizer"  # its row's name (the node's); it runs in training steps only, not when sampling
 
 
 def top_prior_cost(flow: FlowGraph) -> LayerCost:
     """The top prior's kind's cost rule at the latent's shape, shifted by the condition's features
-    when ``condition.prior`` is ``conditional``."""
-    return flow.spec.prior.cost(tuple(flow.output_shape), top_prior_context(flow.spec))
+    when ``condition.prior`` is ``conditional`` (its node's cost)."""
+    return flow.top_prior.cost
 
 
 def flow_parts(flow: FlowGraph) -> list[Part]:
-    """The dequantizer (its config's ``cost(shape)``: one training-step pass; it does not run when
-    sampling; none for continuous data), the condition's embedding (its config's ``cost()``), every
-    layer (its config's ``cost(in_shape, context)``), then the top prior."""
-    shape = tuple(flow.input_shape)
-    dequantization = flow.spec.dequantization
-    parts = []
-    if not getattr(flow.spec.input, "continuous", False):
-        cost = dequantization.cost(shape)
-        parts.append(Part(DEQUANTIZER, f"dequantizer ({dequantization.kind})", None, shape, shape,
-                          cost, sampling=False, call_activations=cost.call_activations))
-    columns = getattr(flow.spec.input, "columns", None)
-    if columns:
-        cost = LayerCost()
-        for entry in columns:
-            part = entry.cost(len(entry.columns))
-            cost = LayerCost(**{key: getattr(cost, key) + getattr(part, key) for key in
-                                ("params", "flops_forward", "flops_inverse", "activations", "ops")})
-        parts.append(Part("columns", "columns (" + ", ".join(sorted({e.kind for e in columns})) + ")", None,
-                          shape, shape, cost))
-    condition = getattr(flow.spec, "condition", None)
-    if condition is not None:
-        features = (condition.features,)
-        parts.append(Part("condition", f"condition ({condition.kind})", None,
-                          condition.input_shape, features,
-                          condition.cost(), tuple(condition.matmul_ops())))
-    for n in flow.layers:
-        cost = n.config.cost(n.in_shape, flow.context_of(n))
-        parts.append(Part(n.name, n.kind, n.level, n.in_shape, n.out_shape, cost,
-                          tuple(matmul_ops(n.config, tuple(n.in_shape), flow.context_of(n))),
-                          call_activations=cost.call_activations))
-    top = top_prior_context(flow.spec)
-    cost = top_prior_cost(flow)
-    parts.append(Part("prior", f"prior ({flow.spec.prior.kind})", None, flow.output_shape, flow.output_shape,
-                      cost, tuple(flow.spec.prior.matmul_ops(tuple(flow.output_shape), top)),
-                      call_activations=cost.call_activations))
-    return parts
+    """One row per node of the graph (:attr:`FlowGraph.nodes`: the dequantizer, which does not run
+    when sampling, the typed columns, the condition's embedding, every layer, the top prior), each
+    the node's own cost rule at the node's shapes and context."""
+    return [Part(node.name, node.kind, node.level, node.in_shape, node.out_shape, node.cost, node.matmuls,
+                 sampling=node.sampling, call_activations=node.cost.call_activations)
+            for node in flow.nodes]
 
 
 def layer_costs(flow: FlowGraph) -> list[tuple[str, str, int | None, tuple, tuple, LayerCost]]:

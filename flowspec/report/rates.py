@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from flowspec.core.measure import best_time  # noqa: F401  (its home before core; report code imports it here)
-from flowspec.layers.base import MatmulOp
+from flowspec.core.costs import MatmulOp
 
 
 def matmul_ops(config, in_shape: tuple, context: tuple | None = None) -> list[MatmulOp]:

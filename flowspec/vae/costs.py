@@ -36,10 +36,10 @@ conv at its output resolution) so that ``--device cpu`` times them at their own 
 
 from __future__ import annotations
 
-from flowspec.layers.base import LayerCost, MatmulOp, numel
+from flowspec.core.costs import LayerCost, MatmulOp, numel
 from flowspec.layers.conditioners import NetCost, stack_cost
 from flowspec.core.costs import CostReport, Part, parts_report
-from flowspec.vae.graph import VAEGraph, conv_resolutions, decoder_kind, encoder_kind, likelihood_params
+from flowspec.vae.graph import VAEGraph, VAENode, conv_resolutions, likelihood_params
 
 ELU_FLOPS = 3.0  # x > 0 ? x : exp(x) - 1: a compare, an exp, a subtraction
 def _add(a: NetCost, b: NetCost) -> NetCost:
@@ -58,7 +58,10 @@ def _linears(shapes: list[tuple[int, int]]) -> tuple[NetCost, list[MatmulOp]]:
     return stack_cost([(i, o, 1) for i, o in shapes]), [MatmulOp(i, o, 1, ()) for i, o in shapes]
 
 
-def encoder_part(graph: VAEGraph) -> Part:
+Rule = tuple[LayerCost, list[MatmulOp], int]  # a node's cost, its conv / linear ops, its call activations
+
+
+def encoder_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """``x -> (mu, sigma, h)``: the convs / linears of :class:`~flowspec.vae.networks.Encoder`."""
     spec, shape = graph.spec, graph.input_shape
     cfg, latent = spec.encoder, spec.latent
@@ -84,18 +87,17 @@ def encoder_part(graph: VAEGraph) -> Part:
                      # the scaled input, each layer's output and its ELU, the head (softplus' input)
                      activations=n + 2 * body.outputs + head_out,
                      ops=2 + 2 * body.layers + 4)  # scale (mul, sub); conv/linear + ELU; head, split, softplus, add
-    return Part("encoder", f"{encoder_kind(spec)} encoder", None, shape, (head_out,), cost,
-                tuple(ops + head_ops), sampling=False)
+    return cost, ops + head_ops, 0
 
 
-def posterior_sample_part(graph: VAEGraph) -> Part:
+def posterior_sample_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """``z_0 = mu + sigma eps``, ``log q(z_0|x) = log N(eps; 0, I) - sum(log sigma)``."""
     latent = graph.spec.latent
     cost = LayerCost(flops_forward=7.0 * latent, flops_logdet=2.0 * latent, activations=2 * latent, ops=11)  # eps, sigma
-    return Part("z0", "gaussian sample", None, (2 * latent,), (latent,), cost, sampling=False)
+    return cost, [], 0
 
 
-def iaf_part(graph: VAEGraph, k: int) -> Part:
+def iaf_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """One :class:`~flowspec.vae.iaf.IAFStep`: MADE (masked linears, the context's two linears),
     gate and update, ``sum(log sigmoid(s))``."""
     spec = graph.spec
@@ -119,15 +121,13 @@ def iaf_part(graph: VAEGraph, k: int) -> Part:
                      # 1 - gate and the sums' buffers: 6L (h is the encoder's output, counted there)
                      activations=6 * latent + 2 * depth * hidden,
                      ops=3 * depth + 2 + (4 if context else 0) + 10)
-    return Part(f"iaf.{k}", "iaf" + (" (reversed)" if k % 2 else ""), None, (latent,), (latent,), cost,
-                tuple(ops), sampling=False, call_activations=mask_entries)  # autograd keeps each W * M
+    return cost, ops, mask_entries  # autograd keeps each W * M once per call
 
 
-def decoder_part(graph: VAEGraph) -> Part:
+def decoder_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """``z -> parameters of p(x|z)``: :class:`~flowspec.vae.networks.Decoder`; runs in both passes."""
     spec, shape = graph.spec, graph.input_shape
     cfg, latent, params_per = spec.decoder, spec.latent, likelihood_params(spec)
-    out_shape = tuple(shape) + (params_per,)
     if cfg.convolutional(shape):
         resolutions = conv_resolutions(shape[1], shape[2], cfg.depth)
         _, height, width = resolutions[-1]
@@ -151,30 +151,38 @@ def decoder_part(graph: VAEGraph) -> Part:
                      flops_inverse=net.matmul_flops + elementwise, matmul_flops_forward=net.matmul_flops,
                      matmul_flops_inverse=net.matmul_flops,
                      activations=saved, ops=dispatched)
-    return Part("decoder", f"{decoder_kind(spec)} decoder", None, (latent,), out_shape, cost, tuple(ops))
+    return cost, ops, 0
 
 
-def likelihood_part(graph: VAEGraph) -> Part:
+def likelihood_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """``log p(x|z)`` summed over the entries; sampling: the most likely level per entry."""
-    spec, shape = graph.spec, graph.input_shape
-    p = likelihood_params(spec)
-    cost = spec.likelihood.cost(tuple(shape), spec.input.levels)
-    return Part("likelihood", f"likelihood ({spec.likelihood.kind})", None, tuple(shape) + (p,), tuple(shape), cost)
+    spec = graph.spec
+    return spec.likelihood.cost(tuple(graph.input_shape), spec.input.levels), [], 0
 
 
-def prior_part(graph: VAEGraph) -> Part:
+def prior_cost(graph: VAEGraph, node: VAENode) -> Rule:
     """``log N(z_K; 0, I)`` and ``w = log p(x|z) + log p(z) - log q(z|x)``; sampling draws ``z``."""
     latent = graph.spec.latent
     # it keeps z_K, which the decoder keeps too: no activations of its own
     cost = LayerCost(flops_forward=4.0 * latent, flops_inverse=2.0 * latent, ops=6)
-    return Part("prior", f"prior ({graph.spec.prior})", None, (latent,), (latent,), cost)
+    return cost, [], 0
+
+
+#: the cost rule of each role of :class:`~flowspec.vae.graph.VAENode`
+RULES = {"encoder": encoder_cost, "posterior": posterior_sample_cost, "iaf": iaf_cost, "decoder": decoder_cost,
+         "likelihood": likelihood_cost, "prior": prior_cost}
 
 
 def vae_parts(graph: VAEGraph) -> list[Part]:
-    """The report's rows of a VAE: encoder, posterior sample, IAF steps, decoder, likelihood, prior."""
-    return ([encoder_part(graph), posterior_sample_part(graph)]
-            + [iaf_part(graph, k) for k in range(graph.spec.iaf_steps)]
-            + [decoder_part(graph), likelihood_part(graph), prior_part(graph)])
+    """The report's rows of a VAE, one per node of the graph (encoder, posterior sample, IAF steps,
+    decoder, likelihood, prior): the node's name, label, shapes and sampling flag, priced by its
+    role's rule."""
+    parts = []
+    for node in graph.nodes:
+        cost, ops, call_activations = RULES[node.role](graph, node)
+        parts.append(Part(node.name, node.kind, node.level, node.in_shape, node.out_shape, cost, tuple(ops),
+                          sampling=node.sampling, call_activations=call_activations))
+    return parts
 
 
 def count_vae_params(graph: VAEGraph) -> int:

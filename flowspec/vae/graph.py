@@ -1,8 +1,11 @@
 """``build_vae_graph``: VAESpec -> VAEGraph, the encoder / posterior / decoder as graph nodes.
 
-Pure: shapes come from the rules below, no weight is allocated. Nodes carry ``cluster=``
-(``encoder``, ``posterior``, ``decoder``, ``prior``) so a renderer can box them; edges carry
-``shape``. Every problem is reported at once, each with the YAML line of its field.
+Pure: shapes come from the rules below, no weight is allocated. Each part is a :class:`VAENode`
+stated once (its row name, label, shapes, cluster, spec path, whether sampling runs it); the
+report (:func:`flowspec.vae.costs.vae_parts`: one cost rule per node's role), the build table, the
+model's IAF steps and the diagram are passes over :attr:`VAEGraph.nodes`. Drawn nodes carry
+``cluster=`` (``encoder``, ``posterior``, ``decoder``, ``prior``) so a renderer can box them;
+edges carry ``shape``. Every problem is reported at once, each with the YAML line of its field.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 from flowspec.errors import Problem, ShapeError
 from flowspec.digraph import Digraph
-from flowspec.layers.base import Shape, numel
+from flowspec.core.costs import Shape, numel
 from flowspec.vae.config import VAESpec
 
 
@@ -41,12 +44,47 @@ def likelihood_params(spec: VAESpec) -> int:
     return spec.likelihood.params_per_entry(spec.input.levels)
 
 
+@dataclass(frozen=True)
+class VAENode:
+    """One part of a VAE: ``name`` (its row and drawn node), ``kind`` (its row's label), ``role``
+    (which cost rule of :mod:`flowspec.vae.costs` prices it: ``encoder``, ``posterior``, ``iaf``,
+    ``decoder``, ``likelihood``, ``prior``), shapes, the drawn node's ``drawn`` kind, ``cluster``
+    and ``path`` into the spec; ``sampling`` False for the parts a sampling pass skips (the
+    encoder and the posterior); ``reverse`` for an IAF step that runs in reversed order."""
+
+    name: str
+    kind: str
+    role: str
+    in_shape: Shape
+    out_shape: Shape
+    drawn: str
+    cluster: str
+    path: tuple
+    sampling: bool = True
+    reverse: bool = False
+    formula: str | None = None
+    level: int | None = None
+
+    def attributes(self) -> dict:
+        """The drawn node's attributes."""
+        out = {"kind": self.drawn, "cluster": self.cluster, "path": self.path, "part": self}
+        if self.formula is not None:
+            out["formula"] = self.formula
+        return out
+
+
 @dataclass
 class VAEGraph:
-    """The validated graph of a VAE spec; ``graph`` edges carry ``shape``."""
+    """The validated graph of a VAE spec: :attr:`nodes` in the report's order (encoder, posterior
+    sample, IAF steps, decoder, likelihood, prior); ``graph`` draws them, its edges carry ``shape``."""
 
     spec: VAESpec
     graph: Digraph = field(repr=False)
+    nodes: list[VAENode] = field(default_factory=list)
+
+    @property
+    def iaf_steps(self) -> list[VAENode]:
+        return [node for node in self.nodes if node.role == "iaf"]
 
     @property
     def input_shape(self) -> Shape:
@@ -96,6 +134,29 @@ def _check(spec: VAESpec, vae: VAEGraph) -> list[Problem]:
     return problems
 
 
+def vae_nodes(spec: VAESpec) -> list[VAENode]:
+    """The parts of a VAE in the report's order, each stated once."""
+    x_shape, z_shape = tuple(spec.input.shape), (spec.latent,)
+    latent, head_out = spec.latent, 2 * spec.latent + spec.encoder.context
+    encoder = f"{encoder_kind(spec)} encoder"
+    nodes = [VAENode("encoder", encoder, "encoder", x_shape, (head_out,), encoder, "encoder", ("encoder",),
+                     sampling=False),
+             VAENode("z0", "gaussian sample", "posterior", (2 * latent,), z_shape, "gaussian sample", "posterior",
+                     ("posterior",), sampling=False, formula="z_0 = mu + sigma * eps")]
+    for k in range(spec.iaf_steps):
+        reverse = k % 2 == 1
+        nodes.append(VAENode(f"iaf.{k}", "iaf" + (" (reversed)" if reverse else ""), "iaf", z_shape, z_shape, "iaf",
+                             "posterior", ("posterior",), sampling=False, reverse=reverse,
+                             formula="z' = sigmoid(s) * z + (1 - sigmoid(s)) * m"))
+    decoder = f"{decoder_kind(spec)} decoder"
+    params = x_shape + (likelihood_params(spec),)
+    nodes += [VAENode("decoder", decoder, "decoder", z_shape, params, decoder, "decoder", ("decoder",)),
+              VAENode("likelihood", f"likelihood ({spec.likelihood.kind})", "likelihood", params, x_shape,
+                      spec.likelihood.kind, "decoder", ("likelihood",)),
+              VAENode("prior", f"prior ({spec.prior})", "prior", z_shape, z_shape, "prior", "prior", ("prior",))]
+    return nodes
+
+
 def build_vae_graph(spec: VAESpec) -> VAEGraph:
     """Encoder -> z_0 -> IAF steps -> z_K -> decoder -> p(x|z), with the prior on z_K.
 
@@ -106,29 +167,28 @@ def build_vae_graph(spec: VAESpec) -> VAEGraph:
     problems = _check(spec, vae)
     if problems:
         raise ShapeError(problems)
+    vae.nodes = vae_nodes(spec)
+    part = {node.name: node for node in vae.nodes}
     x_shape, z_shape = tuple(spec.input.shape), (spec.latent,)
     context = spec.encoder.context
     graph.add_node("input", kind="input", shape=x_shape)
-    graph.add_node("encoder", kind=f"{encoder_kind(spec)} encoder", cluster="encoder", path=("encoder",))
+    graph.add_node("encoder", **part["encoder"].attributes())
     graph.add_edge("input", "encoder", shape=x_shape)
-    graph.add_node("z0", kind="gaussian sample", cluster="posterior", formula="z_0 = mu + sigma * eps",
-                   path=("posterior",))
+    graph.add_node("z0", **part["z0"].attributes())
     graph.add_edge("encoder", "z0", shape=z_shape, label="mu, sigma")
     previous = "z0"
-    for k in range(spec.iaf_steps):
-        name = f"iaf.{k}"
-        graph.add_node(name, kind="iaf", cluster="posterior", order="reversed" if k % 2 else "natural",
-                       path=("posterior",), formula="z' = sigmoid(s) * z + (1 - sigmoid(s)) * m")
-        graph.add_edge(previous, name, shape=z_shape)
+    for node in vae.iaf_steps:
+        graph.add_node(node.name, **node.attributes(), order="reversed" if node.reverse else "natural")
+        graph.add_edge(previous, node.name, shape=z_shape)
         if context:
-            graph.add_edge("encoder", name, shape=(context,), label="h", context=True)
-        previous = name
-    graph.add_node("prior", kind="prior", cluster="prior", prior=spec.prior, path=("prior",))
+            graph.add_edge("encoder", node.name, shape=(context,), label="h", context=True)
+        previous = node.name
+    graph.add_node("prior", **part["prior"].attributes(), prior=spec.prior)
     graph.add_edge(previous, "prior", shape=z_shape, latent=True)
-    graph.add_node("decoder", kind=f"{decoder_kind(spec)} decoder", cluster="decoder", path=("decoder",))
+    graph.add_node("decoder", **part["decoder"].attributes())
     graph.add_edge(previous, "decoder", shape=z_shape)
-    graph.add_node("likelihood", kind=spec.likelihood.kind, cluster="decoder", path=("likelihood",))
-    graph.add_edge("decoder", "likelihood", shape=x_shape + (likelihood_params(spec),))
+    graph.add_node("likelihood", **part["likelihood"].attributes())
+    graph.add_edge("decoder", "likelihood", shape=part["likelihood"].in_shape)
     return vae
 
 

@@ -56,9 +56,9 @@ class VAEModel(nn.Module):
         self.likelihood = spec.likelihood
         self.encoder = Encoder(spec)
         post = spec.posterior
-        self.iaf = nn.ModuleList(
-            IAFStep(spec.latent, post.hidden, post.depth, spec.encoder.context, reverse=k % 2 == 1,
-                    gate_bias=post.gate_bias) for k in range(spec.iaf_steps))
+        self.iaf = nn.ModuleList(  # one step per IAF node of the graph
+            IAFStep(spec.latent, post.hidden, post.depth, spec.encoder.context, reverse=node.reverse,
+                    gate_bias=post.gate_bias) for node in vae_graph.iaf_steps)
         self.decoder = Decoder(spec)
         self.register_buffer("_initialized", torch.tensor(False))
 

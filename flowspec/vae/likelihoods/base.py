@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from flowspec.layers.base import LayerCost, Shape
+from flowspec.core.costs import LayerCost, Shape
 from flowspec.layers.kinds import BareKind, Registry
 
 LIKELIHOOD_KINDS = Registry("likelihood")

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 from flowspec.vae.likelihoods.base import LikelihoodConfig, register_likelihood
 
 MAX_LEVELS = 1024

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from flowspec.layers.base import LayerCost, Shape, numel
+from flowspec.core.costs import LayerCost, Shape, numel
 from flowspec.vae.likelihoods.base import LikelihoodConfig, register_likelihood, to_levels
 
 LOG_SCALE_FLOOR = -7.0
