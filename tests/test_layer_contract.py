@@ -71,16 +71,27 @@ def option_variants(config_type) -> list:
     return out
 
 
+#: one mask of each code path (a channel split, a pixel mask) is crossed with every transform and
+#: conditioner; every other mask with every conditioner (default transform) and every transform (conv)
+CROSSED_MASKS = ("channel", "checkerboard")
+
+
 def _coupling_examples():
     """transforms (each option value) x masks x conditioners (narrowed), on the shapes each accepts;
-    every other case also with a context."""
+    every other case also with a context. The masks beyond :data:`CROSSED_MASKS` share those masks'
+    code paths but for which entries they pick, so they meet each transform and each conditioner
+    once rather than every pair."""
     out = []
     conditioners = [c.narrow(8) for kind in CONDITIONER_KINDS.values() for c in option_variants(kind)]
-    for transform in (t for kind in TRANSFORM_KINDS.values() for t in option_variants(kind)):
+    transforms = [t for kind in TRANSFORM_KINDS.values() for t in option_variants(kind)]
+    default_transform = CouplingConfig().transform
+    for transform in transforms:
         for conditioner in conditioners:
             image = conditioner.accepts == "image"
             for mask in MASKS:
                 if mask in SPATIAL_MASKS and not image:
+                    continue
+                if mask not in CROSSED_MASKS and not (transform == default_transform or conditioner == CONV.narrow(8)):
                     continue
                 for parity in (0, 1):
                     config = CouplingConfig(transform=transform, mask=mask, parity=parity, conditioner=conditioner)

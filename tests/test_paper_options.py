@@ -99,7 +99,7 @@ BAD_VALUES = [
     ("conditioner: {kind: gated, hidden: 10, heads: 4}", "heads .4. must divide hidden .10."),
     ("conditioner: {kind: gated, dropout: 1.0}", "dropout must be in"),
     ("layout: rows", "layout: Input should be 'blocks' or 'interleaved'"),
-    ("transform: {kind: affine, scale: tan}", "Input should be 'sigmoid', 'exp' or 'tanh'"),
+    ("transform: {kind: affine, scale: tan}", "Input should be 'sigmoid', 'sigmoid2', 'exp' or 'tanh'"),
 ]
 
 

@@ -51,6 +51,15 @@ def test_paper_glow_has_under_40_nodes_and_names_k_and_l():
     assert sum("label=actnorm" in line for line in drawn) == 1 and "as drawn above" in dot
 
 
+def test_paper_jet_draws_the_shuffled_couplings_once_per_run():
+    """Each shuffled coupling draws its own permutation (seed + copy), yet the copies of a row are
+    one block: drawn once in a "× 4" box, the later runs as nodes that say so."""
+    dot = to_dot(_graph("specs/jet-imagenet64.yaml"), "paper")
+    assert 'label="× 4"' in dot and dot.count("as drawn above") == 6
+    drawn = [line for line in dot.splitlines() if '[label="coupling' in line and "legend." not in line]
+    assert len(drawn) == 1 + 6 + 6  # the first run's coupling, the six spatial ones, six "as drawn above"
+
+
 def test_paper_glow_shapes_on_edges_and_per_level():
     dot = to_dot(_graph("specs/glow.yaml"), "paper")
     assert 'label="12x16x16 | 24x8x8"' in dot  # a level's steps, at level 0 and level 1

@@ -136,6 +136,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
            compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False,
            guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance weight w: theta_c + w (theta_c - theta_0) (a conditional model trained with condition.drop > 0; 0: none)")] = 0.0,
+           denoise: Annotated[bool, typer.Option("--denoise", help="a flow trained with training.noise: pass each sample through the one-step score denoiser x + sigma^2 grad log p(x)")] = False,
            title: TitleOption = None,
            labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
     """Draw N samples at TEMPERATURE from a checkpoint (EMA weights) into a PNG grid, .npy or .csv;
@@ -147,24 +148,28 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
 
     finite_temperature(temperature)
     model = load_model(checkpoint)
-    if guidance:
-        from flowspec.compile.guidance import guided
-
-        model = guided(model, guidance)
+    if denoise and not getattr(model, "noise", 0):
+        raise FlowSpecError(f"--denoise: {checkpoint}'s spec has no training.noise (the denoiser needs the noise "
+                            f"level sigma the model was trained at)")
     if compiled:
         from flowspec.core.speed import compile_model
 
         compile_model(model)
+    if guidance:
+        from flowspec.compile.guidance import guided
+
+        model = guided(model, guidance)
     c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
     if title is not None or labels:
         from flowspec.plot import save_figure
         from flowspec.plot.grids import sample_figure
 
         figure = sample_figure(model, n=n, temperature=temperature, seed=seed, condition=c, columns=columns,
-                               title=title, labels=labels)
+                               title=title, labels=labels, denoise=denoise)
         path = save_figure(figure, output)
     else:
         path = write_samples(model, checkpoint, n=n, temperature=temperature, output=output, seed=seed,
-                             condition=c, columns=columns)
+                             condition=c, columns=columns, denoise=denoise)
     count = f"{per_class} samples per class" if per_class else f"{n} samples"
-    console.print(f"wrote {count} (temperature {temperature:g}) to {path}", markup=False)
+    denoised = f", denoised at sigma {model.noise:g}" if denoise else ""
+    console.print(f"wrote {count} (temperature {temperature:g}{denoised}) to {path}", markup=False)

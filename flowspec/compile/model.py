@@ -8,6 +8,13 @@ On discrete data the model sees ``y = (x + u) / n - 1/2`` (``centred``) and
 ``bits/dim = -(E_q[log p(y) - log q(u|x)] - D log n) / (D log 2)``. Continuous data
 (``input.data: continuous``) is modelled as it is: ``nats/dim = -log p(x) / D``.
 
+Noise augmentation (``training.noise: sigma``, TarFlow: Zhai et al. 2024, arXiv:2412.06329): in
+training mode the model sees ``y + sigma eps``, ``eps ~ N(0, I)``, after dequantization and
+preprocessing, so it learns the density ``p_sigma`` of the noisy data; every evaluation (eval mode)
+scores ``y`` itself under that density, which is still a density, so the figure stays a bound on the
+data's likelihood (of the noisy model). :meth:`FlowModel.denoise` is Tweedie's one-step denoiser
+``x + sigma^2 grad log p_sigma(x)`` (Robbins 1956; Efron 2011), with the flow's own gradient.
+
 A conditional spec (``condition:``) models ``p(x | c)``: every method of the model protocol
 (:class:`~flowspec.core.protocol.DensityModel`) takes the condition as ``condition=`` (class labels
 ``(batch,)`` or context vectors ``(batch, dim)``), embeds it once into the features ``h = e(c)`` and
@@ -28,7 +35,7 @@ from flowspec.compile.invertible_backprop import run_layers
 from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace
-from flowspec.errors import ConditionError
+from flowspec.errors import ConditionError, FlowSpecError
 from flowspec.graph.build import FlowGraph
 from flowspec.core.costs import numel
 
@@ -68,6 +75,9 @@ class FlowModel(nn.Module):
         #: v = x + u -> model space (scale, or RealNVP's logit), with its log-det
         self.model_space = ToModelSpace(self.levels, self.centred,
                                         preprocess.alpha if preprocess is not None else None)
+        training = getattr(spec, "training", None)
+        #: sigma of the noise added to the model's input in training (``training.noise``; 0: none)
+        self.noise = float(training.noise) if training is not None else 0.0
         memory = getattr(spec, "memory", None)
         #: recompute step activations by inversion in backward (``memory: {invertible_backprop}``)
         self.invertible_backprop = bool(memory and memory.invertible_backprop)
@@ -174,16 +184,48 @@ class FlowModel(nn.Module):
     @legacy_positional("temperature", "generator", "condition", renamed={"c": "condition"})
     @torch.no_grad()
     def sample(self, n: int, *, condition=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, guidance: float = 0.0) -> Tensor:
+               generator: torch.Generator | None = None, guidance: float = 0.0, denoise: bool = False) -> Tensor:
         """``n`` samples in model space (:meth:`to_data_space` maps them to levels), drawn from
         ``p(x | c)`` for a conditional model (``condition``: a label or context for all ``n``, or
         one per sample); ``guidance`` ``w``: classifier-free guidance (a model trained with
-        ``condition.drop > 0``; 0 samples ``p(x | c)`` as it is)."""
+        ``condition.drop > 0``; 0 samples ``p(x | c)`` as it is); ``denoise``: each passed through
+        :meth:`denoise` (a model trained with ``training.noise``)."""
+        if denoise:
+            self._noise_level(None)  # refuse before drawing
         reference = self.top_prior.mean
         where = reference.device if generator is None else generator.device  # no host draw and copy on a GPU
         eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype, device=where).to(reference.device)
                for shape in self.latent_shapes]
-        return self.generate(eps, temperature, condition, guidance)
+        x = self.generate(eps, temperature, condition, guidance)
+        return self.denoise(x, condition=condition) if denoise else x
+
+    def _noise_level(self, sigma: float | None) -> float:
+        if sigma is None:
+            if not self.noise:
+                raise FlowSpecError("denoising needs the noise level the model was trained at: this spec has no "
+                                    "training.noise (train with training.noise: SIGMA, or pass sigma=)")
+            return self.noise
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise FlowSpecError(f"sigma must be a finite number >= 0, got {sigma}")
+        return float(sigma)
+
+    def score(self, x: Tensor, *, condition=None) -> Tensor:
+        """``grad_x log p(x | c)`` per example, the flow's own gradient (``x`` in model space)."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            log_p = self.log_prob(x, condition=condition)
+            grad, = torch.autograd.grad(log_p.sum(), x)
+        return grad
+
+    def denoise(self, x: Tensor, *, condition=None, sigma: float | None = None) -> Tensor:
+        """Tweedie's one-step denoiser ``x_hat = x + sigma^2 grad_x log p_sigma(x | c)``: for a
+        model of the noisy data ``y + sigma eps`` it is the posterior mean ``E[y | y + sigma eps =
+        x]`` (exact when ``p_sigma`` is). ``x`` in model space (as :meth:`sample` returns it);
+        ``sigma``: the spec's ``training.noise`` unless given."""
+        sigma = self._noise_level(sigma)
+        if sigma == 0:
+            return x
+        return (x + sigma ** 2 * self.score(x, condition=condition)).detach()
 
     # -- discrete data ------------------------------------------------------------------------
     def to_model_space(self, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -221,13 +263,17 @@ class FlowModel(nn.Module):
         ``v = x + u`` (``u ~ U[0, 1)`` on discrete columns, 0 elsewhere: exact without them)."""
         if self.continuous:
             if self.columns is None:
-                return self.log_prob(x, condition=condition)
+                return self.log_prob(self._noisy(x), condition=condition)
             y, column_logdet = self.columns(self.columns.dequantize(x))
-            return self.log_prob(y, condition=condition) + column_logdet
+            return self.log_prob(self._noisy(y), condition=condition) + column_logdet
         x = as_levels(x, self.levels, self.top_prior.mean.dtype)
         v, log_q = self.dequantizer(x)
         y, scale_logdet = self.to_model_space(v)
-        return self.log_prob(y, condition=condition) + scale_logdet - log_q
+        return self.log_prob(self._noisy(y), condition=condition) + scale_logdet - log_q
+
+    def _noisy(self, y: Tensor) -> Tensor:
+        """``y + sigma eps`` in training mode with ``training.noise``; ``y`` otherwise."""
+        return y + self.noise * torch.randn_like(y) if self.training and self.noise else y
 
     @legacy_positional("condition", renamed={"c": "condition"})
     def nats_per_dim(self, x: Tensor, *, condition=None) -> Tensor:
@@ -294,11 +340,11 @@ class FlowModel(nn.Module):
         was_training = self.training
         self.train()
         if self.continuous:
-            self.log_prob(x if self.columns is None else self.columns(self.columns.dequantize(x))[0],
+            self.log_prob(self._noisy(x if self.columns is None else self.columns(self.columns.dequantize(x))[0]),
                           condition=condition)
         else:
             v, _ = self.dequantizer(x)
-            self.log_prob(self.to_model_space(v)[0], condition=condition)
+            self.log_prob(self._noisy(self.to_model_space(v)[0]), condition=condition)
         self.train(was_training)
 
     @property

@@ -59,6 +59,9 @@ class LayerConfig(BaseModel):
     #: True for kinds whose module reads the condition's features when given them (a coupling's
     #: conditioner, a MADE, a split's conditional prior): the graph draws a context edge to them.
     reads_context: ClassVar[bool] = False
+    #: Fields whose value differs between the copies of a repeated row by design (a seeded draw per
+    #: copy, like a shuffled mask's ``seed``): the ``paper`` diagram folds copies that differ only there.
+    per_copy_fields: ClassVar[tuple[str, ...]] = ()
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape

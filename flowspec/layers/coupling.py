@@ -11,7 +11,13 @@ log-det:  ``sum log|tau'(x_a; theta)|`` over the transformed entries
 Masks: ``channel`` splits the channels (features) in halves and ``parity`` 0 transforms the first;
 ``checkerboard`` alternates pixels and ``parity`` 0 transforms the pixels where ``h + w`` is even;
 ``columns`` alternates columns and ``parity`` 0 transforms the even ones (``w`` even: Flow++'s
-``CheckerboardSplit``, which reshapes to ``[B, H, W/2, 2, C]``). ``parity: alternate`` in a repeated
+``CheckerboardSplit``, which reshapes to ``[B, H, W/2, 2, C]``); ``rows`` alternates rows the same
+way. ``shuffled`` is Jet's channel split (Kolesnikov et al. 2024, arXiv:2412.15129): a fixed random
+permutation ``pi`` of the channels (``torch.randperm`` from ``seed``; the k-th copy of a repeated row
+uses ``seed + k``), then halves: ``x' = x[pi]``, the coupling acts on ``x'`` as ``channel`` does, and
+``y = y'[pi^{-1}]`` (a permutation: no log-det). Jet's spatial splits are ``checkerboard``,
+``columns`` (its ``vstripes``) and ``rows`` (``hstripes``) on the patch grid a squeeze makes, and
+its ``-inv`` variants are the other ``parity``. ``parity: alternate`` in a repeated
 row gives its copies 0, 1, 0, ... in the order the spec expands them (:meth:`CouplingConfig.copy_at`).
 The transform (``additive``, ``affine``, ...) and the conditioner (``conv``, ``mlp``, ...) are
 registered kinds (:mod:`flowspec.layers.transforms`, :mod:`flowspec.layers.conditioners`).
@@ -24,7 +30,7 @@ weights transplant unchanged).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
@@ -38,25 +44,32 @@ from flowspec.layers.conditioners import Conditioner, ConvConditioner, context_c
 from flowspec.layers.transforms import AffineTransform, Transform
 from flowspec.layers.transforms.affine import check_clamp
 
-MASKS = ("channel", "checkerboard", "columns")
-SPATIAL_MASKS = ("checkerboard", "columns")  # masks over pixels: every channel of a pixel goes together
+MASKS = ("channel", "shuffled", "checkerboard", "columns", "rows")
+SPATIAL_MASKS = ("checkerboard", "columns", "rows")  # masks over pixels: every channel of a pixel goes together
+CHANNEL_MASKS = ("channel", "shuffled")
 
 
 @register
 class CouplingConfig(LayerConfig):
     reads_context = True  # its conditioner appends the condition's features to its input
+    per_copy_fields = ("seed",)  # a shuffled mask's copies each draw their own permutation
 
     kind: Literal["coupling"] = "coupling"
     transform: Transform = Field(default_factory=AffineTransform,
                                  description="elementwise transform: a kind name or {kind: ..., options}")
-    mask: Literal["channel", "checkerboard", "columns"] = Field(
-        "channel", description="channel: halves of the channels; checkerboard: pixels with h + w even / odd; "
-                               "columns: even / odd columns (Flow++'s checkerboard split)")
+    mask: Literal["channel", "shuffled", "checkerboard", "columns", "rows"] = Field(
+        "channel", description="channel: halves of the channels; shuffled: halves of the channels after a fixed "
+                               "random permutation drawn from seed (Jet); checkerboard: pixels with h + w even / "
+                               "odd; columns: even / odd columns (Flow++'s checkerboard split, Jet's vstripes); "
+                               "rows: even / odd rows (Jet's hstripes)")
+    seed: Annotated[int, Field(ge=0, le=2 ** 31 - 1)] = Field(
+        0, description="mask: shuffled: the seed of the channel permutation; the k-th copy of a repeated row "
+                       "draws with seed + k")
     parity: Literal[0, 1, "alternate"] = Field(
         0, description="which half is transformed (0: the first half of the channels, the pixels with h + w "
                        "even, or the even columns); alternate: 0, 1, 0, ... over the row's copies in a repeat "
                        "block or compact-form step")
-    scale: Optional[Literal["sigmoid", "exp", "tanh"]] = Field(None, description="short for transform: {kind: affine, scale}")
+    scale: Optional[Literal["sigmoid", "sigmoid2", "exp", "tanh"]] = Field(None, description="short for transform: {kind: affine, scale}")
     order: Optional[Literal["scale_shift", "shift_scale"]] = Field(
         None, description="short for transform: {kind: affine, order}")
     layout: Literal["blocks", "interleaved"] = Field(
@@ -86,9 +99,25 @@ class CouplingConfig(LayerConfig):
                 object.__setattr__(self, name, None)
         return self
 
+    @model_validator(mode="after")
+    def _seed_belongs_to_the_shuffled_mask(self):
+        if self.seed and self.mask != "shuffled":
+            raise ValueError(f"seed draws the channel permutation of mask: shuffled; this row has mask: {self.mask}")
+        return self
+
     def copy_at(self, index: int) -> "CouplingConfig":
-        """The ``index``-th copy of this row: ``parity: alternate`` becomes ``index % 2``."""
-        return self.model_copy(update={"parity": index % 2}) if self.parity == "alternate" else self
+        """The ``index``-th copy of this row: ``parity: alternate`` becomes ``index % 2``, and a
+        shuffled mask's ``seed`` becomes ``seed + index`` (each copy its own permutation)."""
+        update = {}
+        if self.parity == "alternate":
+            update["parity"] = index % 2
+        if self.mask == "shuffled" and index:
+            update["seed"] = self.seed + index
+        return self.model_copy(update=update) if update else self
+
+    def permutation(self, channels: int) -> Tensor:
+        """``pi`` of a shuffled mask: ``x' = x[:, pi]`` (drawn from ``seed``, the same on every machine)."""
+        return torch.randperm(channels, generator=torch.Generator().manual_seed(self.seed))
 
     def _halves(self, shape: Shape) -> tuple[int, int]:
         """(transformed, conditioning) channel counts of a channel mask."""
@@ -107,7 +136,10 @@ class CouplingConfig(LayerConfig):
         if self.mask == "columns" and shape[2] < 2:
             raise RuleViolation(f"a columns mask needs at least 2 columns, got width {shape[2]}",
                                 hint="use mask: checkerboard or channel", field=("mask",))
-        if self.mask == "channel" and shape[0] < 2:
+        if self.mask == "rows" and shape[1] < 2:
+            raise RuleViolation(f"a rows mask needs at least 2 rows, got height {shape[1]}",
+                                hint="use mask: columns or channel", field=("mask",))
+        if self.mask in CHANNEL_MASKS and shape[0] < 2:
             what = "channels" if image else "features"
             raise RuleViolation(f"a channel mask needs at least 2 {what} to divide, got {shape[0]}",
                                 hint="squeeze first or use mask: checkerboard" if image else None,
@@ -124,6 +156,10 @@ class CouplingConfig(LayerConfig):
         transformed = config._halves(shape)[0]
         marks = np.zeros(shape, dtype=bool)
         marks[(slice(None, transformed) if config.parity == 0 else slice(shape[0] - transformed, None))] = True
+        if config.mask == "shuffled":  # channel j of the permuted input is channel pi[j] of the input
+            shuffled = np.zeros_like(marks)
+            shuffled[config.permutation(shape[0]).numpy()] = marks
+            return shuffled
         return marks
 
     def _net_channels(self, shape: Shape) -> tuple[int, int, int]:
@@ -151,7 +187,7 @@ class CouplingConfig(LayerConfig):
                          # net: a conv / linear per layer and a ReLU between; masking, transform,
                          # join and log-det sum around it
                          ops=2 * net.layers - 1 + net.extra_ops + entry.ops
-                         + (14 if self.mask in SPATIAL_MASKS else 11))
+                         + (14 if self.mask in SPATIAL_MASKS else 11) + (2 if self.mask == "shuffled" else 0))
 
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list[MatmulOp]:
         n_in, n_out, _ = self._net_channels(shape)
@@ -187,7 +223,13 @@ def columns(height: int, width: int, parity: int) -> Tensor:
     return ((cols + parity) % 2).float().view(1, 1, height, width)
 
 
-SPATIAL_MASK_BUILDERS = {"checkerboard": checkerboard, "columns": columns}
+def rows(height: int, width: int, parity: int) -> Tensor:
+    """1 where an entry conditions, 0 where it is transformed (``parity`` 0: even rows are
+    transformed), Jet's ``hstripes``."""
+    return columns(width, height, parity).transpose(2, 3).contiguous()
+
+
+SPATIAL_MASK_BUILDERS = {"checkerboard": checkerboard, "columns": columns, "rows": rows}
 
 
 class Coupling(FlowLayer):
@@ -202,6 +244,11 @@ class Coupling(FlowLayer):
         self.checkerboard = config.mask in SPATIAL_MASKS  # a mask over pixels (checkerboard or columns)
         if self.checkerboard:
             self.register_buffer("mask", SPATIAL_MASK_BUILDERS[config.mask](shape[1], shape[2], config.parity))
+        self.shuffled = config.mask == "shuffled"
+        if self.shuffled:
+            order = config.permutation(shape[0])
+            self.register_buffer("order", order)
+            self.register_buffer("unorder", torch.argsort(order))
 
     def params(self, conditioning: Tensor, context: Tensor | None) -> Tensor:
         """The transform's parameters ``(B, P, C_a, ...)`` from the conditioning part."""
@@ -211,7 +258,10 @@ class Coupling(FlowLayer):
         return h.view(h.shape[0], self.per_entry, -1, *h.shape[2:])
 
     def split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(transformed, conditioning) parts of a channel mask."""
+        """(transformed, conditioning) parts of a channel mask (of the permuted channels ``x[:, pi]``
+        for a shuffled one)."""
+        if self.shuffled:
+            x = x.index_select(1, self.order)
         if self.parity == 0:
             return x[:, : self.transformed], x[:, self.transformed:]
         conditioning = x.shape[1] - self.transformed
@@ -219,7 +269,8 @@ class Coupling(FlowLayer):
 
     def join(self, transformed: Tensor, conditioning: Tensor) -> Tensor:
         parts = (transformed, conditioning) if self.parity == 0 else (conditioning, transformed)
-        return torch.cat(parts, dim=1)
+        joined = torch.cat(parts, dim=1)
+        return joined.index_select(1, self.unorder) if self.shuffled else joined
 
     @staticmethod
     def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:

@@ -46,11 +46,12 @@ def grid_figure(images: np.ndarray, columns: int, title: str | None = None, row_
 
 def sample_figure(model, n: int = 64, temperature: float = 0.7, seed: int = 0, condition=None,
                   columns: int | None = None, title: str | None = None, labels: bool = False,
-                  per_class: int | None = None):
+                  per_class: int | None = None, denoise: bool = False):
     """``flowspec sample ... --title T --labels``: samples of ``model`` (a model, a checkpoint path
     or ``pretrained:NAME``) as a Figure, the same samples as the plain PNG grid. ``per_class``
     draws that many of each class, one row per class; ``condition`` gives one per sample (or one for
-    all); ``labels`` names the class of each row."""
+    all); ``labels`` names the class of each row; ``denoise`` passes the samples through the
+    flow's one-step denoiser."""
     from flowspec.compile.export import load_model
     from flowspec.errors import FlowSpecError
     from flowspec.train.conditions import class_grid, default_sample_conditions
@@ -70,7 +71,7 @@ def sample_figure(model, n: int = 64, temperature: float = 0.7, seed: int = 0, c
         c = c.expand(n, *c.shape) if c.dim() == 0 or c.shape[0] != n else c
     else:
         c = default_sample_conditions(model.spec, n)
-    images = sample_images(model, n, temperature, seed, c)
+    images = sample_images(model, n, temperature, seed, c, denoise)
     columns = columns or math.ceil(math.sqrt(n))  # as the plain grid: a row per class, or square
     row_labels, row_name = None, None
     if labels:

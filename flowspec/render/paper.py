@@ -45,7 +45,8 @@ class Fold:
 def _signature(data: dict) -> tuple:
     node = data.get("node")
     if node is not None:
-        return ("layer", json.dumps(node.config.model_dump(mode="json", exclude={"name"}), sort_keys=True))
+        exclude = {"name", *node.config.per_copy_fields}  # per-copy draws fold as one block
+        return ("layer", json.dumps(node.config.model_dump(mode="json", exclude=exclude), sort_keys=True))
     return (str(data.get("kind")), str(data.get("cluster")), str(data.get("prior", "")))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 DATA_SETS = ("digits", "mnist", "cifar10", "folder", "npz", "csv", "wine", "moons", "diabetes", "power", "gas", "hepmass",
              "miniboone", "bsds300")
@@ -84,6 +84,18 @@ class TrainingConfig(BaseModel):
     standardize: bool = Field(
         False, description="continuous data: scale each feature to zero mean, unit std (train statistics; "
                            "--standardize / --no-standardize override it)")
+    noise: float = Field(
+        0.0, description="sigma of Gaussian noise added to the model's input in training, after dequantization "
+                         "and preprocessing (TarFlow's noise augmentation); the model is then a density of the "
+                         "noisy data and FlowModel.denoise / `sample --denoise` remove the noise (0: off)",
+        json_schema_extra={"minimum": 0})
+
+    @field_validator("noise")
+    @classmethod
+    def _noise_is_a_standard_deviation(cls, noise: float) -> float:
+        if noise < 0:
+            raise ValueError(f"noise is the standard deviation sigma of the training noise: >= 0, got {noise}")
+        return noise
 
     @model_validator(mode="after")
     def _steps_or_epochs(self):

@@ -19,21 +19,24 @@ from flowspec.files import save_image
 
 
 def sample_grid(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
-                columns: int | None = None) -> np.ndarray:
+                columns: int | None = None, denoise: bool = False) -> np.ndarray:
     """``n`` samples at ``temperature`` (given the conditions ``c`` of a conditional model) as one
     uint8 image grid ``(H', W')`` or ``(H', W', 3)`` of ``columns`` columns (default: square)."""
-    return tile(sample_images(model, n, temperature, seed, c), columns=columns)
+    return tile(sample_images(model, n, temperature, seed, c, denoise), columns=columns)
 
 
-def sample_images(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None) -> np.ndarray:
+def sample_images(model: nn.Module, n: int, temperature: float, seed: int = 0, c: Tensor | None = None,
+                  denoise: bool = False) -> np.ndarray:
     """``n`` samples at ``temperature`` as uint8 images ``(N, C, H, W)``, level ``l`` drawn as grey
-    ``round(255 l / (n - 1))``."""
+    ``round(255 l / (n - 1))``; ``denoise``: each through the flow's one-step denoiser first."""
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        levels_values = model.to_data_space(model.sample(n, condition=c, temperature=temperature,
-                                                         generator=generator)).float().cpu()
+        drawn = model.sample(n, condition=c, temperature=temperature, generator=generator)
+        if denoise:
+            drawn = model.denoise(drawn, condition=c)
+        levels_values = model.to_data_space(drawn).float().cpu()
     model.train(was_training)
     levels = model.spec.input.levels
     images = as_images(levels_values, tuple(model.spec.input.shape))

@@ -244,6 +244,9 @@ class TrainingLoop:
                 self.ema.reset()
         if self.env.main:
             make_folder(self.out)
+            if getattr(self.model, "noise", 0):
+                self.log(f"noise augmentation: the training loss is on inputs plus N(0, {self.model.noise:g}^2) noise; "
+                         f"the test figures score the clean test data under this noisy model")
         if self.config.compile:  # after the data-dependent init, which runs eagerly
             from flowspec.core.speed import compile_model
 

@@ -101,6 +101,14 @@ class VAESpec(StrictModel):
                              "levels; input.data: continuous needs a flow spec")
         return value
 
+    @field_validator("training")
+    @classmethod
+    def _no_noise_augmentation(cls, value: Optional[TrainingConfig]) -> Optional[TrainingConfig]:
+        if value is not None and value.noise:
+            raise ValueError("noise: noise augmentation and its denoiser are for flows (the score of a VAE's "
+                             "bound is not its density's); drop training.noise")
+        return value
+
     @property
     def source(self):
         """The :class:`~flowspec.spec.yaml_source.SourceMap` the spec was loaded from, if any."""

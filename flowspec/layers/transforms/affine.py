@@ -7,7 +7,8 @@ log-det: ``log s`` per entry, either order.
 
 Two parameters per entry, ``(t, h)``. ``scale: sigmoid`` is Glow's ``s = sigmoid(h + 2)``: zero
 parameters give ``s = sigmoid(2) ~= 0.8808``, so a fresh Glow coupling shrinks its input slightly
-rather than being the identity. ``scale: exp`` is ``s = exp(c tanh(h / c))``, a soft clamp of
+rather than being the identity. ``scale: sigmoid2`` is Jet's ``s = 2 sigmoid(h)`` (Kolesnikov et al.
+2024, arXiv:2412.15129): ``s`` in (0, 2), the identity at zero parameters. ``scale: exp`` is ``s = exp(c tanh(h / c))``, a soft clamp of
 ``log s`` to ``[-c, c]``; zero parameters give the identity. ``scale: tanh`` is RealNVP's
 ``log s = a tanh(h)`` with one learned scalar ``a`` per transform, initialised at 0, so a fresh
 coupling is the identity whatever its conditioner computes.
@@ -15,6 +16,7 @@ coupling is the identity whatever its conditioner computes.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from flowspec.layers.transforms.base import ElementwiseTransform, TransformConfig, TransformCost, register_transform
 
 SIGMOID_SHIFT = 2.0
+LOG_2 = math.log(2.0)
 
 
 def check_clamp(clamp: float) -> float:
@@ -36,9 +39,9 @@ def check_clamp(clamp: float) -> float:
 @register_transform
 class AffineTransform(TransformConfig):
     kind: Literal["affine"] = "affine"
-    scale: Literal["sigmoid", "exp", "tanh"] = Field(
-        "sigmoid", description="s = sigmoid(h + 2) (Glow); exp(c tanh(h / c)) (soft clamp); exp(a tanh(h)) with a "
-                               "learned scalar a initialised at 0 (RealNVP)")
+    scale: Literal["sigmoid", "sigmoid2", "exp", "tanh"] = Field(
+        "sigmoid", description="s = sigmoid(h + 2) (Glow); 2 sigmoid(h) (Jet); exp(c tanh(h / c)) (soft clamp); "
+                               "exp(a tanh(h)) with a learned scalar a initialised at 0 (RealNVP)")
     order: Literal["scale_shift", "shift_scale"] = Field(
         "scale_shift", description="y = s x + t, or y = (x + t) s (Glow's and RealNVP's code)")
     clamp: float = Field(2.0, description="soft clamp c of the exp scale: log s in [-c, c]",
@@ -71,6 +74,8 @@ class Affine(ElementwiseTransform):
     def log_scale(self, raw: Tensor) -> Tensor:
         if self.scale == "sigmoid":
             return F.logsigmoid(raw + SIGMOID_SHIFT)
+        if self.scale == "sigmoid2":
+            return F.logsigmoid(raw) + LOG_2
         if self.scale == "tanh":
             return self.tanh_scale * torch.tanh(raw)
         return self.clamp * torch.tanh(raw / self.clamp)
