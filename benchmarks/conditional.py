@@ -129,7 +129,7 @@ def flowspec_maf(depth: int = 1):
     import flowspec
 
     model = flowspec.compile(flowspec.loads_spec(MAF_SPEC.replace("DEPTH", str(depth))))
-    return model, lambda x, c: -model.log_prob(x, c)
+    return model, lambda x, c: -model.log_prob(x, condition=c)
 
 
 def zuko_maf(depth: int = 1):

@@ -13,13 +13,16 @@ Contestants, all unconditional with a standard normal base, ``--layers`` autoreg
 MADE has two hidden layers of ``--hidden`` units, orders reversed between layers:
 - MAF (affine): flowspec's ``maf`` layer, nflows' ``MaskedAffineAutoregressiveTransform`` with
   ``ReversePermutation``, zuko's ``flows.MAF``;
-- NSF (rational-quadratic spline, 8 bins, autoregressive): flowspec's ``maf`` with ``transform:
-  spline`` (bound 3), nflows' ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform`` (linear
-  tails at 3), zuko's ``flows.NSF`` (its default bound 5).
-Each library keeps its own parametrisation of the transform and its MADE's activation (flowspec ELU,
-nflows and zuko ReLU). Every run: Adam at ``--lr``, ``--steps`` steps at batch ``--batch`` from a seeded
-shuffle, one thread; the test figure of the last step's model. Seeds run in turn, and within a seed
-the contestants alternate, so the shared CPU's load falls on each alike.
+- NSF (rational-quadratic spline, 8 bins, autoregressive, identity outside ``[-B, B]`` with ``B =
+  --bound``, 5 by default, zuko's default): flowspec's ``maf`` with ``transform: spline``, nflows'
+  ``MaskedPiecewiseRationalQuadraticAutoregressiveTransform`` (linear tails at B), zuko's ``flows.NSF``
+  (a ``flows.MAF`` of ``MonotonicRQSTransform(bound=B)``, as ``flows.NSF`` builds it, so B can be set).
+Each library keeps its own parametrisation of the transform, its MADE's initialisation and activation
+(flowspec ELU and each unit's kept fan-in, ``--activation`` and ``--init`` to change them; nflows and
+zuko ReLU and all inputs' fan-in). Every run: Adam at ``--lr``,
+``--steps`` steps at batch ``--batch`` from a seeded shuffle, one thread; the test figure of the last
+step's model. Seeds run in turn, and within a seed the contestants alternate, so the shared CPU's
+load falls on each alike.
 
 Printed per table and family: test nats/dim (mean over ``--seeds`` seeds +- its standard error) and the
 mean training-step time; then the issue's targets: flowspec as good as the better peer (difference
@@ -102,26 +105,34 @@ def load_table(name: str) -> np.ndarray:
 
 # -- contestants -----------------------------------------------------------------------------------
 
-def flowspec_flow(features: int, layers: int, hidden: int, spline: bool):
+def flowspec_flow(features: int, layers: int, hidden: int, spline: bool, bound: float, activation: str = "elu",
+                  init: str = "masked"):
     import flowspec
 
-    transform = ", transform: {kind: spline, bins: 8, bound: 3.0}" if spline else ""
+    options = f", transform: {{kind: spline, bins: 8, bound: {bound}}}" if spline else ""
+    options += f", activation: {activation}" if activation != "elu" else ""
+    options += f", init: {init}" if init != "masked" else ""
     rows = "\n".join(f"  - {{kind: maf, hidden: {hidden}, depth: 2, order: {'natural' if i % 2 == 0 else 'reversed'}"
-                     f"{transform}}}" for i in range(layers))
+                     f"{options}}}" for i in range(layers))
     model = flowspec.compile(flowspec.loads_spec(
         f"input: {{shape: [{features}], data: continuous}}\nprior: standard\nlayers:\n{rows}\n"))
     return model, lambda x: -model.log_prob(x)
 
 
-def zuko_flow(features: int, layers: int, hidden: int, spline: bool):
+def zuko_flow(features: int, layers: int, hidden: int, spline: bool, bound: float):
+    import functools
+
     import zuko
 
-    build = zuko.flows.NSF if spline else zuko.flows.MAF
-    flow = build(features=features, transforms=layers, hidden_features=[hidden, hidden])
+    options = {}
+    if spline:  # what zuko.flows.NSF(bins=8) passes to flows.MAF, the bound made explicit
+        options = {"univariate": functools.partial(zuko.transforms.MonotonicRQSTransform, bound=bound, slope=1e-3),
+                   "shapes": [(8,), (8,), (7,)]}
+    flow = zuko.flows.MAF(features=features, transforms=layers, hidden_features=[hidden, hidden], **options)
     return flow, lambda x: -flow().log_prob(x)
 
 
-def nflows_flow(features: int, layers: int, hidden: int, spline: bool):
+def nflows_flow(features: int, layers: int, hidden: int, spline: bool, bound: float):
     """nflows' MADE: an initial masked layer and ``num_blocks`` more hidden layers (1: two in all)."""
     if "matplotlib" not in sys.modules:
         try:
@@ -143,7 +154,8 @@ def nflows_flow(features: int, layers: int, hidden: int, spline: bool):
             parts.append(ReversePermutation(features))
         if spline:
             parts.append(MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
-                features, hidden, num_bins=8, tails="linear", tail_bound=3.0, num_blocks=1, use_residual_blocks=False))
+                features, hidden, num_bins=8, tails="linear", tail_bound=bound, num_blocks=1,
+                use_residual_blocks=False))
         else:
             parts.append(MaskedAffineAutoregressiveTransform(features, hidden, num_blocks=1, use_residual_blocks=False))
     flow = Flow(CompositeTransform(parts), StandardNormal([features]))
@@ -156,7 +168,8 @@ LIBRARIES = {"flowspec": flowspec_flow, "nflows": nflows_flow, "zuko": zuko_flow
 def run(build, train: torch.Tensor, test: torch.Tensor, args, seed: int, spline: bool) -> tuple[float, float]:
     """(test nats/dim, seconds per training step)."""
     torch.manual_seed(seed)
-    model, nll = build(train.shape[1], args.layers, args.hidden, spline)
+    options = {"activation": args.activation, "init": args.init} if build is flowspec_flow else {}
+    model, nll = build(train.shape[1], args.layers, args.hidden, spline, args.bound, **options)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)
     epochs = args.steps * args.batch // len(train) + 2
@@ -191,11 +204,17 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--bound", type=float, default=5.0, help="NSF: the spline's interval [-B, B] in every library")
+    parser.add_argument("--activation", choices=("elu", "relu", "gelu", "tanh"), default="elu",
+                        help="flowspec's MADE activation (its default: elu); the peers keep their ReLU")
+    parser.add_argument("--init", choices=("masked", "dense"), default="masked",
+                        help="flowspec's MADE initialisation (its default: masked, over each unit's kept fan-in)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.layers} layers, MADE 2 x {args.hidden}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, "
-          f"{args.seeds} seeds, {args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
+    print(f"{args.layers} layers, MADE 2 x {args.hidden}, NSF bound {args.bound}, flowspec activation "
+          f"{args.activation} and init {args.init}, {args.steps} Adam steps (lr {args.lr}) at batch {args.batch}, {args.seeds} seeds, "
+          f"{args.threads} thread(s); test nats/dim (lower is better) +- s.e. over seeds", flush=True)
     verdicts = []
     for table in args.tables:
         train, test = _split(load_table(table))

@@ -241,9 +241,11 @@ def test_schema(tmp_path):
     result = _run("schema")
     assert result.exit_code == 0, result.output
     schema = json.loads(result.stdout)
-    flow, vae = (schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"])
+    models = [schema["$defs"][ref["$ref"].split("/")[-1]] for ref in schema["anyOf"]]
+    by_family = {model["properties"]["model"].get("const", "flow"): model for model in models}
+    flow, vae, hvae = by_family["flow"], by_family["vae"], by_family["hvae"]
     assert "layers" in flow["properties"] and "input" in flow["properties"]
-    assert "latent" in vae["properties"] and vae["properties"]["model"]["const"] == "vae"
+    assert "latent" in vae["properties"] and "blocks" in hvae["properties"]
     text = json.dumps(schema)
     for kind in flowspec.layers.LAYER_KINDS:
         assert f'"{kind}"' in text

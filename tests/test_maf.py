@@ -20,10 +20,12 @@ def perturbed(config: MAFConfig, features: int, context=None, seed: int = 0):
 
 
 ORDERS = [MAFConfig(hidden=16, order="natural"), MAFConfig(hidden=16, order="reversed", depth=1),
-          MAFConfig(hidden=16, order="random", seed=5), MAFConfig(hidden=16, order="random", seed=6, depth=3)]
+          MAFConfig(hidden=16, order="random", seed=5), MAFConfig(hidden=16, order="random", seed=6, depth=3),
+          MAFConfig(hidden=16, order="reversed", activation="relu"), MAFConfig(hidden=16, activation="gelu"),
+          MAFConfig(hidden=16, order="random", seed=2, activation="tanh")]
 
 
-@pytest.mark.parametrize("config", ORDERS, ids=lambda c: f"{c.order}-{c.seed}-depth{c.depth}")
+@pytest.mark.parametrize("config", ORDERS, ids=lambda c: f"{c.order}-{c.seed}-depth{c.depth}-{c.activation}")
 @pytest.mark.parametrize("context", [None, (3,)])
 def test_jacobian_is_triangular_in_the_layers_order(config, context):
     features = 6
@@ -42,7 +44,7 @@ def test_jacobian_is_triangular_in_the_layers_order(config, context):
     torch.testing.assert_close(logdet[0], torch.linalg.slogdet(jacobian)[1], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("config", ORDERS, ids=lambda c: f"{c.order}-{c.seed}-depth{c.depth}")
+@pytest.mark.parametrize("config", ORDERS, ids=lambda c: f"{c.order}-{c.seed}-depth{c.depth}-{c.activation}")
 def test_inverse_round_trips_and_negates_the_logdet(config):
     layer = perturbed(config, 7, (2,))
     x = torch.randn(5, 7, dtype=torch.float64)
@@ -69,6 +71,27 @@ def test_a_fresh_layer_is_the_identity():
     y, logdet = layer(x, torch.randn(3, 2))
     torch.testing.assert_close(y, x)
     torch.testing.assert_close(logdet, torch.zeros(3))
+
+
+def test_masked_units_start_at_the_default_init_over_the_inputs_their_mask_keeps():
+    """Row ``u`` of a masked weight starts ``U(-1/sqrt(n_u), 1/sqrt(n_u))``, ``n_u`` its kept inputs: the
+    100 first-layer units of degree 1 (one input each) reach near 1, not ``1/sqrt(5)``."""
+    torch.manual_seed(0)
+    made = MAFConfig(hidden=400, depth=2).build((5,)).made
+    for linear in made.hidden_layers:  # (the output layer starts at zero)
+        bound = 1 / linear.mask.sum(1).clamp_min(1).sqrt()
+        assert torch.all((linear.weight * linear.mask).abs().amax(1) <= bound)
+    first = made.hidden_layers[0]
+    single = first.mask.sum(1) == 1
+    assert single.sum() == 100
+    assert (first.weight * first.mask)[single].abs().amax() > 0.9
+    dense = MAFConfig(hidden=400, depth=2, init="dense").build((5,)).made.hidden_layers[0]
+    assert dense.weight.abs().amax() <= 1 / 5 ** 0.5  # nn.Linear's default over all 5 inputs
+
+
+def test_the_activation_enters_the_cost_report():
+    elu, relu = (MAFConfig(hidden=16, activation=a).cost((6,)).flops_forward for a in ("elu", "relu"))
+    assert elu - relu == 3.0 * 16 * 2  # 4 vs 1 FLOP per hidden unit, 2 hidden layers
 
 
 def test_cost_rule_says_the_inverse_is_sequential():
@@ -105,6 +128,8 @@ def test_maf_in_a_spec_is_exact_end_to_end():
     ("{kind: maf, depth: 9}", "layers[0].depth: Input should be less than or equal to 8"),
     ("{kind: maf, seed: -1}", "layers[0].seed: Input should be greater than or equal to 0"),
     ("{kind: maf, transform: wavy}", "layers[0].transform: unknown kind 'wavy'"),
+    ("{kind: maf, activation: swish}", "layers[0].activation: Input should be 'elu', 'relu', 'gelu' or 'tanh'"),
+    ("{kind: maf, init: zeros}", "layers[0].init: Input should be 'masked' or 'dense'"),
 ])
 def test_bad_maf_fields_are_refused_with_their_line(row, message):
     with pytest.raises(SpecError) as error:

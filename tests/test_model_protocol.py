@@ -35,6 +35,15 @@ likelihood: logistic
 posterior: {kind: iaf, steps: 2, hidden: 12}
 """
 
+HVAE = """\
+model: hvae
+input: {shape: [1, 4, 4], levels: 17}
+latent: 2
+hidden: 4
+blocks: [1, 1]
+kl_min: 0.1
+"""
+
 PROTOCOL = {"log_prob": ("condition",), "elbo": ("condition",), "bits_per_dim": ("condition", "k"),
             "loss_per_dim": ("condition", "k"), "sample": ("condition", "temperature", "generator"),
             "initialize": ("condition",)}
@@ -59,9 +68,9 @@ def same_seed(fn, seed: int = 5):
     return fn()
 
 
-@pytest.fixture(scope="module", params=["flow", "conditional flow", "vae"])
+@pytest.fixture(scope="module", params=["flow", "conditional flow", "vae", "hvae"])
 def model(request):
-    return model_of({"flow": FLOW, "conditional flow": CONDITIONAL_FLOW, "vae": VAE}[request.param])
+    return model_of({"flow": FLOW, "conditional flow": CONDITIONAL_FLOW, "vae": VAE, "hvae": HVAE}[request.param])
 
 
 def condition_for(model, n: int):
@@ -151,7 +160,7 @@ def test_a_misused_old_form_is_a_type_error():
 
 
 def test_encode_and_decode_are_protocol_methods_on_every_family():
-    for text in (FLOW, VAE):
+    for text in (FLOW, VAE, HVAE):
         model = model_of(text).float()
         x = data(model, 3).float()
         latents = model.encode(x)

@@ -21,7 +21,8 @@ from flowspec.report import (Device, DeviceError, cost_report, count_params, gro
 
 SPECS = sorted(Path(__file__).resolve().parent.parent.joinpath("specs").glob("*.yaml"))
 FLOW_SPECS = [p for p in SPECS if getattr(flowspec.load_spec(p), "model", "flow") == "flow"]
-VAE_SPECS = [p for p in SPECS if p not in FLOW_SPECS]
+VAE_SPECS = [p for p in SPECS if getattr(flowspec.load_spec(p), "model", "flow") == "vae"]
+HVAE_SPECS = [p for p in SPECS if getattr(flowspec.load_spec(p), "model", "flow") == "hvae"]
 FAKE = Device("fake", {"float32": 1e12}, 1e11, 8e9)
 runner = CliRunner()
 
@@ -178,6 +179,14 @@ def test_report_of_a_vae_spec_has_its_parts(path):
     report = report_spec(flowspec.load_spec(path), FAKE)
     names = [row.name for row in report.rows]
     assert names[:2] == ["encoder", "z0"] and names[-3:] == ["decoder", "likelihood", "prior"]
+    assert report.params > 0 and report.time_train_step > 0
+
+
+@pytest.mark.parametrize("path", HVAE_SPECS, ids=lambda p: p.stem)
+def test_report_of_a_hierarchical_vae_spec_has_its_parts(path):
+    """One row per part of the ladder (flowspec/hvae/costs.py); tests/test_hvae.py checks the counts."""
+    report = report_spec(flowspec.load_spec(path), FAKE)
+    assert [row.name for row in report.rows] == ["bottom-up", "top-down", "iaf", "decoder", "likelihood"]
     assert report.params > 0 and report.time_train_step > 0
 
 

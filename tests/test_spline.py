@@ -20,7 +20,7 @@ def _spline(seed: int = 0, shape=(4, 3)):
 
 
 def _knots(spline, params):
-    widths, heights, xs, ys, _ = spline._bins(params)
+    xs, ys, _ = spline._bins(params)
     return xs.movedim(-1, 1), ys.movedim(-1, 1)  # (B, K+1, ...)
 
 

@@ -24,7 +24,8 @@ def export(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt
     """Export a model (EMA weights): ONNX programs of the density and sampling directions
     (flowspec[onnx]), its weights as safetensors with the spec in the metadata (no pickle;
     flowspec[safetensors]), or torch.export programs (.pt2)."""
-    from flowspec.compile.export import MODEL_FORMAT, export_programs, load_model, read_checkpoint, resolve_model_path, save_safetensors
+    from flowspec.compile.export import MODEL_FORMAT, load_model, read_checkpoint, resolve_model_path, save_safetensors
+    from flowspec.family import family_of
 
     if format not in FORMATS:
         raise FlowSpecError(f"--format {format!r}: one of {', '.join(FORMATS)}")
@@ -43,8 +44,8 @@ def export(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt, best.pt
         return
     folder = writable_folder(output or beside.with_name(f"{beside.stem}-{format}"))
     if format == "pt2":
-        paths = export_programs(model, folder, check=check)
-        console.print(f"wrote {paths['density']} and {paths['sample']}", markup=False)
+        paths = family_of(model.spec).export(model, folder, check=check)  # a flow: density and sample; a VAE: sample
+        console.print(f"wrote {' and '.join(str(path) for path in paths.values())}", markup=False)
         return
     from flowspec.compile.onnx_export import export_onnx
 

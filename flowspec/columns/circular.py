@@ -73,11 +73,11 @@ class _PeriodicKnots(RationalQuadraticSpline):
 
     def _bins(self, params: Tensor):
         k = self.bins
-        raw = params.movedim(1, -1)
-        widths, xs = self._knots(raw[..., :k], self.min_width)
-        heights, ys = self._knots(raw[..., k:2 * k], self.min_height)
+        raw = params.movedim(1, -1).contiguous()
+        xs = self._knots(raw[..., :k], self.min_width)
+        ys = self._knots(raw[..., k:2 * k], self.min_height)
         inner = self.min_derivative + torch.nn.functional.softplus(raw[..., 2 * k:] + self.derivative_shift)
-        return widths, heights, xs, ys, torch.cat([inner, inner[..., :1]], dim=-1)
+        return xs, ys, torch.cat([inner, inner[..., :1]], dim=-1)
 
 
 class CircularSpline(ColumnTransform):

@@ -13,7 +13,8 @@ from flowspec.family import family_of
 
 def compile(spec) -> FlowModel:  # noqa: A001 - the API name users call
     """Validate ``spec`` (or take an already built graph) and build its family's model: a
-    :class:`FlowModel` for a flow spec, a :class:`~flowspec.vae.model.VAEModel` for ``model: vae``."""
+    :class:`FlowModel` for a flow spec, a :class:`~flowspec.vae.model.VAEModel` for ``model: vae``, a
+    :class:`~flowspec.hvae.model.HVAEModel` for ``model: hvae``."""
     if isinstance(spec, BaseModel):
         family = family_of(spec)
         return family.compile(family.build_graph(spec))

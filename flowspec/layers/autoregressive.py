@@ -15,9 +15,11 @@ is the same layer run in the sampling direction, :attr:`AutoregressiveLayer.inv`
 ``torch.distributions.Transform.inv``): sampling an IAF is one pass, evaluating its density ``D``.
 A coupling is the two-pass case: a conditioner that gives one half every degree below the other's.
 
-The conditioner slot is a registry (:data:`AR_CONDITIONER_KINDS`): ``masked`` (MADE) and
-``causal_transformer`` (TarFlow, :mod:`flowspec.layers.causal_transformer`), whose variables may be
-the tokens of a sequence ``(N, D)``: token ``i``'s ``D`` entries share its degree.
+The conditioner slot is a registry (:data:`AR_CONDITIONER_KINDS`): ``masked`` (MADE) over vectors,
+``masked_conv`` over the channels and pixels of a feature map (the hierarchical VAE's IAF, whose
+variables ``x`` are ``(B, C, H, W)`` with degrees ``(C, H, W)``), and ``causal_transformer``
+(TarFlow, :mod:`flowspec.layers.causal_transformer`), whose variables may be the tokens of a
+sequence ``(N, D)``: token ``i``'s ``D`` entries share its degree.
 """
 
 from __future__ import annotations
@@ -82,17 +84,24 @@ class AutoregressiveLayer(FlowLayer):
         return like.new_zeros(like.shape[0]) if logdet is None else logdet.flatten(1).sum(1)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        y, logdet = self.transform(x, self.conditioner(x, context))
+        y, logdet = self.forward_entries(x, context)
         return y, self._sum(logdet, x)
+
+    def forward_entries(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` with the log-det per entry ``log|tau'(x_i)|`` (``None``: all 0), before
+        the sum over an example's entries (a hierarchical VAE's free bits need it per channel)."""
+        return self.transform(x, self.conditioner(x, context))
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``D`` conditioner passes: pass ``k`` fixes the variable of rank ``k``; the last pass's
-        parameters are final for every variable."""
-        degrees = self.conditioner.degrees  # of the variables, or of the tokens of a sequence (N, D)
-        degrees = degrees.view(*degrees.shape, *(1,) * (y.dim() - 2))
+        parameters are final for every variable. ``degrees`` has the shape of one example: ``(D,)``
+        for vectors, ``(C, H, W)`` for a feature map's variables (``masked_conv``), or ``(N,)`` for
+        the tokens of a sequence ``(N, D)`` (broadcast over each token's channels)."""
+        degrees = self.conditioner.degrees
+        degrees = degrees.view(*degrees.shape, *(1,) * (y.dim() - 1 - degrees.dim()))
         x = torch.zeros_like(y)
         logdet = None
-        for rank in range(1, y.shape[1] + 1):
+        for rank in range(1, degrees.numel() + 1):
             candidate, logdet = self.transform.inverse(y, self.conditioner(x, context))
             x = torch.where(degrees == rank, candidate, x)
         return x, self._sum(logdet, y)

@@ -9,6 +9,11 @@ between hidden layers ``u' <- u`` iff ``d(u') >= d(u)``, and an output ``i <- u`
 ``d out / d z`` is strictly triangular in the order. The context ``h`` enters the first hidden
 layer and the output layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every
 output, the first variable's included, depends on it.
+
+Initialisation: a masked unit reads only the ``n_u`` inputs its mask keeps, so its weights are drawn
+as ``nn.Linear``'s default over that fan-in, ``U(-1/sqrt(n_u), 1/sqrt(n_u))``, not over all inputs:
+otherwise a unit of low degree starts with a pre-activation ``sqrt(n_u / n)`` times smaller, where
+ELU is all but linear, and the MADE starts close to a linear map.
 """
 
 from __future__ import annotations
@@ -25,14 +30,28 @@ from flowspec.layers.base import LayerCost, MatmulOp
 
 
 class MaskedLinear(nn.Linear):
-    """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape."""
+    """``y = (W * M) x + b`` with a fixed 0/1 mask ``M`` of W's shape; row ``u`` of ``W`` starts
+    ``U(-1/sqrt(n_u), 1/sqrt(n_u))`` with ``n_u`` the inputs the mask keeps (``nn.Linear``'s default
+    over the kept fan-in); ``init: dense`` keeps ``U(-1/sqrt(in), 1/sqrt(in))`` over all inputs."""
 
-    def __init__(self, in_features: int, out_features: int, mask: Tensor):
+    def __init__(self, in_features: int, out_features: int, mask: Tensor, init: str = "masked"):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.to(self.weight.dtype))
+        if init == "masked":
+            with torch.no_grad():  # nn.Linear drew U(-1/sqrt(in), 1/sqrt(in)): rescale to the kept fan-in
+                kept = self.mask.sum(1, keepdim=True).clamp_min(1.0)
+                self.weight.mul_(torch.sqrt(in_features / kept))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
+
+
+#: hidden activations of a MADE and their cost per element (FLOPs): ELU (the default; Clevert et al.
+#: 2016), ReLU (nflows' and zuko's default), GELU, tanh
+ACTIVATIONS = {"elu": (F.elu, 4.0), "relu": (F.relu, 1.0), "gelu": (F.gelu, 8.0), "tanh": (torch.tanh, 4.0)}
+Activation = Literal["elu", "relu", "gelu", "tanh"]
+#: masked weights start over the fan-in their mask keeps (``masked``) or over all inputs (``dense``)
+MaskedInit = Literal["masked", "dense"]
 
 
 def natural_order(features: int, reverse: bool = False) -> Tensor:
@@ -52,12 +71,15 @@ class MADE(nn.Module):
         context: size of h (0: none).
         degrees: ranks ``1..D`` of the variables in the order (default: natural order).
         outputs: heads per variable (IAF uses 2: m and s).
+        activation: the hidden layers' nonlinearity, a key of :data:`ACTIVATIONS`.
+        init: ``masked`` (each unit's weights over its kept fan-in) or ``dense`` (over all inputs).
     """
 
     def __init__(self, features: int, hidden: int, depth: int = 1, context: int = 0,
-                 degrees: Tensor | None = None, outputs: int = 2):
+                 degrees: Tensor | None = None, outputs: int = 2, activation: str = "elu", init: str = "masked"):
         super().__init__()
         self.features, self.outputs = features, outputs
+        self.activation = ACTIVATIONS[activation][0]
         degrees = natural_order(features) if degrees is None else torch.as_tensor(degrees)
         if sorted(degrees.tolist()) != list(range(1, features + 1)):
             raise ValueError(f"degrees must be a permutation of 1..{features}, got {degrees.tolist()}")
@@ -66,7 +88,7 @@ class MADE(nn.Module):
         layers, previous = [], degrees
         for index in range(depth):
             mask = hidden_degrees[:, None] >= previous[None, :]
-            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask))
+            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask, init))
             previous = hidden_degrees
         self.hidden_layers = nn.ModuleList(layers)
         self.context = nn.Linear(context, hidden) if context else None
@@ -74,15 +96,15 @@ class MADE(nn.Module):
         # directly, so every output depends on the context
         self.context_out = nn.Linear(context, outputs * features, bias=False) if context else None
         out_mask = (degrees[:, None] > hidden_degrees[None, :]).repeat(outputs, 1)
-        self.out = MaskedLinear(hidden, outputs * features, out_mask)
+        self.out = MaskedLinear(hidden, outputs * features, out_mask, init)
 
     def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
         a = self.hidden_layers[0](z)
         if self.context is not None and h is not None:
             a = a + self.context(h)
-        a = F.elu(a)
+        a = self.activation(a)
         for layer in self.hidden_layers[1:]:
-            a = F.elu(layer(a))
+            a = self.activation(layer(a))
         out = self.out(a)
         if self.context_out is not None and h is not None:
             out = out + self.context_out(h)
@@ -92,11 +114,14 @@ class MADE(nn.Module):
 @register_ar_conditioner
 class MaskedConditioner(ARConditionerConfig):
     """The ``masked`` autoregressive conditioner: a :class:`MADE` of ``depth`` hidden layers of
-    ``hidden`` units (ELU), the context entering the first hidden layer and the outputs."""
+    ``hidden`` units (``activation``, ELU by default), the context entering the first hidden layer and
+    the outputs."""
 
     kind: Literal["masked"] = "masked"
     hidden: PositiveInt = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 2
+    activation: Activation = "elu"
+    init: MaskedInit = "masked"
 
     def linears(self, features: int, outputs: int, context: int) -> list[tuple[int, int, bool]]:
         """``(in, out, bias)`` of the MADE's linears: hidden layers, output, context ones."""
@@ -107,13 +132,15 @@ class MaskedConditioner(ARConditionerConfig):
         return layers
 
     def cost(self, features: int, outputs: int, context: int) -> LayerCost:
-        """One pass: dense matmuls ``2 i o`` each and ``4 H`` per ELU layer; the masked weights
-        ``W * M`` are built (and kept for backward) once per call, ``i o`` each."""
+        """One pass: dense matmuls ``2 i o`` each and ``a H`` per hidden layer (``a`` the activation's
+        FLOPs per element: 4 for ELU); the masked weights ``W * M`` are built (and kept for backward)
+        once per call, ``i o`` each."""
         linears = self.linears(features, outputs, context)
         matmul = sum(2.0 * i * o for i, o, _ in linears)
         masked = sum(i * o for i, o, _ in linears[: self.depth + 1])
+        activation = ACTIVATIONS[self.activation][1] * self.hidden * self.depth
         return LayerCost(params=sum(i * o + (o if bias else 0) for i, o, bias in linears),
-                         flops_forward=matmul + 4.0 * self.hidden * self.depth, matmul_flops_forward=matmul,
+                         flops_forward=matmul + activation, matmul_flops_forward=matmul,
                          activations=features + self.hidden * self.depth * 2, call_activations=masked,
                          call_flops_forward=float(masked), ops=4 * self.depth + (3 if context else 0))
 
@@ -121,4 +148,5 @@ class MaskedConditioner(ARConditionerConfig):
         return [MatmulOp(i, o, 1, ()) for i, o, _ in self.linears(features, outputs, context)]
 
     def build(self, features: int, outputs: int, context: int, degrees: Tensor) -> MADE:
-        return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs)
+        return MADE(features, self.hidden, self.depth, context, degrees, outputs=outputs,
+                    activation=self.activation, init=self.init)

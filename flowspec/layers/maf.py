@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from flowspec.layers.base import ContextShape, LayerConfig, LayerCost, MatmulOp, Shape, register
 from flowspec.layers.conditioners import context_channels
 from flowspec.layers.autoregressive import AutoregressiveLayer
-from flowspec.layers.made import MaskedConditioner, natural_order
+from flowspec.layers.made import Activation, MaskedConditioner, MaskedInit, natural_order
 from flowspec.layers.transforms import AffineTransform, Transform
 
 
@@ -48,6 +48,9 @@ class MAFConfig(LayerConfig):
     reads_context = True  # the MADE's first hidden layer and outputs
     hidden: PositiveInt = Field(64, description="units per MADE hidden layer (D - 1 or more keeps every degree)")
     depth: Annotated[int, Field(ge=1, le=8)] = Field(2, description="MADE hidden layers")
+    activation: Activation = Field("elu", description="the MADE's hidden nonlinearity: elu, relu, gelu or tanh")
+    init: MaskedInit = Field("masked", description="masked weights start over the fan-in their mask keeps "
+                                                   "(masked) or over all inputs (dense: nflows', zuko's)")
     order: Literal["natural", "reversed", "random"] = Field("natural", description="the variable order")
     seed: Annotated[int, Field(ge=0)] = Field(0, description="seed of the random order")
     transform: Transform = Field(default_factory=_exp_affine,
@@ -62,10 +65,10 @@ class MAFConfig(LayerConfig):
 
     def conditioner(self) -> MaskedConditioner:
         """The layer's autoregressive conditioner: a MADE of ``depth`` x ``hidden``."""
-        return MaskedConditioner(hidden=self.hidden, depth=self.depth)
+        return MaskedConditioner(hidden=self.hidden, depth=self.depth, activation=self.activation, init=self.init)
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
-        """One MADE pass (dense matmuls ``2 i o`` each, ELUs ``4 H`` per hidden layer) and the
+        """One MADE pass (dense matmuls ``2 i o`` each, the activation ``4 H`` per hidden layer for ELU) and the
         transform on ``D`` entries forward; the inverse is sequential: ``D`` MADE passes and ``D``
         transform inverses. The masks ``W * M`` are built once per call (``i o`` each)."""
         d, p = shape[0], self.transform.params_per_entry

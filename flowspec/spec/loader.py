@@ -22,7 +22,7 @@ MODELS = SPEC_MODELS  # filled as the families register (flowspec.families)
 
 
 def _root_model(data) -> type[BaseModel]:
-    """The top-level model of a spec: a flow, or a VAE (``model: vae``)."""
+    """The top-level model of a spec: a flow, or a family's (``model: vae``, ``model: hvae``)."""
     return MODELS.get(data.get("model", "flow") if isinstance(data, dict) else "flow", Spec)
 
 

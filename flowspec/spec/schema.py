@@ -102,6 +102,10 @@ def _steps_or_epochs(training: dict) -> None:
 RULES: dict[str, list[Callable[[dict], None]]] = {
     "Spec": [_one_form, _plain_name],
     "VAESpec": [_plain_name],
+    "HVAESpec": [_plain_name],
+    "StemConfig": [_odd("kernel")],
+    "HPosteriorConfig": [_odd("kernel")],
+    "MaskedConvConditioner": [_odd("kernel")],
     "InputSpec": [_not_two_dimensional],
     "CouplingConfig": [_open_interval("clamp", 0, 50), _affine_options],
     "AffineTransform": [_open_interval("clamp", 0, 50)],
@@ -160,7 +164,8 @@ def _bare_names(node, unions: list[tuple[set, list[str]]]) -> None:
 
 
 def spec_json_schema() -> dict:
-    """The JSON Schema of a spec: any of the spec families the loader knows (a flow, ``model: vae``)."""
+    """The JSON Schema of a spec: any of the spec families the loader knows (a flow, ``model: vae``,
+    ``model: hvae``)."""
     import flowspec  # noqa: F401  (registers every spec family)
     from flowspec.layers.kinds import UNIONS, load_plugins
     from flowspec.spec.models import SPEC_MODELS
@@ -177,7 +182,7 @@ def spec_json_schema() -> dict:
     _bare_names(schema, [({config.__name__ for config in kinds.values()}, _bare(kinds.members())) for kinds in UNIONS.values()])
     return {"$schema": DRAFT, "title": "flowspec spec",
             "description": "A flowspec spec: a normalizing flow (explicit layers or the compact "
-                           "multiscale form) or a VAE (model: vae). `flowspec validate` also checks "
+                           "multiscale form), a VAE (model: vae) or a hierarchical VAE (model: hvae). `flowspec validate` also checks "
                            "shapes and the rules listed in docs/spec.md.",
             **{k: v for k, v in schema.items() if k not in ("$defs", "title")}, "$defs": defs}
 

@@ -37,22 +37,30 @@ def bench_vae(spec_path: str, spec: VAESpec, batch: int = 16, repeats: int = 5, 
               compile: bool = False) -> BenchReport:
     """Measure what the module docstring lists for ``spec``. ``overrides`` (``--set``) are already
     applied to ``spec``; unlike a flow's bench, no subprocess has to load the spec again."""
-    torch.manual_seed(seed)
     graph = build_vae_graph(spec)
-    model = VAEModel(graph).train()
+    return bench_latent_model(spec_path, lambda: VAEModel(graph), batch, repeats, baselines, memory, seed, compile)
+
+
+def bench_latent_model(spec_path: str, make: Callable[[], torch.nn.Module], batch: int = 16, repeats: int = 5,
+                       baselines: bool = True, memory: bool = True, seed: int = 0,
+                       compile: bool = False) -> BenchReport:
+    """:func:`bench_vae`'s figures for any latent-variable family whose models ``make()`` builds
+    (a fresh one per call; :class:`~flowspec.core.protocol.DensityModel` with ``sample``)."""
+    torch.manual_seed(seed)
+    model = make().train()
     data = torch.randint(0, model.levels, (batch, *model.input_shape)).float()
     model.initialize(data)
     report = BenchReport(str(spec_path), batch, sum(p.numel() for p in model.parameters()))
 
     contestants = {"flowspec": training_step(_loss(model), model.parameters(), data)}
-    low = VAEModel(graph).train()
+    low = make().train()
     low.load_state_dict(model.state_dict())
     contestants["flowspec bf16-autocast"] = training_step(bf16_autocast(_loss(low)), low.parameters(), data)
-    sampler = VAEModel(graph).eval()
+    sampler = make().eval()
     sampler.load_state_dict(model.state_dict())
     samplers = {"flowspec": lambda: sampler.sample(batch)}
     if compile:  # the same model under torch.compile (training.compile), alternating with the rest
-        add_compiled(contestants, samplers, lambda training: VAEModel(graph).train(training), model.state_dict(),
+        add_compiled(contestants, samplers, lambda training: make().train(training), model.state_dict(),
                      data, batch)
 
     seconds = alternate(contestants, repeats)

@@ -176,9 +176,9 @@ class VAEModel(nn.Module):
         x = as_levels(x, self.levels, next(self.parameters()).dtype).float()
         # statistics per element (mlp: one bias each) or per channel over pixels (conv: shared bias)
         if isinstance(last, nn.Conv2d):
-            x = x.transpose(0, 1).reshape(1, x.shape[1], -1).transpose(1, 2)  # (1, C, B*H*W) -> dims (1, B*H*W, C)
-            x = x.reshape(-1, self.input_shape[0])
-        target = self.likelihood.initial_params(x, self.levels)
+            target = likelihoods.channel_marginal(self.likelihood, x, self.levels)
+        else:
+            target = self.likelihood.initial_params(x, self.levels)
         last.bias.copy_(target.reshape(-1).to(last.bias))
         last.weight.mul_(0.1)  # start near the marginal; the latent's influence grows in training
         self._initialized.fill_(True)

@@ -16,11 +16,7 @@ from torch.nn import functional as F
 
 from flowspec.vae.config import VAESpec
 from flowspec.vae.graph import conv_resolutions, likelihood_params
-
-
-def scale_data(x: Tensor, levels: int) -> Tensor:
-    """Integer levels ``0..n-1`` -> ``[-1, 1]``."""
-    return x * (2.0 / (levels - 1)) - 1.0
+from flowspec.vae.likelihoods import scale_levels as scale_data  # noqa: F401  (shared with the hierarchical VAE)
 
 
 class Encoder(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from flowspec.layers.kinds import import_all, kind_union
-from flowspec.vae.likelihoods.base import LIKELIHOOD_KINDS, LikelihoodConfig, register_likelihood
+from flowspec.vae.likelihoods.base import LIKELIHOOD_KINDS, LikelihoodConfig, register_likelihood, scale_levels
 
 import_all(__name__, __path__)
 
@@ -37,5 +37,12 @@ def mode(likelihood, params: Tensor, levels: int) -> Tensor:
     return _config(likelihood).mode(params, levels)
 
 
-__all__ = ["LIKELIHOOD_KINDS", "Likelihood", "LikelihoodConfig", "LogisticLikelihood", "log_prob", "mode",
+def channel_marginal(likelihood, x: Tensor, levels: int) -> Tensor:
+    """The likelihood's ``P`` parameters of each channel's marginal of images ``x`` ``(B, C, H, W)``
+    (pixels pooled), shape ``(C, P)``: where a conv decoder's output bias starts."""
+    columns = x.transpose(0, 1).reshape(x.shape[1], -1).t()  # (B*H*W, C): one column per channel
+    return _config(likelihood).initial_params(columns, levels)
+
+
+__all__ = ["channel_marginal", "scale_levels", "LIKELIHOOD_KINDS", "Likelihood", "LikelihoodConfig", "LogisticLikelihood", "log_prob", "mode",
            "register_likelihood", "sample"]

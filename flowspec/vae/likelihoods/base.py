@@ -18,6 +18,8 @@ A bare name (``likelihood: logistic``) is short for ``{kind: logistic}`` and is 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 from torch import Tensor
@@ -37,6 +39,10 @@ class LikelihoodConfig(BareKind):
     """Base of every likelihood kind's config."""
 
     kind: str = Field(description="the likelihood kind")
+
+    #: its last parameter per entry is a log-scale, which a model may learn as one shared number
+    #: (the hierarchical VAE's ``scale: shared``)
+    shareable_log_scale: ClassVar[bool] = False
 
     def params_per_entry(self, levels: int) -> int:  # pragma: no cover
         raise NotImplementedError
@@ -62,6 +68,12 @@ class LikelihoodConfig(BareKind):
 
     def initial_params(self, x: Tensor, levels: int) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+def scale_levels(x: Tensor, levels: int) -> Tensor:
+    """Integer levels ``0..n-1`` -> ``[-1, 1]`` (``2 x / (n - 1) - 1``), the scale every likelihood's
+    parameters and the networks' inputs share (:func:`to_levels` is its inverse, rounded)."""
+    return x * (2.0 / (levels - 1)) - 1.0
 
 
 def to_levels(y: Tensor, levels: int) -> Tensor:

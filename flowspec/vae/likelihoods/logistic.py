@@ -7,7 +7,7 @@ level nearest ``mu``."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -22,6 +22,7 @@ LOG_SCALE_FLOOR = -7.0
 @register_likelihood
 class LogisticLikelihood(LikelihoodConfig):
     kind: Literal["logistic"] = "logistic"
+    shareable_log_scale: ClassVar[bool] = True
 
     def params_per_entry(self, levels: int) -> int:
         return 2

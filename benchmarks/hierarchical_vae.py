@@ -1,0 +1,148 @@
+"""Does a hierarchical IAF-VAE beat a flat one on digits, and does IAF help it? (Kingma et al. 2016,
+arXiv:1606.04934, sec. 6 and table 2's ablation.)
+
+    python benchmarks/hierarchical_vae.py                      # 2 seeds x 120 s per model
+    python benchmarks/hierarchical_vae.py --budget 30 --seeds 0   # quick look
+
+Contestants, each trained for the same wall-clock budget of its own step time:
+  flat+iaf   specs/vae-iaf-digits.yaml (one latent vector, 4 IAF steps)
+  hvae       specs/iaf-vae-digits.yaml with posterior.kind: diagonal (no IAF)
+  hvae+iaf   specs/iaf-vae-digits.yaml (one IAF step per latent layer)
+  hvae+iaf kl_min=0   the same without free bits (for the active-channel count)
+
+The contestants of one seed train interleaved, one step each in turn, until each has spent
+``--budget`` seconds in its own steps (so a load change on a shared machine hits them all alike),
+from the same seed, on the same batches (the bundled digits' fixed split: 1497 train, 300 test),
+with the optimizer and lr of each spec's ``training:`` section (flat: Adam 2e-3, 100 warm-up
+steps; hierarchical: Adamax 2e-3), gradient norm clipped at 50, no EMA, one CPU thread. Each
+model's data-dependent init sees the same first batch.
+
+Prints on the test split: -ELBO (mean of ``--draws`` one-draw evaluations) and the importance-
+weighted NLL (``-k`` draws, Burda et al. 2016), both bits/dim, per seed and as mean and spread
+(standard deviation over seeds); for the hierarchical models, active latent channels: channels
+whose test KL (one draw, summed over the channel's pixels, averaged over images) exceeds
+``--active`` nats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import flowspec
+from flowspec.data.bundled import load_digits
+from flowspec.train.evaluate import evaluate, evaluate_draws
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAT = ROOT / "specs" / "vae-iaf-digits.yaml"
+HIERARCHICAL = ROOT / "specs" / "iaf-vae-digits.yaml"
+
+
+def contestants() -> dict[str, object]:
+    flat, hvae = flowspec.load_spec(FLAT), flowspec.load_spec(HIERARCHICAL)
+    diagonal = hvae.model_copy(update={"posterior": hvae.posterior.model_copy(update={"kind": "diagonal"})})
+    return {"flat+iaf": flat, "hvae": diagonal, "hvae+iaf": hvae,
+            "hvae+iaf kl_min=0": hvae.model_copy(update={"kl_min": 0.0})}
+
+
+class Run:
+    """One contestant's model, optimizer and clock."""
+
+    def __init__(self, spec, first_batch: torch.Tensor):
+        self.model = flowspec.compile(spec)
+        self.model.initialize(first_batch)
+        self.model.train()
+        training = spec.training
+        optimizer = torch.optim.Adamax if training.optimizer == "adamax" else torch.optim.Adam
+        self.optimizer = optimizer(self.model.parameters(), lr=training.lr)
+        self.lr, self.warmup = training.lr, training.warmup
+        self.seconds, self.steps = 0.0, 0
+
+    def step(self, x: torch.Tensor) -> None:
+        tic = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * min(1.0, (self.steps + 1) / max(self.warmup, 1))
+        loss = self.model.loss_per_dim(x).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 50.0)
+        self.optimizer.step()
+        self.steps += 1
+        self.seconds += time.perf_counter() - tic
+
+
+def train_interleaved(specs: dict, train: torch.Tensor, budget: float, batch: int, seed: int) -> dict[str, Run]:
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    first = train[torch.randperm(len(train), generator=order)[:batch]]
+    runs = {}
+    for name, spec in specs.items():
+        torch.manual_seed(seed)
+        runs[name] = Run(spec, first)
+    batches, position = torch.randperm(len(train), generator=order), 0
+    while any(run.seconds < budget for run in runs.values()):
+        if position + batch > len(train):
+            batches, position = torch.randperm(len(train), generator=order), 0
+        x = train[batches[position:position + batch]]
+        position += batch
+        for run in runs.values():
+            if run.seconds < budget:
+                run.step(x)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds of training per model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--draws", type=int, default=8, help="one-draw evaluations averaged for the -ELBO")
+    parser.add_argument("-k", type=int, default=256, help="draws per example for the IW NLL")
+    parser.add_argument("--active", type=float, default=0.05, help="nats of KL that make a channel active")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_digits()
+    train, test = data.train.float(), data.test.float()
+    specs = contestants()
+    print(f"digits 8x8, 17 levels: {len(train)} train / {len(test)} test; {args.budget:g} s of training per model, "
+          f"batch {args.batch}, seeds {args.seeds}, {args.threads} thread(s); -ELBO over {args.draws} draws, "
+          f"IW NLL k={args.k}")
+    print(f"{'model':<18} {'seed':>4} {'params':>8} {'steps':>6} {'test -ELBO bpd':>15} {f'IW NLL k={args.k}':>13} "
+          f"{'active channels (KL nats)':>16}")
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in specs}
+    for seed in args.seeds:
+        runs = train_interleaved(specs, train, args.budget, args.batch, seed)
+        for name, run in runs.items():
+            model = run.model.eval()
+            neg_elbo = evaluate_draws(model, test, args.draws, batch_size=100, seed=1234).mean
+            iw = evaluate(model, test, batch_size=100 if args.k <= 64 else 20, k=args.k, seed=1234)
+            results[name].append((neg_elbo, iw))
+            active = ""
+            if hasattr(model, "channel_kl"):
+                with torch.no_grad():
+                    torch.manual_seed(1234)
+                    kl = model.channel_kl(test)
+                per_layer = (kl > args.active).sum(1).tolist()
+                active = f"{int(sum(per_layer))}/{kl.numel()} {per_layer} min {kl.min().item():.3g}"
+            params = sum(p.numel() for p in model.parameters())
+            print(f"{name:<18} {seed:>4} {params:>8,} {run.steps:>6} {neg_elbo:>15.4f} {iw:>13.4f} {active:>16}",
+                  flush=True)
+    print("\nmean (standard deviation over seeds), bits/dim")
+    spread = lambda values: statistics.stdev(values) if len(values) > 1 else float("nan")  # noqa: E731
+    means = {}
+    for name, values in results.items():
+        elbos, iws = [v[0] for v in values], [v[1] for v in values]
+        means[name] = statistics.fmean(iws)
+        print(f"{name:<18} -ELBO {statistics.fmean(elbos):.4f} ({spread(elbos):.4f})   IW NLL {means[name]:.4f} "
+              f"({spread(iws):.4f})")
+    print(f"\nIW NLL, flat+iaf - hvae+iaf: {means['flat+iaf'] - means['hvae+iaf']:+.4f} bits/dim (target >= +0.05)")
+    print(f"IW NLL, hvae - hvae+iaf:     {means['hvae'] - means['hvae+iaf']:+.4f} bits/dim (IAF helps when > 0)")
+
+
+if __name__ == "__main__":
+    main()
