@@ -12,6 +12,9 @@ once. float64 throughout.
 * dequantizer: cost rule's parameters = the module's; ``v`` in ``x``'s bin; ``log q`` per example;
   the saved elements a training pass keeps = the rule's (per example and per call).
 * likelihood: normalised over the levels entry by entry; mode and draws are levels.
+* autoregressive conditioner: output ``i`` reads input ``j`` only for ``degrees[j] < degrees[i]``
+  (the autograd Jacobian's zeros, in a random order); cost rule's parameters and matmul FLOPs = the
+  module's (FlopCounterMode); the context reaches the outputs; gradients reach every parameter.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from flowspec.bench.memory import saved_activation_bytes
 from flowspec.conditions import CONDITION_KINDS
 from flowspec.dequant.base import DEQUANTIZER_KINDS
 from flowspec.errors import Problem
+from flowspec.layers.autoregressive import AR_CONDITIONER_KINDS
 from flowspec.layers.kinds import UNIONS
 from flowspec.priors import PRIOR_KINDS
 from flowspec.vae.likelihoods import LIKELIHOOD_KINDS
@@ -84,6 +88,36 @@ def test_prior_contract(config, context):
     median = module.generate(torch.zeros(1, 1, dtype=torch.float64), 0.5, None if c is None else c[:1])
     torch.testing.assert_close(median, module.generate(torch.zeros(1, 1, dtype=torch.float64), 2.0,
                                                        None if c is None else c[:1]))
+
+
+# -- autoregressive conditioners ---------------------------------------------------------------
+@pytest.mark.parametrize("config", _defaults(AR_CONDITIONER_KINDS))
+@pytest.mark.parametrize("context", [0, 3])
+def test_autoregressive_conditioner_contract(config, context):
+    torch.manual_seed(0)
+    features, outputs = 5, 2
+    config = config.narrow(8) if hasattr(config, "narrow") else config
+    degrees = torch.tensor([3, 1, 5, 2, 4])
+    net = _perturbed(config.build(features, outputs, context, degrees).double())
+    cost = config.cost(features, outputs, context)
+    assert cost.params == sum(p.numel() for p in net.parameters())
+    x = torch.randn(4, features, dtype=torch.float64)
+    h = torch.randn(4, context, dtype=torch.float64) if context else None
+    with FlopCounterMode(display=False) as counter:
+        out = net(x, h)
+    assert out.shape == (4, outputs, features)
+    assert counter.get_total_flops() == 4 * cost.matmul_flops_forward
+    assert sum(op.flops() for op in config.matmul_ops(features, outputs, context)) <= cost.matmul_flops_forward
+    jacobian = torch.autograd.functional.jacobian(lambda v: net(v.view(1, -1), None if h is None else h[:1]).sum(1),
+                                                  x[0]).squeeze(0)  # (features out, features in)
+    allowed = degrees[None, :] < degrees[:, None]
+    assert jacobian[~allowed].abs().max() == 0, "an output reads an input at or after it in the order"
+    assert jacobian[allowed].abs().sum() > 0
+    if context:
+        assert not torch.allclose(net(x, h + 1.0)[:, :, degrees > 1], out[:, :, degrees > 1])
+    out.square().sum().backward()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
 # -- conditions ------------------------------------------------------------------------------

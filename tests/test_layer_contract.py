@@ -38,12 +38,15 @@ from flowspec.layers.permute import PermuteConfig
 from flowspec.layers.scaling import ScalingConfig
 from flowspec.layers.split import Split, SplitConfig
 from flowspec.layers.squeeze import SqueezeConfig
+from flowspec.layers.patchify import PatchifyConfig
+from flowspec.layers.tarflow import TarFlowConfig
 from plugin_install import example_plugin_installed
 
 IMAGE = (4, 4, 4)
 ODD_IMAGE = (3, 4, 4)  # odd channel count: unequal halves
 VECTOR = (6,)
 ODD_VECTOR = (5,)
+SEQUENCE = (4, 3)  # 4 tokens of 3 channels (what patchify makes of an image)
 
 CONV = ConvConditioner(hidden=8, kernel=3, depth=2)
 MLP = MLPConditioner(hidden=[8, 8])
@@ -119,7 +122,7 @@ EXAMPLES: dict[str, list[tuple]] = {
                 (InvConvConfig(lu=True, seed=3), VECTOR), (InvConvConfig(lu=False, seed=1), ODD_VECTOR)],
     "coupling": COUPLINGS + [(CouplingConfig(parity="alternate", conditioner=MLP), VECTOR)],  # built as copy 0
     "permute": [(PermuteConfig(order="reverse"), IMAGE), (PermuteConfig(order="shuffle", seed=2), IMAGE),
-                (PermuteConfig(order="shuffle"), VECTOR)],
+                (PermuteConfig(order="shuffle"), VECTOR), (PermuteConfig(order="reverse"), SEQUENCE)],
     "scaling": [(ScalingConfig(), IMAGE), (ScalingConfig(), VECTOR)],
     "batchnorm": [(BatchNormConfig(), IMAGE), (BatchNormConfig(), VECTOR), (BatchNormConfig(affine=False), IMAGE)],
     "squeeze": [(SqueezeConfig(), IMAGE), (SqueezeConfig(), (1, 4, 6))],
@@ -131,6 +134,13 @@ EXAMPLES: dict[str, list[tuple]] = {
             (MAFConfig(hidden=8, transform={"kind": "spline", "bins": 4, "bound": 2.0}, activation="tanh"), VECTOR,
              CONTEXT),
             (MAFConfig(hidden=8, order="random", seed=1, transform="spline"), ODD_VECTOR)],
+    "patchify": [(PatchifyConfig(patch=2), IMAGE), (PatchifyConfig(patch=2), (3, 2, 6)), (PatchifyConfig(patch=1), ODD_IMAGE)],
+    "tarflow": [(TarFlowConfig(width=8, heads=2), SEQUENCE), (TarFlowConfig(width=8, order="reversed"), SEQUENCE, CONTEXT),
+                (TarFlowConfig(width=6, heads=3, layers=1, position="sinusoidal"), ODD_VECTOR, CONTEXT),
+                (TarFlowConfig(width=8, sampling="recompute", order="reversed"), VECTOR),
+                (TarFlowConfig(width=8, sampling="jacobi", block=2, expansion=2), SEQUENCE, CONTEXT),
+                (TarFlowConfig(width=8, transform="additive"), SEQUENCE),
+                (TarFlowConfig(width=8, transform={"kind": "spline", "bins": 4, "bound": 2.0}), SEQUENCE)],
     "split": [(SplitConfig(prior="conditional"), IMAGE), (SplitConfig(prior="standard"), IMAGE),
               (SplitConfig(prior="conditional"), ODD_VECTOR), (SplitConfig(prior="standard"), VECTOR)],
 }
@@ -154,6 +164,9 @@ def _cases(split: bool) -> list:
         if kind not in EXAMPLES:
             config = config_type()
             accepts = config.accepts
+            if accepts == "sequence":
+                examples.append((config, SEQUENCE, None))
+                continue
             examples += [(config, shape, None) for shape in (IMAGE, VECTOR)
                          if accepts == "any" or (accepts == "image") == (len(shape) == 3)]
     return [pytest.param(config, shape, context, id=_id(config, shape, context))

@@ -84,8 +84,8 @@ def check(spec: SpecPath,
     console.print(f"log-det error      max|logdet - slogdet(J)|   = {result.logdet_error:.3e} (relative)", markup=False)
     console.print(f"inverse log-det    max|logdet_inv + logdet|   = {result.inverse_logdet_error:.3e}", markup=False)
     if result.triangular_error is not None:
-        console.print(f"autoregressive     max|dMADE_i/dz_j|, j >= i = {result.triangular_error:.3e} (in the order)",
-                      markup=False)
+        what = "max|dy_i/dx_j|, j after i" if result.checked == "flow" else "max|dMADE_i/dz_j|, j >= i"
+        console.print(f"autoregressive     {what:24s}   = {result.triangular_error:.3e} (in the order)", markup=False)
     if not result.ok:
         console.print(f"FAILED: above tolerance {tolerance:g}", markup=False)
         raise typer.Exit(EXIT_FAILURE)

@@ -135,6 +135,7 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
            per_class: Annotated[Optional[int], typer.Option("--per-class", min=1, max=MAX_OUTPUT_EXAMPLES, help=f"class-conditional model: this many samples of each class, one grid row per class (replaces -n; at most {MAX_OUTPUT_EXAMPLES} samples in all)")] = None,
            context: Annotated[Optional[str], typer.Option("--context", help="context-conditional model: one context vector for every sample, comma-separated ('0.5,-1')")] = None,
            compiled: Annotated[bool, typer.Option("--compile", help="torch.compile sampling (one graph; the same samples)")] = False,
+           guidance: Annotated[float, typer.Option("--guidance", help="classifier-free guidance weight w: theta_c + w (theta_c - theta_0) (a conditional model trained with condition.drop > 0; 0: none)")] = 0.0,
            denoise: Annotated[bool, typer.Option("--denoise", help="a flow trained with training.noise: pass each sample through the one-step score denoiser x + sigma^2 grad log p(x)")] = False,
            title: TitleOption = None,
            labels: Annotated[bool, typer.Option("--labels", help="class-conditional model: name each row's class (a figure, needs flowspec[plot])")] = False) -> None:
@@ -154,6 +155,10 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
         from flowspec.core.speed import compile_model
 
         compile_model(model)
+    if guidance:
+        from flowspec.compile.guidance import guided
+
+        model = guided(model, guidance)
     c, n, columns = requested_conditions(model, n, label, per_class, context, limit=MAX_OUTPUT_EXAMPLES)
     if title is not None or labels:
         from flowspec.plot import save_figure

@@ -114,4 +114,27 @@ def check_spec(spec: Spec, width: int = 8, batch: int = 2, tolerance: float = 1e
         logdet_error=((logdet - reference).abs() / (1 + reference.abs())).max().item(),
         inverse_logdet_error=(inverse_logdet + logdet).abs().max().item(),
         tolerance=tolerance,
+        triangular_error=_triangular_error(model, build_graph(narrow), x[:1] if columns is None else None,
+                                           None if c is None else c[:1]),
     )
+
+
+def _triangular_error(model, graph, x, c) -> float | None:
+    """The largest entry of an autoregressive layer's Jacobian outside the pattern its kind claims
+    (:meth:`~flowspec.layers.base.LayerConfig.jacobian_pattern`), each layer at its own input on the
+    way from ``x``; None when no layer claims one (or the model has typed columns)."""
+    if x is None:
+        return None
+    worst = None
+    h = model.features(c, 1, x)
+    with torch.no_grad():
+        for node, layer in zip(graph.layers, model.layers):
+            pattern = node.config.jacobian_pattern(tuple(node.in_shape))
+            if pattern is not None:
+                jacobian = torch.autograd.functional.jacobian(
+                    lambda v: layer(v.view(1, *node.in_shape), h)[0].flatten(), x.flatten())
+                outside = jacobian[~torch.as_tensor(pattern)].abs()
+                error = outside.max().item() if outside.numel() else 0.0
+                worst = error if worst is None else max(worst, error)
+            x, _, _ = layer.encode(x, h)
+    return worst

@@ -35,7 +35,7 @@ from flowspec.compile.invertible_backprop import run_layers
 from flowspec.core.protocol import legacy_positional
 from flowspec.data.levels import as_levels
 from flowspec.dequant import ToModelSpace
-from flowspec.errors import FlowSpecError
+from flowspec.errors import ConditionError, FlowSpecError
 from flowspec.graph.build import FlowGraph
 from flowspec.core.costs import numel
 
@@ -146,31 +146,57 @@ class FlowModel(nn.Module):
         _, logdet, log_pz = self._encode(x, condition)
         return log_pz + logdet
 
-    def generate(self, eps: list[Tensor], temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+    def generate(self, eps: list[Tensor], temperature: float = 1.0, context: Tensor | None = None,
+                 guidance: float = 0.0) -> Tensor:
         """Sampling direction, deterministic in the noise: ``eps`` are standard normal draws of the
-        latents' shapes; every prior's standard deviation is scaled by ``temperature``."""
+        latents' shapes; every prior's standard deviation is scaled by ``temperature``. With
+        ``guidance`` ``w != 0`` (classifier-free guidance) every guided node (``tarflow``) mixes its
+        parameters ``theta_c + w (theta_c - theta_0)`` given the condition and the null condition."""
         factored = list(eps[:-1])
+        null = self.null_features(guidance, eps[-1]) if guidance else None
         context = self.features(context, eps[-1].shape[0], eps[-1])
         x = self.top_prior.generate(eps[-1], temperature, context)
         for layer in reversed(self.layers):
-            x = layer.generate(x, factored.pop() if layer.factors_out else None, temperature, context)
+            latent = factored.pop() if layer.factors_out else None
+            if null is None:
+                x = layer.generate(x, latent, temperature, context)
+            else:
+                x = layer.generate_guided(x, latent, temperature, context, null, guidance)
         return x
+
+    def null_features(self, guidance: float, like: Tensor) -> Tensor:
+        """The null condition's features ``h_0`` for a batch like ``like`` (see :meth:`check_guidance`)."""
+        self.check_guidance(guidance)
+        return self.condition.null_features(like.shape[0]).to(like.dtype)
+
+    def check_guidance(self, guidance: float) -> None:
+        """A :class:`~flowspec.errors.ConditionError` (one line naming the spec field) when guidance
+        ``w`` cannot apply: not finite, no condition, or no null condition (``condition.drop: 0``)."""
+        if not math.isfinite(guidance):
+            raise ConditionError(f"guidance {guidance} is not a finite number")
+        if self.condition_config is None:
+            raise ConditionError(f"guidance {guidance:g} needs a conditional model; this spec has no condition: "
+                                 "(add condition: {kind: class, classes: N, drop: 0.1} and train it)")
+        problem = self.condition_config.null_problem()
+        if problem is not None:
+            raise ConditionError(f"guidance {guidance:g}: {problem}")
 
     @legacy_positional("temperature", "generator", "condition", renamed={"c": "condition"})
     @torch.no_grad()
     def sample(self, n: int, *, condition=None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, denoise: bool = False) -> Tensor:
+               generator: torch.Generator | None = None, guidance: float = 0.0, denoise: bool = False) -> Tensor:
         """``n`` samples in model space (:meth:`to_data_space` maps them to levels), drawn from
         ``p(x | c)`` for a conditional model (``condition``: a label or context for all ``n``, or
-        one per sample); ``denoise``: each passed through :meth:`denoise` (a model trained with
-        ``training.noise``)."""
+        one per sample); ``guidance`` ``w``: classifier-free guidance (a model trained with
+        ``condition.drop > 0``; 0 samples ``p(x | c)`` as it is); ``denoise``: each passed through
+        :meth:`denoise` (a model trained with ``training.noise``)."""
         if denoise:
             self._noise_level(None)  # refuse before drawing
         reference = self.top_prior.mean
         where = reference.device if generator is None else generator.device  # no host draw and copy on a GPU
         eps = [torch.randn((n, *shape), generator=generator, dtype=reference.dtype, device=where).to(reference.device)
                for shape in self.latent_shapes]
-        x = self.generate(eps, temperature, condition)
+        x = self.generate(eps, temperature, condition, guidance)
         return self.denoise(x, condition=condition) if denoise else x
 
     def _noise_level(self, sigma: float | None) -> float:

@@ -88,6 +88,11 @@ class ConditionConfig(BaseModel):
     def random(self, n: int, generator=None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def null_problem(self) -> str | None:
+        """Why this condition has no null condition to guide from (None when it has one:
+        :meth:`ConditionEmbedding.null_features`)."""
+        return f"a {self.kind} condition has no null condition to guide from"
+
     def build(self) -> "ConditionEmbedding":  # pragma: no cover
         raise NotImplementedError
 
@@ -101,6 +106,10 @@ class ConditionEmbedding(nn.Module):
 
     def forward(self, c: Tensor) -> Tensor:
         return self.net(c)
+
+    def null_features(self, n: int) -> Tensor:  # pragma: no cover  (the config's null_problem refuses first)
+        """The features ``h_0`` of the null condition, ``(n, E)``, for classifier-free guidance."""
+        raise ConditionError("this condition has no null condition to guide from")
 
 
 __all__ = ["CONDITION_KINDS", "ConditionConfig", "ConditionEmbedding", "ConditionError", "register_condition"]

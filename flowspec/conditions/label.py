@@ -1,7 +1,12 @@
 """``{kind: class, classes: N, embed: E}``: ``c`` is a label ``0 .. N-1``; its features are a learned
 embedding row ``e(c) = T[c] in R^E`` (a lookup of an ``N x E`` table, initialised ``N(0, 1)``).
 With ``prior: conditional`` the top and split priors also get ``(mu, log sigma) += W e(c)``, ``W``
-zero-initialised, as Glow's ``ycond`` (Kingma & Dhariwal 2018, arXiv:1807.03039)."""
+zero-initialised, as Glow's ``ycond`` (Kingma & Dhariwal 2018, arXiv:1807.03039).
+
+``drop: p`` (classifier-free guidance, Ho & Salimans 2022, arXiv:2207.12598; TarFlow,
+arXiv:2412.06329): in training each label is replaced by a learned null class ``T[N]`` with
+probability ``p``, so the model also learns ``p(x)``; sampling with guidance ``w`` mixes the
+parameters given ``c`` and given the null class, ``theta_c + w (theta_c - theta_0)``."""
 
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ class ClassCondition(ConditionConfig):
     kind: Literal["class"] = "class"
     classes: Annotated[int, Field(ge=2, le=100_000)] = Field(description="number of classes N")
     embed: PositiveInt = Field(16, description="size E of the learned embedding each layer sees")
+    drop: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="label dropout in training: each label becomes a learned null class with probability p "
+                         "(0 <= p < 1), which classifier-free guidance (sample --guidance) needs")
 
     labelled: ClassVar[bool] = True
 
@@ -35,9 +43,20 @@ class ClassCondition(ConditionConfig):
     def input_shape(self) -> Shape:
         return (1,)
 
+    @property
+    def rows(self) -> int:
+        """Rows of the embedding table: the classes, and the null class with ``drop > 0``."""
+        return self.classes + (1 if self.drop > 0 else 0)
+
     def cost(self) -> LayerCost:
-        """A table lookup: ``N E`` parameters, no FLOPs; one op."""
-        return LayerCost(params=self.classes * self.embed, activations=self.embed, ops=1)
+        """A table lookup: ``N E`` parameters (``(N + 1) E`` with the null class), no FLOPs; one op."""
+        return LayerCost(params=self.rows * self.embed, activations=self.embed, ops=1)
+
+    def null_problem(self) -> str | None:
+        if self.drop > 0:
+            return None
+        return ("condition.drop is 0: guidance needs a model trained with label dropout to a null class "
+                "(condition: {kind: class, drop: 0.1, ...})")
 
     def describe(self) -> str:
         return f"condition: {{kind: class, classes: {self.classes}}}"
@@ -71,4 +90,23 @@ class ClassCondition(ConditionConfig):
         return torch.randint(0, self.classes, (n,), generator=generator)
 
     def build(self) -> ConditionEmbedding:
+        if self.drop > 0:
+            return DroppedLabels(nn.Embedding(self.rows, self.embed), self.drop)
         return ConditionEmbedding(nn.Embedding(self.classes, self.embed))
+
+
+class DroppedLabels(ConditionEmbedding):
+    """``T[c]``, with each label replaced by the null class ``N`` (the table's last row) with
+    probability ``drop`` in training mode."""
+
+    def __init__(self, table: nn.Embedding, drop: float):
+        super().__init__(table)
+        self.drop, self.null = drop, table.num_embeddings - 1
+
+    def forward(self, c: Tensor) -> Tensor:
+        if self.training:
+            c = torch.where(torch.rand(c.shape, device=c.device) < self.drop, torch.full_like(c, self.null), c)
+        return self.net(c)
+
+    def null_features(self, n: int) -> Tensor:
+        return self.net.weight[self.null].expand(n, -1)

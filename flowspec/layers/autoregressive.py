@@ -17,8 +17,9 @@ A coupling is the two-pass case: a conditioner that gives one half every degree 
 
 The conditioner slot is a registry (:data:`AR_CONDITIONER_KINDS`): ``masked`` (MADE) over vectors,
 ``masked_conv`` over the channels and pixels of a feature map (the hierarchical VAE's IAF, whose
-variables ``x`` are ``(B, C, H, W)`` with degrees ``(C, H, W)``); a causal transformer over the
-variables (TarFlow) fits the same slot.
+variables ``x`` are ``(B, C, H, W)`` with degrees ``(C, H, W)``), and ``causal_transformer``
+(TarFlow, :mod:`flowspec.layers.causal_transformer`), whose variables may be the tokens of a
+sequence ``(N, D)``: token ``i``'s ``D`` entries share its degree.
 """
 
 from __future__ import annotations
@@ -94,8 +95,10 @@ class AutoregressiveLayer(FlowLayer):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``D`` conditioner passes: pass ``k`` fixes the variable of rank ``k``; the last pass's
         parameters are final for every variable. ``degrees`` has the shape of one example: ``(D,)``
-        for vectors, ``(C, H, W)`` for a feature map's variables (``masked_conv``)."""
+        for vectors, ``(C, H, W)`` for a feature map's variables (``masked_conv``), or ``(N,)`` for
+        the tokens of a sequence ``(N, D)`` (broadcast over each token's channels)."""
         degrees = self.conditioner.degrees
+        degrees = degrees.view(*degrees.shape, *(1,) * (y.dim() - 1 - degrees.dim()))
         x = torch.zeros_like(y)
         logdet = None
         for rank in range(1, degrees.numel() + 1):

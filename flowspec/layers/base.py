@@ -8,7 +8,8 @@ A layer kind is a pydantic model with ``kind: Literal["name"]`` registered with
 * ``cost(shape)`` -- parameters, FLOPs of forward / inverse / log-det and stored activations;
 
 and ``build(shape, context)`` returns its :class:`FlowLayer` module. Shapes exclude the batch
-dimension; ``context`` is the shape of the condition every layer may see (``(E,)`` for a vector
+dimension (an image ``(C, H, W)``, a vector ``(D,)`` or a token sequence ``(N, D)``: ``N`` tokens
+of ``D`` channels); ``context`` is the shape of the condition every layer may see (``(E,)`` for a vector
 broadcast over pixels, ``(E, H, W)`` for a feature map), or ``None``.
 
 Kinds are discovered: every module of this package (and of ``transforms/`` and ``conditioners/``)
@@ -50,7 +51,8 @@ class LayerConfig(BaseModel):
 
     #: True for layers that factor out part of their input to a prior (``split``).
     factors_out: ClassVar[bool] = False
-    #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,) or "any".
+    #: The shapes this kind accepts: "image" (C, H, W), "vector" (D,), "sequence" (N tokens, D
+    #: channels each: what ``patchify`` makes of an image) or "any".
     accepts: ClassVar[str] = "any"
     #: The factor this kind divides an image's height and width by (squeeze: 2).
     spatial_factor: ClassVar[int] = 1
@@ -70,6 +72,9 @@ class LayerConfig(BaseModel):
             raise RuleViolation(f"{self.kind} needs an image input (C, H, W), got {shape}")
         if self.accepts == "vector" and len(shape) != 1:
             raise RuleViolation(f"{self.kind} needs a vector input (D,), got {shape}")
+        if self.accepts == "sequence" and len(shape) != 2:
+            raise RuleViolation(f"{self.kind} needs a token sequence (N, D), got {shape}",
+                                hint="patchify an image first (- {kind: patchify, patch: p})")
 
     def cost(self, shape: Shape, context: ContextShape = None) -> LayerCost:
         return LayerCost()
@@ -77,6 +82,11 @@ class LayerConfig(BaseModel):
     def matmul_ops(self, shape: Shape, context: ContextShape = None) -> list["MatmulOp"]:
         """The conv / linear calls one forward call runs per example (the report times them at
         these shapes); none for elementwise kinds."""
+        return []
+
+    def report_notes(self, shape: Shape, context: ContextShape = None) -> list[str]:
+        """Lines ``flowspec report`` adds under its table for this layer (a transformer's attention
+        FLOPs, KV-cache bytes and decoding costs); none by default."""
         return []
 
     def random_field(self) -> tuple | None:
@@ -105,6 +115,12 @@ class LayerConfig(BaseModel):
         entries (a coupling's transformed half, an autoregressive layer's every entry but the first
         in its order), as a boolean array; ``None`` for a layer that makes no entry depend on
         another nonlinearly (elementwise and linear kinds)."""
+        return None
+
+    def jacobian_pattern(self, shape: Shape) -> np.ndarray | None:
+        """For an autoregressive kind: the ``(numel, numel)`` boolean pattern its Jacobian
+        ``dy/dx`` may be nonzero on (output entry by input entry, flattened): the order's triangle and
+        the diagonal. ``flowspec check`` measures the largest entry outside it. None: no claim."""
         return None
 
     def copy_at(self, index: int) -> "LayerConfig":
@@ -164,6 +180,13 @@ class FlowLayer(nn.Module):
         """Sampling direction: like :meth:`decode`, drawing a factored latent from its prior with
         standard normal noise ``eps`` at ``temperature``."""
         return self.inverse(y, context)[0]
+
+    def generate_guided(self, y: Tensor, eps: Tensor | None, temperature: float, context: Tensor | None,
+                        null_context: Tensor, weight: float) -> Tensor:
+        """:meth:`generate` with classifier-free guidance of weight ``w``: a node whose conditioner
+        mixes ``theta_c + w (theta_c - theta_0)`` from the condition's features ``context`` and the null
+        condition's ``null_context`` overrides this (``tarflow``); every other node sees the condition."""
+        return self.generate(y, eps, temperature, context)
 
     def recompute(self, y: Tensor, context: Tensor | None = None):
         """Invertible backprop's step: recompute the input from the output ``y`` and re-run the

@@ -102,6 +102,11 @@ class MAFConfig(LayerConfig):
         """Every variable but the first in the order (its parameters see no other variable)."""
         return self.degrees(shape[0]).numpy() > 1
 
+    def jacobian_pattern(self, shape: Shape) -> np.ndarray:
+        """Variable ``i`` reads variable ``j`` only before it in the order, or itself."""
+        degrees = self.degrees(shape[0]).numpy()
+        return (degrees[None, :] < degrees[:, None]) | np.eye(shape[0], dtype=bool)
+
     def build(self, shape: Shape, context: ContextShape = None) -> AutoregressiveLayer:
         made = self.conditioner().build(shape[0], self.transform.params_per_entry, context_channels(context),
                                         self.degrees(shape[0]))

@@ -46,8 +46,21 @@ def count_params(flow: FlowGraph) -> int:
 def cost_report(flow: FlowGraph, device: Device, batch: int = 64, dtype: str = "float32") -> CostReport:
     """The :class:`CostReport` of a flow's graph (see :func:`parts_report`)."""
     invertible = bool(getattr(getattr(flow.spec, "memory", None), "invertible_backprop", False))
-    return parts_report(flow.spec.name or "spec", flow_parts(flow), device, batch, dtype,
-                        latents=sum(numel(s) for s in flow.latent_shapes), invertible=invertible)
+    report = parts_report(flow.spec.name or "spec", flow_parts(flow), device, batch, dtype,
+                          latents=sum(numel(s) for s in flow.latent_shapes), invertible=invertible)
+    report.notes += layer_notes(flow)
+    return report
+
+
+def layer_notes(flow: FlowGraph) -> list[str]:
+    """Each layer kind's own report lines (:meth:`~flowspec.layers.base.LayerConfig.report_notes`),
+    a line shared by several layers given once with their names."""
+    owners: dict[str, list[str]] = {}
+    for node in flow.layers:
+        for note in node.config.report_notes(tuple(node.in_shape), flow.context_of(node)):
+            owners.setdefault(note, []).append(node.name)
+    return [f"{names[0] if len(names) == 1 else f'{names[0]} .. {names[-1]} ({len(names)} layers)'}: {note}"
+            for note, names in owners.items()]
 
 
 def _group_key(name: str, level: int | None, detail: str) -> str:
