@@ -23,9 +23,10 @@ from typing import Annotated, Callable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import Tensor, nn
 
+from flowspec.core.fields import ODD_KERNEL
 from flowspec.dequant.base import CLUSTER, PATH, DequantizerConfig, register_dequantizer
 from flowspec.dequant.uniform import in_bin
 from flowspec.layers.actnorm import ActNormConfig
@@ -49,14 +50,8 @@ class ContextConfig(StrictConfig):
     kind: Optional[Literal["conv", "mlp"]] = None
     hidden: PositiveInt = 32
     depth: Annotated[int, Field(ge=1, le=16)] = 2
-    kernel: Annotated[int, Field(ge=1, le=7)] = 3
+    kernel: Annotated[int, Field(ge=1, le=7), ODD_KERNEL] = 3
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, kernel: int) -> int:
-        if kernel % 2 == 0:
-            raise ValueError(f"kernel must be odd so the context keeps the image's H x W, got {kernel}")
-        return kernel
 
 
 LOG_SCALE_CLAMP = 2.0

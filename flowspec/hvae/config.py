@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, PositiveInt, PrivateAttr, field_validator
 
+from flowspec.core.fields import ODD_KERNEL
 from flowspec.spec.models import InputSpec, SpecName, StrictModel, register_spec_model
 from flowspec.spec.training import TrainingConfig
 from flowspec.vae.likelihoods import Likelihood, LogisticLikelihood
@@ -35,15 +36,9 @@ class StemConfig(StrictModel):
     """The conv from the data to the residual stream and its transpose back to the likelihood's
     parameters (openai/iaf: ``x_enc`` and ``x_dec``, 5x5, stride 2)."""
 
-    kernel: Annotated[int, Field(ge=1, le=9, description="odd conv size")] = 3
+    kernel: Annotated[int, Field(ge=1, le=9, description="odd conv size"), ODD_KERNEL] = 3
     stride: Annotated[int, Field(ge=1, le=4, description="the stem divides the resolution by this")] = 1
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"kernel must be odd (same padding), got {value}")
-        return value
 
 
 class HPosteriorConfig(StrictModel):
@@ -54,14 +49,8 @@ class HPosteriorConfig(StrictModel):
     hidden: Optional[PositiveInt] = Field(None, description="channels of the IAF's hidden masked convs "
                                                             "(default: hidden, the context then adds directly)")
     depth: Annotated[int, Field(ge=1, le=4, description="hidden masked convs of the IAF")] = 2
-    kernel: Annotated[int, Field(ge=1, le=7, description="odd size of the masked convs")] = 3
+    kernel: Annotated[int, Field(ge=1, le=7, description="odd size of the masked convs"), ODD_KERNEL] = 3
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"kernel must be odd (a centre tap holds the channel mask), got {value}")
-        return value
 
 
 class HVAESpec(StrictModel):

@@ -25,10 +25,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from flowspec.core.fields import ODD_KERNEL
 from flowspec.layers.autoregressive import ARConditionerConfig, register_ar_conditioner
 from flowspec.layers.base import LayerCost, MatmulOp
 from flowspec.layers.weightnorm import DataInitConv2d, conv_params
@@ -108,14 +109,9 @@ class MaskedConvConditioner(ARConditionerConfig):
     kind: Literal["masked_conv"] = "masked_conv"
     hidden: PositiveInt = 64
     depth: Annotated[int, Field(ge=1, le=8)] = 2
-    kernel: Annotated[int, Field(ge=1, le=7, description="odd conv size; 1: a MADE over channels per pixel")] = 3
+    kernel: Annotated[int, Field(ge=1, le=7, description="odd conv size; 1: a MADE over channels per pixel"),
+                      ODD_KERNEL] = 3
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"kernel must be odd (a centre tap holds the channel mask), got {value}")
-        return value
 
     def convs(self, features: int, outputs: int, context: int) -> list[tuple[int, int, int]]:
         """``(in, out, kernel)`` of the net's convs: hidden layers, output, the context's 1x1."""

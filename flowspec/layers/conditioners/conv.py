@@ -15,9 +15,10 @@ from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt
 from torch import nn
 
+from flowspec.core.fields import ODD_KERNEL
 from flowspec.layers.base import DataInitialized, MatmulOp
 from flowspec.layers.conditioners.base import (ChannelsLastNet, ConditionerConfig, NetCost, register_conditioner,
                                                stack_cost, zero_init)
@@ -27,19 +28,12 @@ from flowspec.layers.conditioners.base import (ChannelsLastNet, ConditionerConfi
 class ConvConditioner(ConditionerConfig):
     kind: Literal["conv"] = "conv"
     hidden: PositiveInt = 512
-    kernel: Annotated[int, Field(ge=1, le=7)] = 3
+    kernel: Annotated[int, Field(ge=1, le=7), ODD_KERNEL] = 3
     depth: Annotated[int, Field(ge=1, le=16)] = 2
     zero_init: bool = True
     actnorm: bool = False
     learned_scale: bool = False
 
-    @field_validator("kernel")
-    @classmethod
-    def _odd(cls, kernel: int) -> int:
-        if kernel % 2 == 0:
-            raise ValueError(f"kernel must be odd so that padding keeps the image's H x W, got {kernel} "
-                             f"(use {kernel - 1} or {kernel + 1})")
-        return kernel
 
     def build(self, in_channels: int, out_channels: int, context: int = 0) -> nn.Module:
         pad = self.kernel // 2
