@@ -27,10 +27,10 @@ import math
 from typing import Annotated, Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 
+from flowspec.layers.attention import AttentionBlock
 from flowspec.layers.base import MatmulOp
 from flowspec.layers.conditioners.base import ConditionerConfig, NetCost, register_conditioner, zero_init
 
@@ -99,31 +99,6 @@ class ViTConditioner(ConditionerConfig):
                                        "mlp": None if self.mlp is None else min(self.mlp, 4 * narrow)})
 
 
-class EncoderLayer(nn.Module):
-    """``t + Attn(LN(t))`` then ``t + MLP(LN(t))`` on tokens ``(B, T, w)``."""
-
-    def __init__(self, width: int, heads: int, mlp: int):
-        super().__init__()
-        self.heads = heads
-        self.norm_attention = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.out = nn.Linear(width, width)
-        self.norm_mlp = nn.LayerNorm(width)
-        self.hidden = nn.Linear(width, mlp)
-        self.back = nn.Linear(mlp, width)
-
-    def attend(self, t: Tensor) -> Tensor:
-        b, n, w = t.shape
-        d = w // self.heads
-        q, k, v = self.qkv(t).view(b, n, 3, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # (b, heads, T, d)
-        weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d), dim=-1)
-        return self.out(torch.matmul(weights, v).transpose(1, 2).reshape(b, n, w))
-
-    def forward(self, t: Tensor) -> Tensor:
-        t = t + self.attend(self.norm_attention(t))
-        return t + self.back(F.gelu(self.hidden(self.norm_mlp(t))))
-
-
 class ViTNet(nn.Module):
     """Image ``(B, C, H, W)`` -> tokens ``(B, H W, C)`` -> transformer -> ``(B, out, H, W)``."""
 
@@ -132,7 +107,7 @@ class ViTNet(nn.Module):
         super().__init__()
         self.embed = nn.Linear(cin, width)
         self.position = nn.Parameter(torch.randn(1, tokens, width) / math.sqrt(width))
-        self.layers = nn.ModuleList(EncoderLayer(width, heads, mlp) for _ in range(depth))
+        self.layers = nn.ModuleList(AttentionBlock(width, heads, mlp, causal=False) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.last = nn.Linear(width, cout)
         if zero:
