@@ -90,6 +90,38 @@ def run(name: str, text: str, seed: int, budget: float, data, scratch: Path,
     return evaluate_draws(model, data.test, draws=5).mean, seconds, steps, cpu
 
 
+def equal_budget_runs(chosen: dict[str, str], seeds, budget: float, data, scratch: Path,
+                      clock: str) -> dict[str, list[tuple[float, float, int, float]]]:
+    """``run`` of every recipe for every seed, recipes alternating within a seed (so a change in the
+    load hits them alike); each run's line printed as it ends."""
+    results: dict[str, list[tuple[float, float, int, float]]] = {}
+    for seed in seeds:
+        for name, text in chosen.items():
+            bpd, seconds, steps, cpu = run(name, text, seed, budget, data, scratch, clock)
+            results.setdefault(name, []).append((bpd, seconds, steps, cpu))
+            print(f"{name:15s} seed {seed}: test bits/dim {bpd:.4f} after {steps} steps in {seconds:.0f} s "
+                  f"({cpu:.0f} CPU s)", flush=True)
+    return results
+
+
+def print_budget_table(results: dict[str, list[tuple[float, float, int, float]]], budget: float,
+                       clock: str) -> dict[str, float]:
+    """The mean and spread over seeds of each recipe's test bits/dim, its steps and seconds; returns
+    the means."""
+    seeds = max((len(rows) for rows in results.values()), default=0)
+    print(f"\ntest bits/dim at {budget:.0f} {clock} s of training per run, {seeds} seeds (mean over "
+          f"seeds of the mean of 5 noise draws; spread = min..max over seeds)")
+    print(f"{'recipe':15s} {'mean':>8s} {'spread':>17s} {'steps':>8s} {'wall s':>8s} {'CPU s':>8s}")
+    means = {}
+    for name, rows in results.items():
+        values = [r[0] for r in rows]
+        means[name] = statistics.mean(values)
+        print(f"{name:15s} {means[name]:8.4f} {min(values):8.4f}..{max(values):.4f} "
+              f"{statistics.mean(r[2] for r in rows):8.0f} {statistics.mean(r[1] for r in rows):8.0f} "
+              f"{statistics.mean(r[3] for r in rows):8.0f}")
+    return means
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=300.0, help="wall-clock seconds of training per run")
@@ -106,24 +138,10 @@ def main() -> int:
 
     data = load_data("digits", None, (1, 8, 8), 17)
     chosen = {k: v for k, v in recipes().items() if args.only is None or k in args.only}
-    results: dict[str, list[tuple[float, float, int, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="flowspec-couplings-") as scratch:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):  # recipes alternate, so a change in the load hits them alike
-            for name, text in chosen.items():
-                bpd, seconds, steps, cpu = run(name, text, seed, args.budget, data, Path(scratch), args.clock)
-                results.setdefault(name, []).append((bpd, seconds, steps, cpu))
-                print(f"{name:12s} seed {seed}: test bits/dim {bpd:.4f} after {steps} steps in {seconds:.0f} s "
-                      f"({cpu:.0f} CPU s)", flush=True)
-    print(f"\ntest bits/dim at {args.budget:.0f} {args.clock} s of training per run, {args.seeds} seeds (mean over "
-          f"seeds of the mean of 5 noise draws; spread = min..max over seeds)")
-    print(f"{'recipe':12s} {'mean':>8s} {'spread':>17s} {'steps':>12s} {'wall s':>10s} {'CPU s':>8s}")
-    means = {}
-    for name, rows in results.items():
-        values = [r[0] for r in rows]
-        means[name] = statistics.mean(values)
-        print(f"{name:12s} {means[name]:8.4f} {min(values):8.4f}..{max(values):.4f} "
-              f"{statistics.mean(r[2] for r in rows):12.0f} {statistics.mean(r[1] for r in rows):10.0f} "
-              f"{statistics.mean(r[3] for r in rows):8.0f}")
+        results = equal_budget_runs(chosen, range(args.first_seed, args.first_seed + args.seeds), args.budget, data,
+                                    Path(scratch), args.clock)
+    means = print_budget_table(results, args.budget, args.clock)
     if "flowpp" in means and "affine" in means:
         gap = means["affine"] - means["flowpp"]
         print(f"flowpp vs glow-digits (affine): {gap:+.4f} bits/dim (target >= +0.03: {'met' if gap >= 0.03 else 'NOT met'})")

@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from couplings_digits import run  # noqa: E402  (the equal-budget training run)
+from couplings_digits import equal_budget_runs, print_budget_table, run  # noqa: E402  (the equal-budget runs)
 
 
 def recipes() -> dict[str, str]:
@@ -204,25 +204,13 @@ def main() -> int:
 
     data = load_data("digits", None, (1, 8, 8), 17)
     chosen = {k: v for k, v in recipes().items() if args.only is None or k in args.only}
-    results: dict[str, list[tuple[float, float, int, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="flowspec-transformers-") as scratch:
         scratch = Path(scratch)
         if "digits" not in args.sections:
             chosen = {}
-        for seed in range(args.seeds):  # recipes alternate, so a change in the load hits them alike
-            for name, text in chosen.items():
-                bpd, seconds, steps, cpu = run(name, text, seed, args.budget, data, scratch, args.clock)
-                results.setdefault(name, []).append((bpd, seconds, steps, cpu))
-                print(f"{name:15s} seed {seed}: test bits/dim {bpd:.4f} after {steps} steps in {seconds:.0f} s "
-                      f"({cpu:.0f} CPU s)", flush=True)
-        print(f"\ntest bits/dim at {args.budget:.0f} {args.clock} s of training per run, {args.seeds} seeds (mean over "
-              f"seeds of the mean of 5 noise draws; spread = min..max over seeds)")
-        print(f"{'recipe':15s} {'mean':>8s} {'spread':>17s} {'steps':>8s} {'wall s':>8s} {'CPU s':>8s}")
-        for name, rows in results.items():
-            values = [r[0] for r in rows]
-            print(f"{name:15s} {statistics.mean(values):8.4f} {min(values):8.4f}..{max(values):.4f} "
-                  f"{statistics.mean(r[2] for r in rows):8.0f} {statistics.mean(r[1] for r in rows):8.0f} "
-                  f"{statistics.mean(r[3] for r in rows):8.0f}")
+        results = equal_budget_runs(chosen, range(args.seeds), args.budget, data, scratch, args.clock)
+        if results:
+            print_budget_table(results, args.budget, args.clock)
         if "tarflow-digits" in results:
             mean = statistics.mean(r[0] for r in results["tarflow-digits"])
             print(f"tarflow-digits: {mean:.4f} bits/dim (target <= 2.10: {'met' if mean <= 2.10 else 'NOT met'})")
