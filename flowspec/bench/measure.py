@@ -62,21 +62,28 @@ SLOWER_OR_NOT_FLOAT32 = ("flowspec bf16-autocast", "flowspec invertible-backprop
 CONVS_ALONE = "convs alone: "
 
 
-def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each contestant, timed round-robin."""
+#: the bench's clocks: ``wall`` (elapsed seconds) and ``cpu`` (this process's CPU seconds: on a
+#: loaded machine, time spent waiting for a core is left out; with one thread on an idle machine
+#: the two agree)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+              clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds per call of each contestant (by ``clock``), timed round-robin."""
     for fn in contestants.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(repeats):
         for name, fn in contestants.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def conv_peak_flops(repeats: int = 5) -> float:
+def conv_peak_flops(repeats: int = 5, clock: Callable[[], float] = time.perf_counter) -> float:
     """Best measured FLOP/s of large 3x3 convolutions (forward) on this machine."""
     best = 0.0
     with torch.no_grad():
@@ -84,7 +91,7 @@ def conv_peak_flops(repeats: int = 5) -> float:
             x = torch.randn(batch, channels, size, size)
             conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
             flops = 2.0 * batch * channels * channels * 9 * size * size
-            seconds = alternate({"conv": lambda: conv(x)}, repeats)["conv"]
+            seconds = alternate({"conv": lambda: conv(x)}, repeats, clock=clock)["conv"]
             best = max(best, flops / seconds)
     return best
 
@@ -144,6 +151,7 @@ class BenchReport:
     baseline_params: dict[str, int] = field(default_factory=dict)
     train_ceiling: dict[str, float] = field(default_factory=dict)  # images/s
     sample_ceiling: dict[str, float] = field(default_factory=dict)  # images/s
+    clock: str = "wall"
 
     @property
     def achieved_flops(self) -> float:
@@ -152,7 +160,7 @@ class BenchReport:
     def lines(self) -> list[str]:
         mib = 2.0 ** 20
         out = [f"spec {self.spec}: batch {self.batch}, {self.params:,} parameters, "
-               f"{torch.get_num_threads()} thread(s)"]
+               f"{torch.get_num_threads()} thread(s), {self.clock} clock"]
         for name, rate in self.train.items():
             ratio = rate / self.train["flowspec"]
             out.append(f"train step  {name:<24} {rate:8.1f} images/s  ({ratio:.2f}x flowspec)")
@@ -224,11 +232,12 @@ class BenchReport:
 
 def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselines: bool = True,
           memory: bool = True, memory_steps: tuple[int, int] = (8, 32), seed: int = 0,
-          overrides: list[str] | None = None, compile: bool = False) -> BenchReport:
+          overrides: list[str] | None = None, compile: bool = False, clock: str = "wall") -> BenchReport:
     """Measure everything listed in the module docstring for ``spec`` (float32, CPU); ``overrides``
     are the ``--set`` values ``spec`` was loaded with (the memory subprocess loads it again).
     ``compile``: also time the model under :func:`~flowspec.core.speed.compile_model` (``flowspec
-    compiled``, training and sampling, alternating with the rest; compilation is not timed)."""
+    compiled``, training and sampling, alternating with the rest; compilation is not timed).
+    ``clock``: a key of :data:`CLOCKS` (images/s per wall or per CPU second)."""
     if getattr(spec, "condition", None) is not None or getattr(spec.input, "continuous", False):
         what = "a condition:" if getattr(spec, "condition", None) is not None else "input.data: continuous"
         raise FlowSpecError(f"{spec_path}: bench measures unconditional flows of discrete data; this spec has "
@@ -238,7 +247,8 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
     shape = tuple(model.input_shape)
     data = torch.randint(0, model.levels, (batch, *shape)).float()
     model.initialize(data)
-    report = BenchReport(str(spec_path), batch, sum(p.numel() for p in model.parameters()))
+    report = BenchReport(str(spec_path), batch, sum(p.numel() for p in model.parameters()), clock=clock)
+    timer = CLOCKS[clock]
 
     def flow_loss(m: FlowModel) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: m.bits_per_dim(x).mean()
@@ -301,17 +311,17 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
             contestants[CONVS_ALONE + name], samplers[CONVS_ALONE + name] = train_replay, sample_replay
         else:
             report.skipped[f"ceiling {name}"] = "no convolutions to bound it by (a vector spec)"
-    seconds = alternate(contestants, repeats)
+    seconds = alternate(contestants, repeats, clock=timer)
     report.train = {name: batch / s for name, s in seconds.items() if not name.startswith(CONVS_ALONE)}
     with torch.no_grad():
-        sample_seconds = alternate(samplers, repeats)
+        sample_seconds = alternate(samplers, repeats, clock=timer)
     report.sample = {name: batch / s for name, s in sample_seconds.items() if not name.startswith(CONVS_ALONE)}
     for name, (label, _, _) in replays.items():
         report.train_ceiling[name], report.sample_ceiling[name] = batch / seconds[label], batch / sample_seconds[label]
 
     report.step_flops = count_flops(lambda: flow_loss(model)(data).backward())
     model.zero_grad(set_to_none=True)
-    report.conv_peak = conv_peak_flops(repeats)
+    report.conv_peak = conv_peak_flops(repeats, timer)
 
     if memory:
         x = model.to_model_space(data + torch.rand_like(data))[0]
