@@ -333,3 +333,22 @@ def test_bench_on_a_vector_spec_skips_the_conv_ceiling(tmp_path):
     assert result.exit_code == 0, result.output
     assert "train step  flowspec bf16-autocast" in result.output
     assert "skipped     ceiling flowspec: no convolutions" in result.output
+
+
+def test_convs_in_place_times_only_the_convolutions():
+    """The in-place conv time counts convolution calls only: none, zero; with a slow non-conv op
+    beside them, far less than the whole call."""
+    import time
+
+    from flowspec.bench.ceiling import convs_in_place
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    x = torch.randn(3, 2, 5, 5)
+    assert convs_in_place(lambda: net[1](x), repeats=1) == 0.0
+
+    def step():
+        net(x).sum().backward()
+        time.sleep(0.05)  # not a convolution
+
+    inside = convs_in_place(step, repeats=1)  # wall clock: the sleep would count if it were timed
+    assert 0.0 < inside < 0.05

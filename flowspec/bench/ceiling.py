@@ -14,6 +14,8 @@ bookkeeping (caching, fewer copies, fusing the elementwise ops) can still win.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
 from typing import Callable
 
@@ -46,6 +48,35 @@ class _RecordConvs(TorchDispatchMode):
         if func in (aten.convolution.default, aten.convolution_backward.default):
             self.calls[_key(func, args)] += 1
         return func(*args, **(kwargs or {}))
+
+
+class _TimeConvs(TorchDispatchMode):
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (aten.convolution.default, aten.convolution_backward.default):
+            start = self.clock()
+            out = func(*args, **(kwargs or {}))
+            self.seconds += self.clock() - start
+            return out
+        return func(*args, **(kwargs or {}))
+
+
+def convs_in_place(fn: Callable[[], object], repeats: int = 3,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds that ``fn()``'s own convolutions take where they run, inside the workload
+    (its layouts, its cache state), summed over one call. Against the replay of the same calls
+    alone (:func:`conv_replay`), ``replay / in place`` is the share of the conv ceiling the
+    workload would reach if everything but its convolutions took no time."""
+    fn()  # warm: allocations, oneDNN primitives
+    times = []
+    for _ in range(repeats):
+        with _TimeConvs(clock) as timer:
+            fn()
+        times.append(timer.seconds)
+    return statistics.median(times)
 
 
 def record_convs(fn: Callable[[], object]) -> Counter[ConvCall]:
