@@ -340,15 +340,19 @@ def test_convs_in_place_times_only_the_convolutions():
     beside them, far less than the whole call."""
     import time
 
-    from flowspec.bench.ceiling import convs_in_place
+    from flowspec.bench.ceiling import ConvsInPlace
 
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
     x = torch.randn(3, 2, 5, 5)
-    assert convs_in_place(lambda: net[1](x), repeats=1) == 0.0
+    no_convs = ConvsInPlace(lambda: net[1](x))
+    no_convs()
+    assert no_convs.seconds == [0.0]
 
     def step():
         net(x).sum().backward()
         time.sleep(0.05)  # not a convolution
 
-    inside = convs_in_place(step, repeats=1)  # wall clock: the sleep would count if it were timed
-    assert 0.0 < inside < 0.05
+    timed = ConvsInPlace(step)  # wall clock: the sleep would count if it were timed
+    for _ in range(3):
+        timed()
+    assert len(timed.seconds) == 3 and 0.0 < timed.median(skip=1) < 0.05

@@ -64,19 +64,25 @@ class _TimeConvs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def convs_in_place(fn: Callable[[], object], repeats: int = 3,
-                   clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median seconds that ``fn()``'s own convolutions take where they run, inside the workload
-    (its layouts, its cache state), summed over one call. Against the replay of the same calls
-    alone (:func:`conv_replay`), ``replay / in place`` is the share of the conv ceiling the
-    workload would reach if everything but its convolutions took no time."""
-    fn()  # warm: allocations, oneDNN primitives
-    times = []
-    for _ in range(repeats):
-        with _TimeConvs(clock) as timer:
-            fn()
-        times.append(timer.seconds)
-    return statistics.median(times)
+class ConvsInPlace:
+    """``fn`` wrapped so that every call records the seconds its own convolutions took where they
+    ran, inside the workload (its layouts, its cache state). Timed as one more contestant in the
+    same rounds as the replay of the same calls alone (:func:`conv_replay`), ``replay / in place``
+    is the share of the conv ceiling the workload would reach if nothing but its convolutions
+    took time."""
+
+    def __init__(self, fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> None:
+        self.fn, self.clock = fn, clock
+        self.seconds: list[float] = []
+
+    def __call__(self) -> None:
+        with _TimeConvs(self.clock) as timer:
+            self.fn()
+        self.seconds.append(timer.seconds)
+
+    def median(self, skip: int = 0) -> float:
+        """Median over the calls after the first ``skip`` (warm-up)."""
+        return statistics.median(self.seconds[skip:])
 
 
 def record_convs(fn: Callable[[], object]) -> Counter[ConvCall]:

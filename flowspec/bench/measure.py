@@ -17,8 +17,9 @@
   the share of flowspec's ceiling that each flowspec variant (eager, folded, compiled) reaches,
   against the ceiling targets (training 85%, sampling 90%, and 1.2x each baseline), and issue 7's
   targets (1.5x the best baseline's training rate, 2x its sampling rate) as fractions of the ceiling;
-  and flowspec's convolutions timed in place (inside its own step and sampling call) against the
-  same calls replayed alone: the share of the ceiling it would reach if nothing else took time.
+  and flowspec's convolutions timed in place (inside its own step and sampling call, as one more
+  contestant in the same rounds) against the same calls replayed alone: the share of the ceiling
+  it would reach if nothing else took time.
 
 Timings alternate the contestants round-robin and report medians, so drifting machine load hits
 them alike.
@@ -37,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from flowspec.compile import compile as compile_spec
 from flowspec.compile.fold import fold_for_inference, folding_error
 from flowspec.compile.model import FlowModel
-from flowspec.bench.ceiling import conv_replay, convs_in_place, record_convs
+from flowspec.bench.ceiling import ConvsInPlace, conv_replay, record_convs
 from flowspec.bench.memory import saved_activation_bytes, step_peak_rss
 from flowspec.errors import FlowSpecError
 from flowspec.spec.models import MemoryConfig, Spec
@@ -62,6 +63,9 @@ BASELINE_TARGET = 1.2
 SLOWER_OR_NOT_FLOAT32 = ("flowspec bf16-autocast", "flowspec invertible-backprop")
 #: the name prefix of a contestant's convolutions replayed alone (its conv ceiling)
 CONVS_ALONE = "convs alone: "
+#: the name of flowspec's own step (or sampling call) run again with its convolutions timed in place
+CONVS_IN_PLACE = "convs in place: flowspec"
+WARMUP = 2
 
 
 #: the bench's clocks: ``wall`` (elapsed seconds) and ``cpu`` (this process's CPU seconds: on a
@@ -70,7 +74,7 @@ CONVS_ALONE = "convs alone: "
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+def alternate(contestants: dict[str, Callable[[], object]], repeats: int, warmup: int = WARMUP,
               clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median seconds per call of each contestant (by ``clock``), timed round-robin."""
     for fn in contestants.values():
@@ -319,19 +323,21 @@ def bench(spec_path: str, spec: Spec, batch: int = 16, repeats: int = 5, baselin
             contestants[CONVS_ALONE + name], samplers[CONVS_ALONE + name] = train_replay, sample_replay
         else:
             report.skipped[f"ceiling {name}"] = "no convolutions to bound it by (a vector spec)"
+    in_place = {}
+    if "flowspec" in replays:  # flowspec's convolutions timed inside its own calls, in the same rounds
+        in_place["training"] = contestants[CONVS_IN_PLACE] = ConvsInPlace(contestants["flowspec"], timer)
+        in_place["sampling"] = samplers[CONVS_IN_PLACE] = ConvsInPlace(samplers["flowspec"], timer)
+    not_rates = (CONVS_ALONE, CONVS_IN_PLACE)
     seconds = alternate(contestants, repeats, clock=timer)
-    report.train = {name: batch / s for name, s in seconds.items() if not name.startswith(CONVS_ALONE)}
+    report.train = {name: batch / s for name, s in seconds.items() if not name.startswith(not_rates)}
     with torch.no_grad():
         sample_seconds = alternate(samplers, repeats, clock=timer)
-    report.sample = {name: batch / s for name, s in sample_seconds.items() if not name.startswith(CONVS_ALONE)}
+    report.sample = {name: batch / s for name, s in sample_seconds.items() if not name.startswith(not_rates)}
     for name, (label, _, _) in replays.items():
         report.train_ceiling[name], report.sample_ceiling[name] = batch / seconds[label], batch / sample_seconds[label]
-    if "flowspec" in replays:
-        report.convs_in_place["training"] = (convs_in_place(contestants["flowspec"], repeats, timer),
-                                             batch / report.train_ceiling["flowspec"])
-        with torch.no_grad():
-            report.convs_in_place["sampling"] = (convs_in_place(samplers["flowspec"], repeats, timer),
-                                                 batch / report.sample_ceiling["flowspec"])
+    for what, recorder in in_place.items():
+        ceiling = report.train_ceiling if what == "training" else report.sample_ceiling
+        report.convs_in_place[what] = (recorder.median(skip=WARMUP), batch / ceiling["flowspec"])
 
     report.step_flops = count_flops(lambda: flow_loss(model)(data).backward())
     model.zero_grad(set_to_none=True)
