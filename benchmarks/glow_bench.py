@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from flowspec.bench.measure import bench
+from flowspec.core.speed import keep_freed_memory
 from flowspec.spec import load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "glow-bench.yaml"
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time by elapsed seconds, or by this process's CPU seconds (a loaded machine)")
     args = parser.parse_args()
+    keep_freed_memory()  # as `flowspec bench` does: every contestant's activations reuse freed memory
     torch.set_num_threads(args.threads)
     report = bench(args.spec, load_spec(args.spec), batch=args.batch, repeats=args.repeats,
                    baselines=not args.no_baselines, memory=not args.no_memory, compile=args.compile,
