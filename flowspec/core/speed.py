@@ -57,7 +57,7 @@ def keep_freed_memory() -> bool:
     giving it back to the kernel. By default a freed block of a few MiB (an activation) goes back
     (``munmap``, or a trim of the heap's top), and the next tensor of that size page-faults on each
     of its pages: about 8,000 minor faults per glow-bench training step, none after this call, and
-    1.05-1.12x the step's CPU time (batch 16, one thread). Blocks up to 32 MiB (glibc's largest
+    1.05-1.15x the step's CPU time (batch 16, one thread). Blocks up to 32 MiB (glibc's largest
     mmap threshold) then come from the heap, and the heap is not trimmed, so resident memory stays
     at its peak, as with a caching allocator. Process-wide, so only the command-line verbs that run
     a model call it (``train``, ``eval``, ``sample``, ``bench``), never ``import flowspec``.
