@@ -78,8 +78,6 @@ class Affine(ElementwiseTransform):
         super().__init__()
         self.scale, self.clamp, self.shift_first = scale, clamp, order == "shift_scale"
         self.shift_gain = float(shift_gain)
-        # c as a 0-dim tensor: a Python float would be wrapped and cast on every call (two copies a pass)
-        self._clamp = torch.tensor(float(clamp))
         if scale == "tanh":
             self.tanh_scale = nn.Parameter(torch.zeros(()))
 
@@ -90,7 +88,7 @@ class Affine(ElementwiseTransform):
             return F.logsigmoid(raw) + LOG_2
         if self.scale == "tanh":
             return self.tanh_scale * torch.tanh(raw)
-        return self._clamp * torch.tanh(raw / self._clamp)
+        return self.clamp * torch.tanh(raw / self.clamp)
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         raw_t, raw_s = params.unbind(1)  # one view op (and one stack in backward), not two selects
