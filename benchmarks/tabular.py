@@ -27,9 +27,10 @@ load falls on each alike.
 
 Printed per table and family: test nats/dim (mean over ``--seeds`` seeds +- its standard error) and the
 mean training-step time (``--clock``: the process's CPU time by default, which other jobs on a shared
-machine inflate less than the wall clock, ``wall`` for that); then the issue's targets: flowspec as good as the better peer (difference
-within one combined standard error, ``sqrt(se_a^2 + se_b^2)``, or better) on every table, better by
-more than one on at least three, and a step time no slower than the faster peer's.
+machine inflate less than the wall clock, ``wall`` for that); then the issue's targets: flowspec as
+good as the better peer (difference within one combined standard error, ``sqrt(se_a^2 + se_b^2)``, or
+better) on every table, better by more than one on at least three, and a step time no slower than the
+faster peer's.
 
 Caveat: diabetes (sex, age) and star98 (counts) hold integer-valued and binary columns, modelled here as
 continuous as the peers' examples do; a continuous density can spike on such values, so their figures
@@ -173,8 +174,8 @@ LIBRARIES = {"flowspec": flowspec_flow, "nflows": nflows_flow, "zuko": zuko_flow
 def run(build, train: torch.Tensor, test: torch.Tensor, args, seed: int, spline: bool) -> tuple[float, float]:
     """(test nats/dim, seconds per training step)."""
     torch.manual_seed(seed)
-    options = {"activation": args.activation, "init": args.init, "shift_gain": args.shift_gain} \
-        if build is flowspec_flow else {}
+    ours = build is flowspec_flow
+    options = {"activation": args.activation, "init": args.init, "shift_gain": args.shift_gain} if ours else {}
     model, nll = build(train.shape[1], args.layers, args.hidden, spline, args.bound, **options)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(seed)

@@ -79,7 +79,8 @@ def test_masked_units_start_at_the_default_init_over_the_inputs_their_mask_keeps
     masked`` every hidden layer does so; with ``input`` (maf's default) the later layers start at
     ``nn.Linear``'s default over all their inputs; with ``dense`` every layer does."""
     torch.manual_seed(0)
-    layouts = {init: MAFConfig(hidden=400, depth=2, init=init).build((5,)).made for init in ("masked", "input", "dense")}
+    layouts = {init: MAFConfig(hidden=400, depth=2, init=init).build((5,)).made
+               for init in ("masked", "input", "dense")}
     assert MAFConfig().init == "input"
     for init in ("masked", "input"):
         first = layouts[init].hidden_layers[0]
@@ -160,7 +161,8 @@ def test_maf_in_a_spec_is_exact_end_to_end():
     ("{kind: maf, transform: wavy}", "layers[0].transform: unknown kind 'wavy'"),
     ("{kind: maf, activation: swish}", "layers[0].activation: Input should be 'elu', 'relu', 'gelu' or 'tanh'"),
     ("{kind: maf, init: zeros}", "layers[0].init: Input should be 'masked', 'input' or 'dense'"),
-    ("{kind: maf, transform: {kind: affine, shift_gain: 0}}", "layers[0].transform.shift_gain: Input should be greater than 0"),
+    ("{kind: maf, transform: {kind: affine, shift_gain: 0}}",
+     "layers[0].transform.shift_gain: Input should be greater than 0"),
     ("{kind: maf, transform: {kind: affine, shift_gain: 500}}",
      "layers[0].transform.shift_gain: Input should be less than or equal to 100"),
 ])

@@ -18,11 +18,11 @@ exp(alpha_i) + mu_i`` read in the density direction, ``a = -alpha``, ``t = -mu e
 gain 3 (``shift_gain``) leaves the maps as they are and speeds the shift's learning: ``t = -mu exp(a)``
 grows with the scale the layer learns, while Adam moves each output weight by about its learning rate
 per step. The MADE's input layer starts over each unit's kept fan-in, its later layers over all
-inputs (``init: input``; see :mod:`flowspec.layers.made`). Measured on six tables
-(``benchmarks/tabular.py``, 5 seeds), these two defaults lowered the test nats/dim on every one, the
-small tables (wine, 143 rows) overfitting less and the large one (8x8 patches, 63 dims) fitting faster. ``order``: ``natural`` (``0, 1, ..``), ``reversed``, or ``random`` (a permutation
-drawn from ``seed``); the paper reverses the order between stacked layers, so alternate ``natural``
-and ``reversed`` rows (copies in a ``repeat`` block share their ``order`` and ``seed``). The output
+inputs (``init: input``; see :mod:`flowspec.layers.made`). Both defaults were chosen on
+``benchmarks/tabular.py`` (the guide's tables section: wine overfit less, the 8x8 patches fit faster).
+``order``: ``natural`` (``0, 1, ..``), ``reversed``, or ``random`` (a permutation drawn from ``seed``);
+the paper reverses the order between stacked layers, so alternate ``natural`` and ``reversed`` rows
+(copies in a ``repeat`` block share their ``order`` and ``seed``). The output
 layer starts at zero, so a fresh layer is the transform's all-zero-parameter map (the identity for
 ``affine`` with ``exp`` scale).
 """
