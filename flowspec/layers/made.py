@@ -105,11 +105,12 @@ class MADE(nn.Module):
         self.out = MaskedLinear(hidden, outputs * features, out_mask, "masked" if init == "masked" else "dense")
 
     def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
-        a = self.hidden_layers[0](z)
+        layers = iter(self.hidden_layers)  # (a slice of a ModuleList would build a new ModuleList per call)
+        a = next(layers)(z)
         if self.context is not None and h is not None:
             a = a + self.context(h)
         a = self.activation(a)
-        for layer in self.hidden_layers[1:]:
+        for layer in layers:
             a = self.activation(layer(a))
         out = self.out(a)
         if self.context_out is not None and h is not None:
