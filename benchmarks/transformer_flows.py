@@ -2,6 +2,7 @@
 
     python benchmarks/transformer_flows.py                        # 300 s per run, 3 seeds, one thread
     python benchmarks/transformer_flows.py --budget 60 --seeds 2 --clock cpu   # a loaded machine
+    python benchmarks/transformer_flows.py --sections digits --only tarflow-digits --first-seed 1 --seeds 1
 
 Sections (targets from the issue in brackets):
 
@@ -185,6 +186,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of training per run (couplings_digits')")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run are first-seed .. first-seed + seeds - 1 (couplings_digits' option)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="what the budget counts: wall seconds, or this process's CPU seconds (load-robust)")
@@ -208,18 +211,20 @@ def main() -> int:
         scratch = Path(scratch)
         if "digits" not in args.sections:
             chosen = {}
-        results = equal_budget_runs(chosen, range(args.seeds), args.budget, data, scratch, args.clock)
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        results = equal_budget_runs(chosen, seeds, args.budget, data, scratch, args.clock)
         if results:
             print_budget_table(results, args.budget, args.clock)
         if "tarflow-digits" in results:
             mean = statistics.mean(r[0] for r in results["tarflow-digits"])
             print(f"tarflow-digits: {mean:.4f} bits/dim (target <= 2.10: {'met' if mean <= 2.10 else 'NOT met'})")
         elif {"sampling", "guidance"} & set(args.sections) or ("denoiser" in args.sections and not args.denoiser_steps):
-            results["tarflow-digits"] = [run("tarflow-digits", (ROOT / "specs" / "tarflow-digits.yaml").read_text(), 0,
+            results["tarflow-digits"] = [run("tarflow-digits", (ROOT / "specs" / "tarflow-digits.yaml").read_text(),
+                                             args.first_seed,
                                              args.budget, data, scratch, args.clock)]
         steps = results["tarflow-digits"][0][2] if "tarflow-digits" in results else None
         if "sampling" in args.sections:
-            model = flowspec.load_model(scratch / "tarflow-digits-0" / "last.pt").eval()
+            model = flowspec.load_model(scratch / f"tarflow-digits-{args.first_seed}" / "last.pt").eval()
             sampling_section(model, args.samples, args.repeats, temperature=1.0)
         if "guidance" in args.sections:
             conditional, labelled, temperature = train_conditional(scratch, steps, args.budget)

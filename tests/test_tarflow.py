@@ -178,6 +178,25 @@ def test_bad_fields_are_located(tmp_path, row, field, pattern):
     assert problem.path[-1] == field and problem.line == (6 if field == "patch" else 7)  # the row's line
 
 
+def test_dropout_makes_training_passes_random_and_eval_passes_exact(tmp_path):
+    model = _model(text=SPEC.replace("order: natural}", "order: natural, dropout: 0.5}"))
+    x = torch.rand(6, 1, 4, 4) - 0.5
+    evaluated = model.log_prob(x)
+    torch.testing.assert_close(model.log_prob(x), evaluated, rtol=0, atol=0)
+    z, _ = model.layers[1](model.layers[0](x)[0])  # eval: the decoders invert the block exactly
+    torch.testing.assert_close(model.layers[1].decode_with("cached", z)[0], model.layers[0](x)[0], rtol=1e-5, atol=1e-5)
+    model.train()
+    assert not torch.equal(model.log_prob(x), model.log_prob(x))
+    model.eval()
+    torch.testing.assert_close(model.log_prob(x), evaluated, rtol=0, atol=0)
+    path = tmp_path / "spec.yaml"  # invertible backprop re-runs the block: its dropout is refused there
+    path.write_text(SPEC.replace("CONDITION", "memory: {invertible_backprop: true}")
+                    .replace("order: natural}", "order: natural, dropout: 0.5}"))
+    with pytest.raises(SpecError, match="dropout makes its training pass random") as caught:
+        flowspec.build_graph(flowspec.load_spec(path))
+    assert caught.value.problems[0].line == 7
+
+
 def test_a_one_token_sequence_and_an_image_are_refused_with_a_hint(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(SPEC.replace("CONDITION", "").replace("patch: 2", "patch: 4"))

@@ -150,7 +150,7 @@ class FlowModel(nn.Module):
                  guidance: float = 0.0) -> Tensor:
         """Sampling direction, deterministic in the noise: ``eps`` are standard normal draws of the
         latents' shapes; every prior's standard deviation is scaled by ``temperature``. With
-        ``guidance`` ``w != 0`` (classifier-free guidance) every guided node (``tarflow``) mixes its
+        ``guidance`` ``w != 0`` (classifier-free guidance) every guided node (``tarflow``, ``coupling``) mixes its
         parameters ``theta_c + w (theta_c - theta_0)`` given the condition and the null condition."""
         factored = list(eps[:-1])
         null = self.null_features(guidance, eps[-1]) if guidance else None

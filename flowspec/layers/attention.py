@@ -24,10 +24,11 @@ class KVCache:
 
 
 class AttentionBlock(nn.Module):
-    """``a + Attn(LN(a))`` then ``+ MLP(LN(a))`` (GELU, ``mlp`` hidden units), pre-norm; causal
-    (TarFlow's conditioner) or not (Jet's ViT)."""
+    """``a + D(Attn(LN(a)))`` then ``+ D(MLP(LN(a)))`` (GELU, ``mlp`` hidden units), pre-norm; causal
+    (TarFlow's conditioner) or not (Jet's ViT). ``D`` is residual dropout of probability
+    ``dropout`` in training (GPT-2's placement), the identity in eval mode."""
 
-    def __init__(self, width: int, heads: int, mlp: int, causal: bool = True):
+    def __init__(self, width: int, heads: int, mlp: int, causal: bool = True, dropout: float = 0.0):
         super().__init__()
         self.heads, self.causal = heads, causal
         self.attention_norm = nn.LayerNorm(width)
@@ -35,6 +36,7 @@ class AttentionBlock(nn.Module):
         self.proj = nn.Linear(width, width)
         self.mlp_norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Linear(mlp, width))
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def _qkv(self, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         b, t, c = a.shape
@@ -43,8 +45,8 @@ class AttentionBlock(nn.Module):
 
     def _finish(self, a: Tensor, attended: Tensor) -> Tensor:
         b, _, t, _ = attended.shape
-        a = a + self.proj(attended.transpose(1, 2).reshape(b, t, -1))
-        return a + self.mlp(self.mlp_norm(a))
+        a = a + self.dropout(self.proj(attended.transpose(1, 2).reshape(b, t, -1)))
+        return a + self.dropout(self.mlp(self.mlp_norm(a)))
 
     @staticmethod
     def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:

@@ -185,7 +185,8 @@ class FlowLayer(nn.Module):
                         null_context: Tensor, weight: float) -> Tensor:
         """:meth:`generate` with classifier-free guidance of weight ``w``: a node whose conditioner
         mixes ``theta_c + w (theta_c - theta_0)`` from the condition's features ``context`` and the null
-        condition's ``null_context`` overrides this (``tarflow``); every other node sees the condition."""
+        condition's ``null_context`` overrides this (``tarflow``, ``coupling``); every other node sees
+        the condition."""
         return self.generate(y, eps, temperature, context)
 
     def recompute(self, y: Tensor, context: Tensor | None = None):

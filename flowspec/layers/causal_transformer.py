@@ -47,7 +47,7 @@ class CausalTransformer(nn.Module):
     parameters are 0)."""
 
     def __init__(self, tokens: int, channels: int, outputs: int, width: int, layers: int, heads: int,
-                 expansion: int, position: str, context: int, degrees: Tensor):
+                 expansion: int, position: str, context: int, degrees: Tensor, dropout: float = 0.0):
         super().__init__()
         self.tokens, self.channels, self.outputs, self.heads = tokens, channels, outputs, heads
         degrees = torch.as_tensor(degrees)
@@ -61,7 +61,8 @@ class CausalTransformer(nn.Module):
         else:
             self.register_buffer("position", sinusoidal_positions(tokens, width))
         self.context = nn.Linear(context, width, bias=False) if context else None
-        self.blocks = nn.ModuleList(AttentionBlock(width, heads, expansion * width) for _ in range(layers))
+        self.blocks = nn.ModuleList(AttentionBlock(width, heads, expansion * width, dropout=dropout)
+                                    for _ in range(layers))
         self.out = nn.Linear(width, outputs * channels)  # the layer zeroes it (a fresh block: the identity)
 
     def _tokens(self, x: Tensor) -> Tensor:
@@ -115,7 +116,8 @@ class CausalTransformerConditioner(ARConditionerConfig):
     """``causal_transformer``: ``layers`` pre-norm blocks of causal self-attention (``heads`` heads)
     and an MLP (``expansion`` x ``width``) over the tokens in the order, a linear token embedding,
     a ``learned`` or ``sinusoidal`` position embedding, the context added to every token, an
-    output shifted by one token (the tarflow layer starts it at zero)."""
+    output shifted by one token (the tarflow layer starts it at zero); ``dropout`` on each
+    residual branch in training."""
 
     kind: Literal["causal_transformer"] = "causal_transformer"
     width: PositiveInt = Field(64, description="the transformer's width C (token embedding size)")
@@ -123,6 +125,11 @@ class CausalTransformerConditioner(ARConditionerConfig):
     heads: Annotated[int, Field(ge=1, le=256)] = Field(1, description="attention heads; they must divide width")
     expansion: Annotated[int, Field(ge=1, le=16)] = Field(4, description="MLP hidden width / width")
     position: Literal["learned", "sinusoidal"] = Field("learned", description="position embedding")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="residual dropout after each attention and MLP (training only)")
+
+    def random_field(self) -> tuple | None:
+        return ("dropout",) if self.dropout > 0 else None
 
     def heads_problem(self) -> str | None:
         """A sentence when ``heads`` does not divide ``width``, else None."""
@@ -187,4 +194,4 @@ class CausalTransformerConditioner(ARConditionerConfig):
     def build(self, features, outputs: int, context: int, degrees: Tensor) -> CausalTransformer:
         tokens, channels = (features, 1) if isinstance(features, int) else features
         return CausalTransformer(tokens, channels, outputs, self.width, self.layers, self.heads, self.expansion,
-                                 self.position, context, degrees)
+                                 self.position, context, degrees, self.dropout)

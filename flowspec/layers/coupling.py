@@ -276,20 +276,35 @@ class Coupling(FlowLayer):
     def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:
         return like.new_zeros(like.shape[0]) if logdet is None else logdet.flatten(1).sum(1)
 
-    def _run(self, x: Tensor, context: Tensor | None, inverse: bool,
-             with_logdet: bool = True) -> tuple[Tensor, Tensor | None]:
-        """``(y, log-det per example)``; the log-det is ``None`` when not ``with_logdet``."""
+    def _run(self, x: Tensor, context: Tensor | None, inverse: bool, with_logdet: bool = True,
+             params=None) -> tuple[Tensor, Tensor | None]:
+        """``(y, log-det per example)``; the log-det is ``None`` when not ``with_logdet``;
+        ``params`` replaces the conditioner (guided sampling)."""
         tau = self.transform.inverse if inverse else self.transform.forward
+        params = params or self.params
         if self.checkerboard:
             free = self.mask == 0
-            y, logdet = tau(x, self.params(x * self.mask, context))
+            y, logdet = tau(x, params(x * self.mask, context))
             y = torch.where(free, y, x)
             if not with_logdet:
                 return y, None
             return y, self._sum(None if logdet is None else torch.where(free, logdet, 0.0), x)
         x_a, x_b = self.split(x)
-        y_a, logdet = tau(x_a, self.params(x_b, context))
+        y_a, logdet = tau(x_a, params(x_b, context))
         return self.join(y_a, x_b), self._sum(logdet, x) if with_logdet else None
+
+    def generate_guided(self, y: Tensor, eps: Tensor | None, temperature: float, context: Tensor | None,
+                        null_context: Tensor, weight: float) -> Tensor:
+        """The inverse with classifier-free guidance, as TarFlow's blocks do it: the parameters
+        ``theta = theta_c + w (theta_c - theta_0)`` mix ``NN(x_b, h)`` given the condition's
+        features ``h`` and ``NN(x_b, h_0)`` given the null condition's (one conditioner pass over
+        the doubled batch)."""
+        def guided(conditioning: Tensor, h: Tensor | None) -> Tensor:
+            both = self.params(torch.cat([conditioning, conditioning]), torch.cat([h, null_context]))
+            conditional, null = both.chunk(2)
+            return conditional + weight * (conditional - null)
+
+        return self._run(y, context, inverse=True, with_logdet=False, params=guided)[0]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._run(x, context, inverse=False)

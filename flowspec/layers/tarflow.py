@@ -65,6 +65,8 @@ class TarFlowConfig(LayerConfig):
     heads: Annotated[int, Field(ge=1, le=256)] = Field(1, description="attention heads; they must divide width")
     expansion: Annotated[int, Field(ge=1, le=16)] = Field(4, description="MLP hidden width / width")
     position: Literal["learned", "sinusoidal"] = Field("learned", description="position embedding of the tokens")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="residual dropout after each attention and MLP of the transformer (training only)")
     order: Literal["natural", "reversed"] = Field(
         "natural", description="the token order; TarFlow alternates natural and reversed between blocks")
     transform: Transform = Field(default_factory=_tarflow_affine,
@@ -84,7 +86,8 @@ class TarFlowConfig(LayerConfig):
 
     def conditioner(self) -> CausalTransformerConditioner:
         return CausalTransformerConditioner(width=self.width, layers=self.layers, heads=self.heads,
-                                            expansion=self.expansion, position=self.position)
+                                            expansion=self.expansion, position=self.position,
+                                            dropout=self.dropout)
 
     @staticmethod
     def tokens(shape: Shape) -> tuple[int, int]:
@@ -160,6 +163,9 @@ class TarFlowConfig(LayerConfig):
     def narrow(self, width: int) -> "TarFlowConfig":
         narrow = self.conditioner().narrow(width)
         return self.model_copy(update={"width": narrow.width, "heads": narrow.heads})
+
+    def random_field(self) -> tuple | None:
+        return ("dropout",) if self.dropout > 0 else None
 
     def dependent_entries(self, shape: Shape) -> np.ndarray:
         """Every token but the first in the order (its parameters are 0)."""
