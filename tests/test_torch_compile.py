@@ -18,6 +18,7 @@ import flowspec
 from flowspec.compile.check import narrow_spec
 from flowspec.core.speed import compile_model, is_compiled
 from flowspec.family import family_of
+from flowspec.hvae.check import narrow_hvae_spec
 from flowspec.vae.check import narrow_vae_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,8 @@ def narrow_copy(name: str):
     spec = flowspec.load_spec(ROOT / "specs" / name)
     if getattr(spec, "model", "flow") == "vae":
         return narrow_vae_spec(spec, 8)
+    if getattr(spec, "model", "flow") == "hvae":
+        return narrow_hvae_spec(spec, 8)
     if spec.steps is None:
         return narrow_spec(spec, 8)
     try:
