@@ -16,8 +16,8 @@ The contestants of one seed train interleaved, one step each in turn, until each
 ``--clock cpu`` counts the process's CPU seconds of each step instead of wall seconds, which with
 one thread is the same figure on a quiet machine and the fair one on a loaded machine),
 from the same seed, on the same batches (the bundled digits' fixed split: 1497 train, 300 test),
-with the optimizer and lr of each spec's ``training:`` section (flat: Adam 2e-3, 100 warm-up
-steps; hierarchical: Adamax 2e-3), gradient norm clipped at 50, no EMA, one CPU thread. Each
+with the optimizer, lr and warm-up of each spec's ``training:`` section (flat: Adam 2e-3;
+hierarchical: Adamax, the paper's optimizer), gradient norm clipped at 50, no EMA, one CPU thread. Each
 model's data-dependent init sees the same first batch.
 
 Prints on the test split: -ELBO (mean of ``--draws`` one-draw evaluations) and the importance-
