@@ -355,6 +355,9 @@ def test_the_log_weight_is_the_joint_over_the_posterior_at_the_iaf_output():
     up = model.bottom_up(x)
     joint = []
 
+    def gaussian(z, mean, logsd):
+        return torch.distributions.Normal(mean, logsd.exp()).log_prob(z)
+
     def replay(index, block, params):
         pz_mean, pz_logsd, rz_mean, rz_logsd, down_context, _ = params
         qz_mean, qz_logsd, up_context = up[index]
@@ -363,7 +366,6 @@ def test_the_log_weight_is_the_joint_over_the_posterior_at_the_iaf_output():
         joint.append(gaussian(zs[index], pz_mean, pz_logsd).flatten(1).sum(1) - log_q)
         return zs[index]
 
-    gaussian = lambda z, mean, logsd: torch.distributions.Normal(mean, logsd.exp()).log_prob(z)  # noqa: E731
     params = model.top_down(4, replay)
     want = model.likelihood.log_prob(params, x, model.levels) + sum(joint)
     torch.testing.assert_close(w, want)
