@@ -128,7 +128,7 @@ EXAMPLES: dict[str, list[tuple]] = {
     "squeeze": [(SqueezeConfig(), IMAGE), (SqueezeConfig(), (1, 4, 6))],
     "maf": [(MAFConfig(hidden=8), VECTOR), (MAFConfig(hidden=8, order="reversed", depth=1), ODD_VECTOR, CONTEXT),
             (MAFConfig(hidden=4, order="random", seed=3, init="dense"), VECTOR, CONTEXT),
-            (MAFConfig(hidden=8, transform="additive", activation="relu"), VECTOR),
+            (MAFConfig(hidden=8, transform="additive", activation="relu", init="masked"), VECTOR),
             (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "sigmoid"}, activation="gelu"), ODD_VECTOR),
             (MAFConfig(hidden=8, transform={"kind": "affine", "scale": "tanh", "order": "shift_scale"}), VECTOR),
             (MAFConfig(hidden=8, transform={"kind": "spline", "bins": 4, "bound": 2.0}, activation="tanh"), VECTOR,

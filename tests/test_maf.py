@@ -75,18 +75,49 @@ def test_a_fresh_layer_is_the_identity():
 
 def test_masked_units_start_at_the_default_init_over_the_inputs_their_mask_keeps():
     """Row ``u`` of a masked weight starts ``U(-1/sqrt(n_u), 1/sqrt(n_u))``, ``n_u`` its kept inputs: the
-    100 first-layer units of degree 1 (one input each) reach near 1, not ``1/sqrt(5)``."""
+    100 first-layer units of degree 1 (one input each) reach near 1, not ``1/sqrt(5)``. With ``init:
+    masked`` every hidden layer does so; with ``input`` (maf's default) the later layers start at
+    ``nn.Linear``'s default over all their inputs; with ``dense`` every layer does."""
     torch.manual_seed(0)
-    made = MAFConfig(hidden=400, depth=2).build((5,)).made
-    for linear in made.hidden_layers:  # (the output layer starts at zero)
-        bound = 1 / linear.mask.sum(1).clamp_min(1).sqrt()
-        assert torch.all((linear.weight * linear.mask).abs().amax(1) <= bound)
-    first = made.hidden_layers[0]
-    single = first.mask.sum(1) == 1
-    assert single.sum() == 100
-    assert (first.weight * first.mask)[single].abs().amax() > 0.9
-    dense = MAFConfig(hidden=400, depth=2, init="dense").build((5,)).made.hidden_layers[0]
-    assert dense.weight.abs().amax() <= 1 / 5 ** 0.5  # nn.Linear's default over all 5 inputs
+    layouts = {init: MAFConfig(hidden=400, depth=2, init=init).build((5,)).made
+               for init in ("masked", "input", "dense")}
+    assert MAFConfig().init == "input"
+    for init in ("masked", "input"):
+        first = layouts[init].hidden_layers[0]
+        bound = 1 / first.mask.sum(1).clamp_min(1).sqrt()
+        assert torch.all((first.weight * first.mask).abs().amax(1) <= bound)
+        single = first.mask.sum(1) == 1
+        assert single.sum() == 100
+        assert (first.weight * first.mask)[single].abs().amax() > 0.9
+    second = {init: made.hidden_layers[1] for init, made in layouts.items()}
+    low = second["masked"].mask.sum(1) == 100  # degree-1 units of the second layer: 100 kept inputs of 400
+    assert (second["masked"].weight * second["masked"].mask)[low].abs().amax() > 0.09  # ~ 1 / sqrt(100)
+    for init in ("input", "dense"):
+        assert second[init].weight.abs().amax() <= 1 / 400 ** 0.5  # over all 400 inputs
+    assert layouts["dense"].hidden_layers[0].weight.abs().amax() <= 1 / 5 ** 0.5  # over all 5 inputs
+
+
+def test_the_shift_gain_scales_the_shift_and_nothing_else():
+    """``y = s x + k h_t``: maf's default ``k = 3``; the log-det is ``log s`` whatever ``k``, the inverse
+    undoes it, and the cost counts the one multiply per entry."""
+    from flowspec.layers.transforms import AffineTransform
+
+    assert MAFConfig().transform.shift_gain == 3.0 and AffineTransform().shift_gain == 1.0
+    params = torch.randn(4, 2, 6, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    for order in ("scale_shift", "shift_scale"):
+        plain, gained = (AffineTransform(scale="exp", order=order, shift_gain=k).build() for k in (1.0, 3.0))
+        tripled = torch.stack([3 * params[:, 0], params[:, 1]], 1)
+        y, logdet = gained(x, params)
+        y_plain, logdet_plain = plain(x, tripled)
+        torch.testing.assert_close(y, y_plain)
+        torch.testing.assert_close(logdet, logdet_plain)
+        back, inverse_logdet = gained.inverse(y, params)
+        torch.testing.assert_close(back, x)
+        torch.testing.assert_close(inverse_logdet, -logdet)
+    costs = [AffineTransform(shift_gain=k).cost() for k in (1.0, 3.0)]
+    assert costs[1].flops_forward - costs[0].flops_forward == 1.0
+    assert costs[1].flops_inverse - costs[0].flops_inverse == 1.0
 
 
 def test_the_activation_enters_the_cost_report():
@@ -129,7 +160,11 @@ def test_maf_in_a_spec_is_exact_end_to_end():
     ("{kind: maf, seed: -1}", "layers[0].seed: Input should be greater than or equal to 0"),
     ("{kind: maf, transform: wavy}", "layers[0].transform: unknown kind 'wavy'"),
     ("{kind: maf, activation: swish}", "layers[0].activation: Input should be 'elu', 'relu', 'gelu' or 'tanh'"),
-    ("{kind: maf, init: zeros}", "layers[0].init: Input should be 'masked' or 'dense'"),
+    ("{kind: maf, init: zeros}", "layers[0].init: Input should be 'masked', 'input' or 'dense'"),
+    ("{kind: maf, transform: {kind: affine, shift_gain: 0}}",
+     "layers[0].transform.shift_gain: Input should be greater than 0"),
+    ("{kind: maf, transform: {kind: affine, shift_gain: 500}}",
+     "layers[0].transform.shift_gain: Input should be less than or equal to 100"),
 ])
 def test_bad_maf_fields_are_refused_with_their_line(row, message):
     with pytest.raises(SpecError) as error:

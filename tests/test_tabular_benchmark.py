@@ -48,3 +48,10 @@ def test_flowspecs_activation_and_init_reach_its_made():
     model, _ = tabular.flowspec_flow(4, 2, 8, False, 5.0, "relu", "dense")
     assert all(layer.conditioner.activation is torch.nn.functional.relu for layer in model.layers)
     assert all(layer.conditioner.hidden_layers[0].weight.abs().amax() <= 0.5 for layer in model.layers)
+
+
+def test_flowspecs_maf_shift_gain_is_its_default_unless_set():
+    default, _ = tabular.flowspec_flow(4, 2, 8, False, 5.0)
+    plain, _ = tabular.flowspec_flow(4, 2, 8, False, 5.0, shift_gain=1.0)
+    assert {layer.transform.shift_gain for layer in default.layers} == {3.0}
+    assert {layer.transform.shift_gain for layer in plain.layers} == {1.0}

@@ -10,10 +10,13 @@ between hidden layers ``u' <- u`` iff ``d(u') >= d(u)``, and an output ``i <- u`
 layer and the output layer unmasked (Kingma et al. 2016, arXiv:1606.04934, Sec. 4), so every
 output, the first variable's included, depends on it.
 
-Initialisation: a masked unit reads only the ``n_u`` inputs its mask keeps, so its weights are drawn
-as ``nn.Linear``'s default over that fan-in, ``U(-1/sqrt(n_u), 1/sqrt(n_u))``, not over all inputs:
-otherwise a unit of low degree starts with a pre-activation ``sqrt(n_u / n)`` times smaller, where
-ELU is all but linear, and the MADE starts close to a linear map.
+Initialisation (``init``): a masked unit reads only the ``n_u`` inputs its mask keeps, so with
+``masked`` its weights are drawn as ``nn.Linear``'s default over that fan-in, ``U(-1/sqrt(n_u),
+1/sqrt(n_u))``, not over all inputs: otherwise a unit of low degree starts with a pre-activation
+``sqrt(n_u / n)`` times smaller, where ELU is all but linear, and the MADE starts close to a linear
+map. ``input`` does so in the input layer only (the variables, ``n_u`` from 1 to ``D - 1``) and keeps
+``nn.Linear``'s default over all inputs in the later layers, so that a later unit of low degree starts
+smoother; ``dense`` keeps the default everywhere (nflows', zuko's).
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ class MaskedLinear(nn.Linear):
 #: 2016), ReLU (nflows' and zuko's default), GELU, tanh
 ACTIVATIONS = {"elu": (F.elu, 4.0), "relu": (F.relu, 1.0), "gelu": (F.gelu, 8.0), "tanh": (torch.tanh, 4.0)}
 Activation = Literal["elu", "relu", "gelu", "tanh"]
-#: masked weights start over the fan-in their mask keeps (``masked``) or over all inputs (``dense``)
-MaskedInit = Literal["masked", "dense"]
+#: masked weights start over the fan-in their mask keeps (``masked``), in the input layer only
+#: (``input``; later layers over all their inputs), or over all inputs everywhere (``dense``)
+MaskedInit = Literal["masked", "input", "dense"]
 
 
 def natural_order(features: int, reverse: bool = False) -> Tensor:
@@ -72,7 +76,8 @@ class MADE(nn.Module):
         degrees: ranks ``1..D`` of the variables in the order (default: natural order).
         outputs: heads per variable (IAF uses 2: m and s).
         activation: the hidden layers' nonlinearity, a key of :data:`ACTIVATIONS`.
-        init: ``masked`` (each unit's weights over its kept fan-in) or ``dense`` (over all inputs).
+        init: ``masked`` (each unit's weights over its kept fan-in), ``input`` (so in the input layer,
+            over all inputs in the later ones) or ``dense`` (over all inputs everywhere).
     """
 
     def __init__(self, features: int, hidden: int, depth: int = 1, context: int = 0,
@@ -88,7 +93,8 @@ class MADE(nn.Module):
         layers, previous = [], degrees
         for index in range(depth):
             mask = hidden_degrees[:, None] >= previous[None, :]
-            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask, init))
+            layers.append(MaskedLinear(features if index == 0 else hidden, hidden, mask,
+                                       "masked" if init == "masked" or (init == "input" and index == 0) else "dense"))
             previous = hidden_degrees
         self.hidden_layers = nn.ModuleList(layers)
         self.context = nn.Linear(context, hidden) if context else None
@@ -96,14 +102,15 @@ class MADE(nn.Module):
         # directly, so every output depends on the context
         self.context_out = nn.Linear(context, outputs * features, bias=False) if context else None
         out_mask = (degrees[:, None] > hidden_degrees[None, :]).repeat(outputs, 1)
-        self.out = MaskedLinear(hidden, outputs * features, out_mask, init)
+        self.out = MaskedLinear(hidden, outputs * features, out_mask, "masked" if init == "masked" else "dense")
 
     def forward(self, z: Tensor, h: Tensor | None = None) -> Tensor:
-        a = self.hidden_layers[0](z)
+        layers = iter(self.hidden_layers)  # (a slice of a ModuleList would build a new ModuleList per call)
+        a = next(layers)(z)
         if self.context is not None and h is not None:
             a = a + self.context(h)
         a = self.activation(a)
-        for layer in self.hidden_layers[1:]:
+        for layer in layers:
             a = self.activation(layer(a))
         out = self.out(a)
         if self.context_out is not None and h is not None:

@@ -97,7 +97,7 @@ class GaussianPrior(nn.Module):
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         if not self.learned and (self.context_net is None or context is None):
-            return z.flatten(1).square().sum(1) * -0.5 - z[0].numel() * HALF_LOG_TWO_PI
+            return z.flatten(1).square().sum(1) * -0.5 - numel(z.shape[1:]) * HALF_LOG_TWO_PI  # no z[0] view op
         mean, log_std = self.params(context)
         return gaussian_log_prob(z, mean, log_std)
 
