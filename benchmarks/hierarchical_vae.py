@@ -5,7 +5,7 @@ arXiv:1606.04934, sec. 6 and table 2's ablation.)
     python benchmarks/hierarchical_vae.py --budget 30 --seeds 0   # quick look
     OMP_NUM_THREADS=1 python benchmarks/hierarchical_vae.py --clock cpu   # on a loaded machine
 
-Contestants, each trained for the same wall-clock budget of its own step time:
+Contestants, each trained for the same budget of its own step time (wall or CPU seconds):
   flat+iaf   specs/vae-iaf-digits.yaml (one latent vector, 4 IAF steps)
   hvae       specs/iaf-vae-digits.yaml with posterior.kind: diagonal (no IAF)
   hvae+iaf   specs/iaf-vae-digits.yaml (one IAF step per latent layer)
