@@ -13,6 +13,10 @@ conv, actnorm, learned split priors; batch 16; float32; 1 thread by default):
 * normflows' and FrEIA's Glow of the same shape side by side (alternating runs, medians, ratios)
   when they are installed (``pip install normflows FrEIA``); skipped with a line otherwise.
 
+``--clock cpu`` times every contestant by this process's CPU seconds instead of elapsed ones: on
+a loaded machine the time spent waiting for a core is left out (one thread, idle machine: the two
+agree).
+
 Every figure is measured when the script runs; nothing is hard-coded.
 """
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import torch
 
 from flowspec.bench.measure import bench
+from flowspec.core.speed import keep_freed_memory
 from flowspec.spec import load_spec
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "glow-bench.yaml"
@@ -38,10 +43,14 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time flowspec under torch.compile (training.compile)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time by elapsed seconds, or by this process's CPU seconds (a loaded machine)")
     args = parser.parse_args()
+    keep_freed_memory()  # as `flowspec bench` does: every contestant's activations reuse freed memory
     torch.set_num_threads(args.threads)
     report = bench(args.spec, load_spec(args.spec), batch=args.batch, repeats=args.repeats,
-                   baselines=not args.no_baselines, memory=not args.no_memory, compile=args.compile)
+                   baselines=not args.no_baselines, memory=not args.no_memory, compile=args.compile,
+                   clock=args.clock)
     for line in report.lines():
         print(line, flush=True)
     activations = report.activations

@@ -1,11 +1,12 @@
 """One contract test over every registered layer kind and every example config of it (float64).
 
 For each config: round trip, log-det against ``slogdet`` of the autograd Jacobian, inverse
-log-det = -forward, inferred shape = real shape, cost rule's parameter count = real one, gradients
-reach every parameter, a state dict saved with ``torch.save`` loads (``weights_only=True``) into a
-fresh module with equal outputs, and invertible backprop's gradients equal standard autograd's;
-for every kind with buffers, the same training steps with invertible backprop on and off leave the
-same buffers and the same evaluation outputs (a recomputation pass changes no state).
+log-det = -forward, ``generate`` = the inverse exactly, inferred shape = real shape, cost rule's
+parameter count = real one, gradients reach every parameter, a state dict saved with
+``torch.save`` loads (``weights_only=True``) into a fresh module with equal outputs, and invertible
+backprop's gradients equal standard autograd's; for every kind with buffers, the same training steps
+with invertible backprop on and off leave the same buffers and the same evaluation outputs (a
+recomputation pass changes no state).
 
 Couplings are enumerated from the registries: every transform kind (and each value of its options)
 x every mask x every conditioner kind, with and without a context, so a newly registered kind is
@@ -217,6 +218,8 @@ def test_layer_contract(config, shape, context):
     torch.testing.assert_close(x_back, x, rtol=1e-10, atol=1e-10,
                                msg=lambda m: f"round trip failed\nx={x}\ny={y}\nx2={x_back}\n{m}")
     torch.testing.assert_close(inverse_logdet, -logdet, rtol=1e-10, atol=1e-10)
+    # sampling's direction (which may skip the log-det) is the inverse, to the bit
+    torch.testing.assert_close(layer.generate(y, None, 1.0, c), x_back, rtol=0, atol=0)
 
     # log-det == log|det J| of the autograd Jacobian, per example
     for i in range(x.shape[0]):

@@ -14,6 +14,8 @@ bookkeeping (caching, fewer copies, fusing the elementwise ops) can still win.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
 from typing import Callable
 
@@ -46,6 +48,41 @@ class _RecordConvs(TorchDispatchMode):
         if func in (aten.convolution.default, aten.convolution_backward.default):
             self.calls[_key(func, args)] += 1
         return func(*args, **(kwargs or {}))
+
+
+class _TimeConvs(TorchDispatchMode):
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (aten.convolution.default, aten.convolution_backward.default):
+            start = self.clock()
+            out = func(*args, **(kwargs or {}))
+            self.seconds += self.clock() - start
+            return out
+        return func(*args, **(kwargs or {}))
+
+
+class ConvsInPlace:
+    """``fn`` wrapped so that every call records the seconds its own convolutions took where they
+    ran, inside the workload (its layouts, its cache state). Timed as one more contestant in the
+    same rounds as the replay of the same calls alone (:func:`conv_replay`), ``replay / in place``
+    is the share of the conv ceiling the workload would reach if nothing but its convolutions
+    took time."""
+
+    def __init__(self, fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> None:
+        self.fn, self.clock = fn, clock
+        self.seconds: list[float] = []
+
+    def __call__(self) -> None:
+        with _TimeConvs(self.clock) as timer:
+            self.fn()
+        self.seconds.append(timer.seconds)
+
+    def median(self, skip: int = 0) -> float:
+        """Median over the calls after the first ``skip`` (warm-up)."""
+        return statistics.median(self.seconds[skip:])
 
 
 def record_convs(fn: Callable[[], object]) -> Counter[ConvCall]:

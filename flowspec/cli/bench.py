@@ -25,8 +25,10 @@ def bench(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
     """Time a training step and sampling of SPEC's model, count its FLOPs against the machine's
     measured conv peak, measure its memory with and without invertible backprop, and compare
     with other libraries' Glow of the same shape (a VAE spec: the figures that apply to a VAE)."""
+    from flowspec.core.speed import keep_freed_memory
     from flowspec.family import family_of
 
+    keep_freed_memory()  # every contestant's activations reuse freed memory (process-wide)
     torch.set_num_threads(threads)
     parsed, graph = load_validated(spec, overrides=overrides)
     refuse_oversized(graph)

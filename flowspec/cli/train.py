@@ -50,12 +50,15 @@ def train(spec: Annotated[Path, typer.Argument(help="the spec's YAML file", show
           overrides: SetOption = None) -> None:
     """Train SPEC (single process, or every rank under torchrun); write OUT/last.pt, best.pt,
     metrics.jsonl and samples/. SIGINT / SIGTERM write OUT/last.pt, then exit 130 / 143."""
+    from flowspec.core.speed import keep_freed_memory
     from flowspec.data import BUNDLED_KINDS
     from flowspec.train.conditions import load_spec_data
     from flowspec.train.config import TrainingConfig, override
     from flowspec.train.ddp import environment
     from flowspec.train.runner import train as run_training
     from flowspec.train.signals import TrainingInterrupted
+
+    keep_freed_memory()  # activations reuse freed memory instead of page-faulting on fresh pages
 
     parsed, graph = load_validated(spec, overrides=overrides)
     if temperature is not None:
@@ -114,7 +117,10 @@ def evaluate(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or bes
              seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the dequantization noise")] = 0) -> None:
     """Test bits/dim of a checkpoint (EMA weights), importance-weighted with -k where supported; for
     continuous data nats/dim and the test log-likelihood; conditional models on the test conditions."""
+    from flowspec.core.speed import keep_freed_memory
     from flowspec.train.evaluate import evaluate_checkpoint
+
+    keep_freed_memory()  # activations reuse freed memory instead of page-faulting on fresh pages
 
     if k > MAX_IMPORTANCE_SAMPLES:
         raise FlowSpecError(f"-k {k}: at most {MAX_IMPORTANCE_SAMPLES} importance samples (each one is a "
@@ -144,7 +150,10 @@ def sample(checkpoint: Annotated[Path, typer.Argument(help="RUN/last.pt or best.
     grid as a matplotlib figure with a title and class labels."""
     from flowspec.cli.conditions import requested_conditions
     from flowspec.compile.export import load_model
+    from flowspec.core.speed import keep_freed_memory
     from flowspec.train.evaluate import write_samples
+
+    keep_freed_memory()  # activations reuse freed memory instead of page-faulting on fresh pages
 
     finite_temperature(temperature)
     model = load_model(checkpoint)

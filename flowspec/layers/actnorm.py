@@ -66,4 +66,12 @@ class ActNorm(FlowLayer, DataInitialized):
         return (x + self.bias) * torch.exp(self.log_scale), self.logdet(x)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return y * torch.exp(-self.log_scale) - self.bias, -self.logdet(y)
+        return self._unscale(y), -self.logdet(y)
+
+    def _unscale(self, y: Tensor) -> Tensor:
+        return y * torch.exp(-self.log_scale) - self.bias
+
+    def generate(self, y: Tensor, eps: Tensor | None, temperature: float,
+                 context: Tensor | None = None) -> Tensor:
+        """Sampling: the inverse without its log-det, which nothing reads."""
+        return self._unscale(y)

@@ -276,22 +276,31 @@ class Coupling(FlowLayer):
     def _sum(logdet: Tensor | None, like: Tensor) -> Tensor:
         return like.new_zeros(like.shape[0]) if logdet is None else logdet.flatten(1).sum(1)
 
-    def _run(self, x: Tensor, context: Tensor | None, inverse: bool) -> tuple[Tensor, Tensor]:
+    def _run(self, x: Tensor, context: Tensor | None, inverse: bool,
+             with_logdet: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``(y, log-det per example)``; the log-det is ``None`` when not ``with_logdet``."""
         tau = self.transform.inverse if inverse else self.transform.forward
         if self.checkerboard:
             free = self.mask == 0
             y, logdet = tau(x, self.params(x * self.mask, context))
             y = torch.where(free, y, x)
+            if not with_logdet:
+                return y, None
             return y, self._sum(None if logdet is None else torch.where(free, logdet, 0.0), x)
         x_a, x_b = self.split(x)
         y_a, logdet = tau(x_a, self.params(x_b, context))
-        return self.join(y_a, x_b), self._sum(logdet, x)
+        return self.join(y_a, x_b), self._sum(logdet, x) if with_logdet else None
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._run(x, context, inverse=False)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._run(y, context, inverse=True)
+
+    def generate(self, y: Tensor, eps: Tensor | None, temperature: float,
+                 context: Tensor | None = None) -> Tensor:
+        """Sampling: the inverse without the log-det sum, which nothing reads."""
+        return self._run(y, context, inverse=True, with_logdet=False)[0]
 
     def recompute(self, y: Tensor, context: Tensor | None = None):
         """A channel mask shares one conditioner pass between the inversion and the re-run
