@@ -317,3 +317,93 @@ def test_flowspec_errors_are_raised_for_a_wrong_condition():
     model = tiny()
     with pytest.raises(FlowSpecError):
         model.log_prob(levels(model, 2), condition=torch.zeros(2))
+
+
+def _zero_iaf_outputs(model: HVAEModel) -> None:
+    with torch.no_grad():
+        for block in model.down:
+            block.iaf.conditioner.out.g.zero_()
+            block.iaf.conditioner.out.bias.zero_()
+
+
+def test_an_iaf_with_zero_output_is_the_diagonal_posterior_draw_for_draw():
+    model = tiny().double()
+    x = levels(model, 5)
+    model.initialize(x)
+    _perturbed(model, 0.1)
+    diagonal = tiny(posterior=model.spec.posterior.model_copy(update={"kind": "diagonal"})).double()
+    shared = {key: value for key, value in model.state_dict().items() if ".iaf." not in key}
+    diagonal.load_state_dict(shared)
+    _zero_iaf_outputs(model)
+    eps = [torch.randn(5, *shape, dtype=torch.float64) for shape in model.latent_shapes]
+    log_px, kls, zs = model.posterior_pass(x, eps=eps)
+    want_px, want_kls, want_zs = diagonal.posterior_pass(x, eps=eps)
+    torch.testing.assert_close(log_px, want_px)
+    for got, want in zip(kls + zs, want_kls + want_zs):
+        torch.testing.assert_close(got, want)
+
+
+def test_the_log_weight_is_the_joint_over_the_posterior_at_the_iaf_output():
+    """``w = log p(x | z) + sum_l log p(z_l | z_>l) - log q(z_l | x, z_>l)`` at the z the IAF
+    returns, with ``log q`` by the change of variables through the IAF's inverse:
+    ``log q(z') = log N(iaf^-1(z'); mean, sd) + log |det d iaf^-1 / dz'|``."""
+    model = _perturbed(tiny().double(), 0.2)
+    x = levels(model, 4).double()
+    torch.manual_seed(8)
+    log_px, kls, zs = model.posterior_pass(x)
+    w = log_px - sum(kl.flatten(1).sum(1) for kl in kls)
+    up = model.bottom_up(x)
+    joint = []
+
+    def gaussian(z, mean, logsd):
+        return torch.distributions.Normal(mean, logsd.exp()).log_prob(z)
+
+    def replay(index, block, params):
+        pz_mean, pz_logsd, rz_mean, rz_logsd, down_context, _ = params
+        qz_mean, qz_logsd, up_context = up[index]
+        base, inverse_logdet = block.iaf.inverse(zs[index], up_context + down_context)
+        log_q = gaussian(base, rz_mean + qz_mean, rz_logsd + qz_logsd).flatten(1).sum(1) + inverse_logdet
+        joint.append(gaussian(zs[index], pz_mean, pz_logsd).flatten(1).sum(1) - log_q)
+        return zs[index]
+
+    params = model.top_down(4, replay)
+    want = model.likelihood.log_prob(params, x, model.levels) + sum(joint)
+    torch.testing.assert_close(w, want)
+    torch.manual_seed(8)
+    torch.testing.assert_close(model.log_weights(x, 1)[:, 0], w)
+
+
+def test_the_iw_bound_with_one_draw_is_an_unbiased_elbo_and_k_draws_tighten_it():
+    model = _perturbed(tiny().double(), 0.2)
+    x = levels(model, 3)
+    torch.manual_seed(9)
+    w = model.log_weights(x, 2048)
+    torch.manual_seed(10)
+    one_draw = torch.stack([model.iw_log_likelihood(x, 1) for _ in range(256)])
+    elbo = w.mean(1)  # standard error of the 256-draw mean: std / 16
+    torch.testing.assert_close(one_draw.mean(0), elbo, atol=4 * (w.std(1) / 16).max().item(), rtol=0)
+    bounds = [torch.logsumexp(w.view(3, -1, k), 2).mean(1) - math.log(k) for k in (1, 4, 64)]
+    assert torch.all(bounds[0] < bounds[1]) and torch.all(bounds[1] < bounds[2])
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_free_bits_enter_the_training_objective_only(mode):
+    held, free = tiny(kl_min=50.0), tiny(kl_min=0.0)
+    x = levels(held, 6)
+    held.initialize(x)
+    free.load_state_dict(held.state_dict())
+    held.train(mode == "train")
+    free.train(mode == "train")
+    for k in (1, 8):
+        torch.manual_seed(10)
+        a = held.bits_per_dim(x, k=k)
+        torch.manual_seed(10)
+        torch.testing.assert_close(a, free.bits_per_dim(x, k=k))
+    torch.manual_seed(11)
+    objective = held.loss_per_dim(x)
+    torch.manual_seed(11)
+    bound = held.bits_per_dim(x)
+    if mode == "train":
+        assert torch.all(objective > bound)  # 50 free nats per channel
+    else:
+        torch.testing.assert_close(objective, bound)
