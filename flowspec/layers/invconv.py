@@ -118,10 +118,17 @@ class InvConv(FlowLayer):
         would no longer be the matrix whose log-det is reported, and CUDA has no bfloat16 inverse.
         A valid cache is returned before the autocast guard is entered (nothing is computed; 1.02x
         glow-bench's sampling)."""
-        if self._cache is not None and self._cacheable() and self._cache_valid():
+        cacheable = self._cacheable()
+        if cacheable and self._cache_valid():
             return self._cache[1:]
         with torch.autocast(self._device_type(), enabled=False):
-            return self._full_precision_weights()
+            if not cacheable:
+                return self.matrix(), None, self.log_abs_det()
+            with torch.no_grad():
+                weight = self.matrix()
+                snapshot = tuple(t.detach().clone() for t in (*self.parameters(), *self.buffers()))
+                self._cache = (snapshot, weight, torch.linalg.inv(weight), self.log_abs_det())
+            return self._cache[1:]
 
     def _device_type(self) -> str:
         return next(self.parameters()).device.type
@@ -132,16 +139,6 @@ class InvConv(FlowLayer):
         if self.training or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return False
         return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
-
-    def _full_precision_weights(self) -> tuple[Tensor, Tensor | None, Tensor]:
-        if self._cacheable():
-            if not self._cache_valid():
-                with torch.no_grad():
-                    weight = self.matrix()
-                    snapshot = tuple(t.detach().clone() for t in (*self.parameters(), *self.buffers()))
-                    self._cache = (snapshot, weight, torch.linalg.inv(weight), self.log_abs_det())
-            return self._cache[1:]
-        return self.matrix(), None, self.log_abs_det()
 
     def train(self, mode: bool = True):
         self._cache = None
