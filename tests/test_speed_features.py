@@ -309,17 +309,66 @@ def test_ceiling_records_every_conv_the_step_runs():
     assert 0 < conv_floor(calls, repeats=1) < float("inf")
 
 
+def _without_layouts(calls):
+    """Recorded calls with each tensor's strides dropped: the replay picks its own layouts."""
+    from collections import Counter
+
+    strip = lambda arg: arg[:3] if isinstance(arg, tuple) and arg[:1] == ("tensor",) else arg  # noqa: E731
+    out = Counter()
+    for (func, args), n in calls.items():
+        out[(func, tuple(strip(a) for a in args))] += n
+    return out
+
+
 def test_conv_replay_runs_exactly_the_recorded_convolutions():
-    """The ceiling's replay (timed beside the workload) makes the same convolution calls, as often."""
+    """The ceiling's replay (timed beside the workload) makes the same convolution calls, as often
+    (3x3 convolutions, which have no matrix-product form)."""
     from flowspec.bench.ceiling import conv_replay, record_convs
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
     x = torch.randn(3, 2, 5, 5)
     step = lambda: (net(x).sum() + net(x).sum()).backward()  # noqa: E731
     calls = record_convs(step)
     replay = conv_replay(calls, repeats=1)
-    assert record_convs(replay) == calls
+    assert _without_layouts(record_convs(replay)) == _without_layouts(calls)
     assert conv_replay(record_convs(lambda: net[1](x))) is None  # no convolutions: no ceiling
+
+
+def test_ceiling_counts_matrix_products_and_only_with_convolutions():
+    """Matrix products are recorded beside the convolutions (a 1x1 conv run as a product is still
+    in the ceiling); a workload of products alone (a vector flow) has no conv ceiling."""
+    from flowspec.bench.ceiling import conv_floor, conv_replay, record_convs
+    from flowspec.layers.conditioners.base import PointwiseConv
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), PointwiseConv(4, 4, relu=True))
+    net = net.to(memory_format=torch.channels_last)
+    x = torch.randn(3, 2, 5, 5)
+    calls = record_convs(lambda: net(x).sum().backward())
+    names = sorted(str(func) for func, _ in calls.elements())
+    assert names.count("aten.mm.default") == 3  # forward, input and weight gradients of the 1x1
+    linear = torch.nn.Linear(3, 2)
+    products = record_convs(lambda: linear(torch.randn(4, 3)).sum().backward())
+    assert sum(products.values()) > 0 and conv_floor(products) == 0.0 and conv_replay(products) is None
+
+
+@pytest.mark.parametrize("pixels_last", [False, True])
+def test_a_1x1_convolution_as_a_product_computes_the_convolution(pixels_last):
+    """The ceiling's matrix-product forms of a 1x1 convolution return what aten's convolution and
+    its backward return, for every output mask, so the ceiling times the same math."""
+    from flowspec.bench.ceiling import pointwise_as_product
+
+    aten = torch.ops.aten
+    x, weight, bias = torch.randn(3, 5, 4, 6, dtype=torch.float64), torch.randn(7, 5, 1, 1, dtype=torch.float64), \
+        torch.randn(7, dtype=torch.float64)
+    grad = torch.randn(3, 7, 4, 6, dtype=torch.float64)
+    conv = aten.convolution(x, weight, bias, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+    assert torch.allclose(pointwise_as_product(pixels_last, x, weight, bias=bias)(), conv, rtol=1e-12)
+    assert torch.allclose(pointwise_as_product(pixels_last, x, weight)(), conv - bias.view(1, 7, 1, 1), rtol=1e-12)
+    for mask in ([True, True, True], [False, True, True], [True, False, False]):
+        expected = aten.convolution_backward(grad, x, weight, [7], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+        got = pointwise_as_product(pixels_last, x, weight, grad=grad, mask=tuple(mask))()
+        for e, g in zip(expected, got):
+            assert (e is None) == (g is None) and (e is None or torch.allclose(g, e, rtol=1e-12))
 
 
 def test_bench_on_a_vector_spec_skips_the_conv_ceiling(tmp_path):

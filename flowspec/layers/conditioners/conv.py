@@ -20,8 +20,8 @@ from torch import nn
 
 from flowspec.core.fields import ODD_KERNEL
 from flowspec.layers.base import DataInitialized, MatmulOp
-from flowspec.layers.conditioners.base import (ChannelsLastNet, ConditionerConfig, NetCost, register_conditioner,
-                                               stack_cost, zero_init)
+from flowspec.layers.conditioners.base import (ChannelsLastNet, ConditionerConfig, NetCost, PointwiseConv,
+                                               register_conditioner, stack_cost, zero_init)
 
 
 @register_conditioner
@@ -45,7 +45,10 @@ class ConvConditioner(ConditionerConfig):
 
         layers = hidden(nn.Conv2d(in_channels + context, self.hidden, self.kernel, padding=pad, bias=bias))
         for _ in range(self.depth - 1):
-            layers += hidden(nn.Conv2d(self.hidden, self.hidden, 1, bias=bias))
+            if self.actnorm:
+                layers += hidden(PointwiseConv(self.hidden, self.hidden, bias=False))
+            else:  # the 1x1 conv applies its ReLU itself; the ReLU's slot keeps the stack's indices
+                layers += [PointwiseConv(self.hidden, self.hidden, relu=True), nn.Identity()]
         last = nn.Conv2d(self.hidden, out_channels, self.kernel, padding=pad)
         if self.zero_init:
             zero_init(last)
