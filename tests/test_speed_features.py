@@ -292,6 +292,58 @@ def test_conv_conditioner_computes_in_channels_last_and_returns_nchw():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
 
 
+@pytest.mark.parametrize("options", [{}, {"actnorm": True}, {"depth": 3}])
+def test_pointwise_conv_is_the_1x1_conv_and_keeps_the_stack_s_parameters(options):
+    """The conv conditioner's hidden 1x1 conv runs as a matrix product on the channels_last pixels:
+    the same output and gradients (float64) as the conv -> ReLU it replaces, the same parameter
+    names, shapes and count as a stack of nn.Conv2d / nn.ReLU, and one mm in place of a convolution."""
+    from flowspec.bench.ceiling import record_convs
+    from flowspec.layers.conditioners.base import PointwiseConv
+
+    torch.manual_seed(0)
+    config = ConvConditioner(hidden=8, zero_init=False, **options)
+    net = config.build(3, 6).double()
+    assert any(isinstance(layer, PointwiseConv) for layer in net)
+    shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+    reference = torch.nn.Sequential(*(
+        torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, padding=layer.padding,
+                        bias=layer.bias is not None)
+        if isinstance(layer, torch.nn.Conv2d) else
+        torch.nn.ReLU() if isinstance(layer, torch.nn.Identity) else copy.deepcopy(layer) for layer in net)).double()
+    assert {name: tuple(p.shape) for name, p in reference.named_parameters()} == shapes
+    reference.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+
+    y, expected = net(x), reference(x)  # the identity's slot holds the reference's ReLU
+    assert relative(y, expected) < 1e-12
+    y.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert relative(p.grad, q.grad) < 1e-10, name
+    calls = [func for func, _ in record_convs(lambda: net(x)).elements()]
+    assert calls.count(torch.ops.aten.convolution.default) == 2  # the first and the last conv
+    assert calls.count(torch.ops.aten.mm.default) == config.depth - 1
+
+
+def test_fused_adam_on_a_conv_conditioner_matches_the_per_parameter_loop():
+    """The runner's fused Adam updates the conditioner's channels_last weights and the 1x1 conv's
+    weight (whose gradient comes back from the product with contiguous strides) exactly as torch's
+    per-parameter Adam does: torch's CPU fused kernel reads memory flat, so a gradient laid out
+    unlike its parameter would update the wrong entries."""
+    torch.manual_seed(0)
+    net = ConvConditioner(hidden=16, zero_init=False).build(3, 6)
+    other = copy.deepcopy(net)
+    x = torch.randn(4, 3, 8, 8)
+    for model, optimizer in ((net, torch.optim.Adam(net.parameters(), lr=0.1, fused=True)),
+                             (other, torch.optim.Adam(other.parameters(), lr=0.1, foreach=False))):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            optimizer.step()
+    for p, q in zip(net.parameters(), other.parameters()):
+        assert (p - q).abs().max() < 1e-5
+
+
 def test_ceiling_records_every_conv_the_step_runs():
     from flowspec.bench.ceiling import conv_floor, record_convs
 
