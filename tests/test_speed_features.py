@@ -339,6 +339,23 @@ def test_bench_on_a_vector_spec_skips_the_conv_ceiling(tmp_path):
     assert "skipped     ceiling flowspec: no convolutions" in result.output
 
 
+def test_conv_breakdown_lists_each_recorded_call_with_its_layouts():
+    """The per-call breakdown has one row per distinct convolution the step runs, with its count
+    per step, the layouts its tensors had in place and positive times."""
+    from flowspec.bench.ceiling import conv_breakdown, record_convs
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1))
+    net = net.to(memory_format=torch.channels_last)
+    x = torch.randn(3, 2, 5, 5).contiguous(memory_format=torch.channels_last)
+    step = lambda: (net(x).sum() + net(x[:, :, :, 1:]).sum()).backward()  # noqa: E731
+    calls = record_convs(step)
+    rows = conv_breakdown(step, calls=2, repeats=1, operands=2, flush_bytes=1 << 20)
+    assert len(rows) == len(calls) and sum(row.count for row in rows) == sum(calls.values())
+    first = [row for row in rows if row.op == "convolution" and row.shapes[1] == (4, 2, 3, 3)]
+    assert sorted(row.layouts for row in first) == ["LL-", "SL-"]  # the cropped input is a strided view
+    assert all(row.in_place > 0 and row.replay > 0 and row.replay_fresh > 0 and row.replay_cold > 0 for row in rows)
+
+
 def test_convs_in_place_times_only_the_convolutions():
     """The in-place conv time counts convolution calls only: none, zero; with a slow non-conv op
     beside them, far less than the whole call."""
