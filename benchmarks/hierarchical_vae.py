@@ -10,15 +10,19 @@ Contestants, each trained for the same budget of its own step time (wall or CPU 
   hvae       specs/iaf-vae-digits.yaml with posterior.kind: diagonal (no IAF)
   hvae+iaf   specs/iaf-vae-digits.yaml (one IAF step per latent layer)
   hvae+iaf kl_min=0   the same without free bits (for the active-channel count)
+  flat+iaf ema=D   the flat VAE with the hierarchical spec's EMA decay D, when that spec has one and
+             the flat spec does not (tells the hierarchy's gain from the averaging's)
 
 The contestants of one seed train interleaved, one step each in turn, until each has spent
 ``--budget`` seconds in its own steps (so a load change on a shared machine hits them all alike;
 ``--clock cpu`` counts the process's CPU seconds of each step instead of wall seconds, which with
 one thread is the same figure on a quiet machine and the fair one on a loaded machine),
 from the same seed, on the same batches (the bundled digits' fixed split: 1497 train, 300 test),
-with the optimizer, lr and warm-up of each spec's ``training:`` section (flat: Adam 2e-3;
-hierarchical: Adamax, the paper's optimizer), gradient norm clipped at 50, no EMA, one CPU thread. Each
-model's data-dependent init sees the same first batch.
+each trained as ``flowspec train`` trains its spec, with the trainer's own optimizer, step and EMA
+and the whole of the spec's ``training:`` section (optimizer, lr, warm-up, weight decay, gradient
+clipping, EMA; flat: Adam 2e-3, no EMA; hierarchical: Adamax, the paper's optimizer, and its EMA),
+one CPU thread, and scored with the weights the spec evaluates (the EMA's when it has one). Each
+model's data-dependent init sees the same first batch; ``--only`` trains a subset.
 
 Prints on the test split: -ELBO (mean of ``--draws`` one-draw evaluations) and the importance-
 weighted NLL (``-k`` draws, Burda et al. 2016), both bits/dim, per seed and as mean and spread
@@ -182,9 +186,9 @@ def main() -> None:
               f"({spread(iws):.4f})")
     if "flat+iaf" in means and "hvae+iaf" in means:
         print(f"\nIW NLL, flat+iaf - hvae+iaf: {means['flat+iaf'] - means['hvae+iaf']:+.4f} bits/dim (target >= +0.05)")
-    for name in means:
+    for name, mean in means.items():
         if name.startswith("flat+iaf ema") and "hvae+iaf" in means:
-            print(f"IW NLL, {name} - hvae+iaf: {means[name] - means['hvae+iaf']:+.4f} bits/dim (the gap with both averaged)")
+            print(f"IW NLL, {name} - hvae+iaf: {mean - means['hvae+iaf']:+.4f} bits/dim (the gap with both averaged)")
     if "hvae" in means and "hvae+iaf" in means:
         print(f"IW NLL, hvae - hvae+iaf:     {means['hvae'] - means['hvae+iaf']:+.4f} bits/dim (IAF helps when > 0)")
 
