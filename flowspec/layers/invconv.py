@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from flowspec.errors import RuleViolation
 from flowspec.layers.base import ContextShape, FlowLayer, LayerConfig, LayerCost, MatmulOp, Shape, numel, per_example, register
 
+
 def multiply_channels(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``W x (+ b)`` over the channels of every pixel of ``x`` (``(B, c, H, W)``, or ``(B, c)``):
     one ``bmm`` (``baddbmm`` with a bias) of the broadcast ``W`` and ``x`` seen as ``(B, c, H W)``."""
