@@ -165,7 +165,7 @@ class TarFlowConfig(LayerConfig):
         return self.model_copy(update={"width": narrow.width, "heads": narrow.heads})
 
     def random_field(self) -> tuple | None:
-        return ("dropout",) if self.dropout > 0 else None
+        return self.conditioner().random_field()  # its fields are this layer's own (dropout)
 
     def dependent_entries(self, shape: Shape) -> np.ndarray:
         """Every token but the first in the order (its parameters are 0)."""
